@@ -1,0 +1,41 @@
+"""graphsurgery: lossless editing of ONNX models, and the repairs deployment needs.
+
+    import graphsurgery as gs
+    model = gs.load("model.onnx")
+    for node in model.find_nodes("InstanceNormalization"):
+        node.attrs["epsilon"] = 1e-3
+    model.save("fixed.onnx")
+
+The ``onnx.ModelProto`` stays the single source of truth: whatever you do not touch is
+written back exactly as it was read.
+"""
+
+from .errors import (
+    EditError,
+    ExternalDataError,
+    GraphSurgeryError,
+    InvalidModelError,
+    ModelLoadError,
+    NotFoundError,
+    SaveError,
+)
+from .graph import Graph, Value
+from .model import Model, load
+from .node import Node
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EditError",
+    "ExternalDataError",
+    "Graph",
+    "GraphSurgeryError",
+    "InvalidModelError",
+    "Model",
+    "ModelLoadError",
+    "Node",
+    "NotFoundError",
+    "SaveError",
+    "Value",
+    "load",
+]

@@ -1,0 +1,152 @@
+"""External tensor data: resolving locations safely, validating them, memory-mapping them.
+
+A tensor stored outside the model file names a ``location`` relative to the model's
+folder plus an optional ``offset`` and ``length``. This module refuses locations that
+escape that folder (``..``, absolute paths, symbolic or hard links) and ranges that
+fall outside the file or disagree with the tensor's dtype and shape.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+
+import onnx
+
+from .errors import ExternalDataError
+
+# Bits per element for element types whose storage is not a whole number of bytes.
+_SUBBYTE_BITS = {
+    onnx.TensorProto.INT4: 4,
+    onnx.TensorProto.UINT4: 4,
+}
+for _name, _bits in (("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2)):
+    if hasattr(onnx.TensorProto, _name):  # newer element types, absent from older onnx releases
+        _SUBBYTE_BITS[getattr(onnx.TensorProto, _name)] = _bits
+
+
+@dataclass(frozen=True)
+class ExternalRef:
+    """Where one tensor's bytes live on disk."""
+
+    path: str  # absolute, resolved
+    location: str  # as written in the model
+    offset: int
+    length: int  # -1 when the model gives none (the rest of the file)
+
+
+def is_external(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == onnx.TensorProto.EXTERNAL
+
+
+def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
+    """The number of bytes the tensor's dtype × shape needs, or None for strings/unknown."""
+    count = 1
+    for d in tensor.dims:
+        count *= d
+    dt = tensor.data_type
+    if dt in _SUBBYTE_BITS:
+        return (count * _SUBBYTE_BITS[dt] + 7) // 8
+    if dt in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+        return None
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(dt).itemsize
+    except (KeyError, ValueError, TypeError):
+        return None
+    return count * itemsize
+
+
+def _entries(tensor: onnx.TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in tensor.external_data}
+
+
+def resolve(tensor: onnx.TensorProto, base_dir: str | None) -> ExternalRef:
+    """Resolve and validate the external data reference of ``tensor``.
+
+    Raises :class:`ExternalDataError` naming the tensor and the file when the
+    location is unsafe or the byte range does not fit.
+    """
+    name = tensor.name or "<unnamed tensor>"
+    entries = _entries(tensor)
+    location = entries.get("location")
+    if not location:
+        raise ExternalDataError(f"tensor {name!r} is marked EXTERNAL but names no 'location'")
+    if base_dir is None:
+        raise ExternalDataError(
+            f"tensor {name!r} keeps its data in {location!r}, but the model was not loaded from a file; "
+            "load it from its path so external data can be found"
+        )
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or (len(location) > 1 and location[1] == ":"):
+        raise ExternalDataError(
+            f"tensor {name!r}: external data location {location!r} is an absolute path; "
+            "locations must be relative to the model's folder"
+        )
+    parts = location.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise ExternalDataError(
+            f"tensor {name!r}: external data location {location!r} climbs out of the model's folder with '..'"
+        )
+    base_real = os.path.realpath(base_dir)
+    path = os.path.join(base_real, *parts)
+    # Refuse any symbolic link on the way, not only at the end.
+    probe = base_real
+    for part in parts:
+        probe = os.path.join(probe, part)
+        if os.path.islink(probe):
+            raise ExternalDataError(
+                f"tensor {name!r}: external data location {location!r} goes through a symbolic link ({probe}); "
+                "copy the data file into the model's folder instead"
+            )
+    if os.path.commonpath([os.path.realpath(path), base_real]) != base_real:
+        raise ExternalDataError(f"tensor {name!r}: external data location {location!r} escapes the model's folder")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ExternalDataError(
+            f"tensor {name!r}: external data file {path} does not exist; keep the data file beside the model"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ExternalDataError(f"tensor {name!r}: external data location {location!r} is not a regular file")
+    if st.st_nlink > 1:
+        raise ExternalDataError(
+            f"tensor {name!r}: external data file {path} has {st.st_nlink} hard links; "
+            "a hard link may point outside the model's folder, so copy the file instead"
+        )
+    try:
+        offset = int(entries.get("offset", "0"))
+        length = int(entries.get("length", "-1"))
+    except ValueError:
+        raise ExternalDataError(
+            f"tensor {name!r}: external data offset/length are not integers "
+            f"(offset={entries.get('offset')!r}, length={entries.get('length')!r})"
+        ) from None
+    if offset < 0 or offset > st.st_size:
+        raise ExternalDataError(
+            f"tensor {name!r}: external data offset {offset} lies outside {path} ({st.st_size} bytes)"
+        )
+    if length < -1 or (length >= 0 and offset + length > st.st_size):
+        raise ExternalDataError(
+            f"tensor {name!r}: external data range [{offset}, {offset + length}) lies outside {path} "
+            f"({st.st_size} bytes)"
+        )
+    expected = expected_nbytes(tensor)
+    available = length if length >= 0 else st.st_size - offset
+    if expected is not None and available != expected and (length >= 0 or available < expected):
+        raise ExternalDataError(
+            f"tensor {name!r}: external data holds {available} bytes but dtype "
+            f"{onnx.TensorProto.DataType.Name(tensor.data_type)} × shape {list(tensor.dims)} needs {expected}"
+        )
+    return ExternalRef(path=path, location=location, offset=offset, length=expected if length < 0 and expected is not None else length)
+
+
+def set_entries(tensor: onnx.TensorProto, location: str, offset: int, length: int) -> None:
+    """Point ``tensor`` at ``location``/``offset``/``length``, dropping any inline data."""
+    for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "string_data"):
+        tensor.ClearField(field)
+    del tensor.external_data[:]
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(length))):
+        entry = tensor.external_data.add()
+        entry.key = key
+        entry.value = value

@@ -1,0 +1,241 @@
+"""The :class:`Model`: a live ``onnx.ModelProto`` plus indexes and verbs, and :func:`load`."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import onnx
+
+from . import checks, serialization
+from .errors import GraphSurgeryError, ModelLoadError
+from .graph import Graph
+from .node import Node
+
+
+def load(source: Any, *, base_dir: str | None = None) -> Model:
+    """Open a model from a path, bytes, an ``onnx.ModelProto`` (wrapped, not copied) or a Model.
+
+    External tensor data is not read: it is checked lazily and memory-mapped on first use.
+    Refuses files that are empty, truncated or not ONNX, and models whose names are ambiguous
+    (duplicate opsets, initializers or producers), with an error naming the culprit.
+    """
+    if isinstance(source, Model):
+        return source
+    if isinstance(source, onnx.ModelProto):
+        serialization.validate_header(source, "the model")
+        model = Model(source, base_dir=base_dir)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        model = Model(serialization.parse(bytes(source), "the given bytes"), base_dir=base_dir)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        proto = serialization.parse(serialization.read_file(path), f"model file {path}")
+        model = Model(proto, base_dir=base_dir or os.path.dirname(os.path.abspath(path)), source_path=path)
+    else:
+        raise ModelLoadError(f"cannot load a model from {type(source).__name__}; give a path, bytes or a ModelProto")
+    model._validate()
+    return model
+
+
+class Model:
+    """An ONNX model being edited. ``proto`` is the live ModelProto; everything else is a view."""
+
+    def __init__(self, proto: onnx.ModelProto, *, base_dir: str | None = None, source_path: str | None = None):
+        self.proto = proto
+        self.base_dir = base_dir
+        self.source_path = os.path.abspath(source_path) if source_path else None
+        self.graph = Graph(proto.graph, self)
+        self._functions: dict | None = None
+        self._names: set[str] | None = None
+        self._node_names: set[str] | None = None
+        self._counter = itertools.count(1)
+
+    def _validate(self) -> None:
+        """Build indexes of every scope now, so ambiguous models fail at load, not mid-edit."""
+        stack = [self.graph, *self.functions.values()]
+        while stack:
+            g = stack.pop()
+            g._ensure()
+            stack.extend(g.subgraphs())
+
+    # ---- views -----------------------------------------------------------
+    @property
+    def ir_version(self) -> int:
+        return self.proto.ir_version
+
+    @property
+    def opsets(self) -> dict[str, int]:
+        """Imported opset version by domain ("" is the default ONNX domain)."""
+        return {op.domain: op.version for op in self.proto.opset_import}
+
+    def opset(self, domain: str = "") -> int | None:
+        return self.opsets.get(domain if domain != "ai.onnx" else "")
+
+    @property
+    def functions(self) -> dict[tuple[str, str], Graph]:
+        """Model-local functions by (domain, name), as graphs you can look into and edit."""
+        if self._functions is None:
+            self._functions = {(f.domain, f.name): Graph(f, self) for f in self.proto.functions}
+        return self._functions
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """``metadata_props`` as a dict (a snapshot; change with :meth:`set_metadata`)."""
+        return {p.key: p.value for p in self.proto.metadata_props}
+
+    def set_metadata(self, key: str, value: str | None) -> None:
+        props = self.proto.metadata_props
+        for i, p in enumerate(props):
+            if p.key == key:
+                if value is None:
+                    del props[i]
+                else:
+                    p.value = value
+                return
+        if value is not None:
+            entry = props.add()
+            entry.key, entry.value = key, value
+
+    def graphs(self) -> Iterator[Graph]:
+        """The main graph, every subgraph and every function body, depth-first."""
+        stack = [self.graph, *self.functions.values()]
+        while stack:
+            g = stack.pop(0)
+            yield g
+            stack[0:0] = g.subgraphs()
+
+    def find_nodes(self, op_type: str | None = None, domain: str | None = None, *, name: str | None = None
+                   ) -> list[Node]:
+        """Matching nodes in every graph: main graph, subgraphs and function bodies."""
+        return [n for g in self.graphs() for n in g.find_nodes(op_type, domain, name=name)]
+
+    def node(self, name: str) -> Node:
+        """The node called ``name`` anywhere in the model."""
+        for g in self.graphs():
+            for n in g.nodes:
+                if n.proto.name == name:
+                    return n
+        from .errors import not_found
+        raise not_found("node", name, (n.proto.name for g in self.graphs() for n in g.nodes), "the model")
+
+    def op_histogram(self) -> dict[str, int]:
+        """How many nodes of each op type (``domain::Op`` outside the default domain), subgraphs included."""
+        counts = collections.Counter(
+            (f"{n.proto.domain}::{n.proto.op_type}" if n.proto.domain not in ("", "ai.onnx") else n.proto.op_type)
+            for g in self.graphs() for n in g.nodes)
+        return dict(counts.most_common())
+
+    # ---- names -----------------------------------------------------------
+    def _all_names(self) -> set[str]:
+        if self._names is None:
+            names: set[str] = set()
+            node_names: set[str] = set()
+            for g in self.graphs():
+                g._ensure()
+                names.update(g._producer, g._input_set, g._inits, g._sparse, g.output_names)
+                node_names.update(n.proto.name for n in g._nodes)
+            self._names = names
+            self._node_names = node_names
+        return self._names
+
+    def _names_add(self, names) -> None:
+        if self._names is not None:
+            self._names.update(n for n in names if n)
+
+    def _unique(self, base: str, kind: str) -> str:
+        self._all_names()
+        taken = self._names if kind == "tensor" else self._node_names
+        name = base
+        while name in taken:
+            name = f"{base}_{next(self._counter)}"
+        taken.add(name)
+        return name
+
+    # ---- whole-model operations -----------------------------------------------
+    def toposort(self) -> None:
+        """Put the nodes of every graph in a valid order, keeping the current one where it is valid."""
+        for g in self.graphs():
+            g.toposort()
+
+    def remove_unused(self) -> dict[str, int]:
+        """Remove dead nodes, unused initializers and stale value_info in every graph."""
+        return self.graph.remove_unused()
+
+    def problems(self, *, onnx_checker: bool = True, full: bool = True) -> list[str]:
+        """Every problem :meth:`check` would raise for, one line each."""
+        return checks.problems(self, onnx_checker=onnx_checker, full=full)
+
+    def check(self, *, onnx_checker: bool = True, full: bool = True) -> None:
+        """Raise :class:`InvalidModelError` listing every problem: onnx's checker (with shape
+        inference when ``full``) plus single producers, no dangling inputs, no cycles,
+        unique initializers, outputs with producers, opsets present."""
+        checks.check(self, onnx_checker=onnx_checker, full=full)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False, external_data: bool | None = None,
+             location: str | None = None, size_threshold: int = 1024, check: bool = True) -> None:
+        """Write the model atomically (temporary file, then rename).
+
+        - ``external_data``: None (default) keeps weights external if they were, and switches to
+          external data when the model reaches 2 GiB; True/False force it. External data goes to
+          one file, ``location`` (default ``<file name>.data``), beside ``path``; initializers of
+          ``size_threshold`` bytes or more move there. Afterwards the model reads its weights
+          from that new file.
+        - Refuses to overwrite the file the model was loaded from unless ``overwrite=True``, to
+          write a model that breaks graphsurgery's invariants unless ``check=False``, and to write
+          subgraphs nested deeper than protobuf readers accept.
+        """
+        from .errors import SaveError
+
+        for g in self.graphs():
+            if g._built and g._order_dirty:
+                g.toposort()
+        if check:
+            found = checks.problems(self, onnx_checker=False)
+            if found:
+                raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
+                                "Fix it, or pass check=False to save anyway")
+        serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
+                           size_threshold=size_threshold)
+
+    def to_bytes(self) -> bytes:
+        """The serialized model (external tensors stay references)."""
+        for g in self.graphs():
+            if g._built and g._order_dirty:
+                g.toposort()
+        return self.proto.SerializeToString()
+
+    def copy(self) -> Model:
+        """An independent deep copy (external data is shared, read-only)."""
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto)
+        return Model(proto, base_dir=self.base_dir)
+
+    def _moved_to(self, folder: str) -> None:
+        self.base_dir = folder
+
+    # ---- interop -------------------------------------------------------------
+    def to_networkx(self, *, recursive: bool = False):
+        """A ``networkx.MultiDiGraph``: see :func:`graphsurgery.interop.to_networkx`."""
+        from .interop import to_networkx
+        return to_networkx(self.graph, recursive=recursive)
+
+    def to_graphsurgeon(self):
+        """An ``onnx_graphsurgeon.Graph`` for existing graphsurgeon scripts."""
+        from .interop import to_graphsurgeon
+        return to_graphsurgeon(self)
+
+    @classmethod
+    def from_graphsurgeon(cls, gs_graph) -> Model:
+        from .interop import from_graphsurgeon
+        return from_graphsurgeon(gs_graph)
+
+    def __repr__(self) -> str:
+        ops = ", ".join(f"{d or 'ai.onnx'}:{v}" for d, v in self.opsets.items())
+        return (f"<Model {self.proto.graph.name!r}: {len(self.proto.graph.node)} nodes, "
+                f"inputs {self.graph.input_names}, outputs {self.graph.output_names}, opsets {ops}>")
+
+
+__all__ = ["Model", "load", "GraphSurgeryError"]

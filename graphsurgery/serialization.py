@@ -1,0 +1,310 @@
+"""Reading and writing model files: validation on the way in, atomic writes on the way out.
+
+A load parses the bytes once and keeps the ``ModelProto`` as it is; external tensor data
+stays on disk until a tensor is read (then it is memory-mapped). A save writes to a
+temporary file in the target folder and renames it into place, so a failed save never
+leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from . import external_data
+from .errors import ModelLoadError, SaveError
+
+if TYPE_CHECKING:
+    from .model import Model
+
+TWO_GB = 2**31
+# upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
+MAX_MESSAGE_DEPTH = 100
+_ALIGN = 64
+_CHUNK = 16 * 2**20
+
+
+def parse(data: bytes, what: str) -> onnx.ModelProto:
+    """Parse model bytes, refusing what is empty, truncated or plainly not an ONNX model."""
+    if not data:
+        raise ModelLoadError(f"{what} is empty (0 bytes); it is not an ONNX model")
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as exc:
+        raise ModelLoadError(f"{what} is not a readable ONNX model (truncated or not protobuf): {exc}") from None
+    except RecursionError:
+        raise ModelLoadError(f"{what} nests subgraphs too deeply to be read") from None
+    validate_header(proto, what)
+    return proto
+
+
+def validate_header(proto: onnx.ModelProto, what: str) -> None:
+    """Refuse a parsed message that cannot be an ONNX model, or whose opsets are ambiguous."""
+    if proto.ir_version <= 0:
+        hint = " (random bytes and empty files parse as an empty message)" if not proto.HasField("graph") else ""
+        raise ModelLoadError(f"{what} has no valid ir_version ({proto.ir_version}): it is not an ONNX model{hint}")
+    if not proto.HasField("graph"):
+        raise ModelLoadError(f"{what} has no graph: it is not an ONNX model")
+    if proto.ir_version >= 3 and len(proto.opset_import) == 0:
+        raise ModelLoadError(f"{what} imports no opset; every model since IR version 3 must name the opset of "
+                             "its operators (add one with onnx.helper.make_opsetid('', VERSION))")
+    _check_opsets(proto.opset_import, what)
+    for f in proto.functions:
+        _check_opsets(f.opset_import, f"{what}, function {f.domain}::{f.name}")
+
+
+def _check_opsets(imports, what: str) -> None:
+    seen: dict[str, int] = {}
+    for op in imports:
+        if op.domain in seen:
+            raise ModelLoadError(f"{what} imports domain {op.domain or 'ai.onnx'!r} twice (versions "
+                                 f"{seen[op.domain]} and {op.version}); keep one opset_import entry per domain")
+        seen[op.domain] = op.version
+
+
+def read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ModelLoadError(f"model file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ModelLoadError(f"{path} is a folder, not a model file") from None
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {path}: {exc.strerror}") from None
+
+
+def iter_graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Initializers of ``graph`` and of every subgraph, and tensors held in node attributes."""
+    yield from graph.initializer
+    for s in graph.sparse_initializer:
+        yield s.values
+        yield s.indices
+    for node in graph.node:
+        yield from iter_node_tensors(node)
+
+
+def iter_node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
+    for a in node.attribute:
+        t = a.type
+        if t == onnx.AttributeProto.TENSOR:
+            yield a.t
+        elif t == onnx.AttributeProto.TENSORS:
+            yield from a.tensors
+        elif t == onnx.AttributeProto.GRAPH:
+            yield from iter_graph_tensors(a.g)
+        elif t == onnx.AttributeProto.GRAPHS:
+            for g in a.graphs:
+                yield from iter_graph_tensors(g)
+
+
+def iter_model_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    yield from iter_graph_tensors(proto.graph)
+    for f in proto.functions:
+        for node in f.node:
+            yield from iter_node_tensors(node)
+
+
+def nesting_depth(graph: onnx.GraphProto | onnx.FunctionProto) -> int:
+    """How many levels of subgraphs sit below ``graph`` (0 for none)."""
+    deepest = 0
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                deepest = max(deepest, 1 + nesting_depth(a.g))
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    deepest = max(deepest, 1 + nesting_depth(g))
+    return deepest
+
+
+def _atomic_target(path: str) -> tuple[int, str]:
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise SaveError(f"cannot save to {path}: folder {folder} does not exist")
+    return tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def save(model: Model, path: str, *, overwrite: bool, external: bool | None, location: str | None,
+         size_threshold: int) -> None:
+    """Write ``model`` to ``path`` as described in :meth:`graphsurgery.Model.save`."""
+    path = os.fspath(path)
+    src = model.source_path
+    if not overwrite and src is not None and os.path.exists(path) and os.path.samefile(path, src):
+        raise SaveError(f"refusing to overwrite the input model {src}; save elsewhere, or pass overwrite=True")
+    depth = 2 + 3 * nesting_depth(model.proto.graph) + 5
+    if depth > MAX_MESSAGE_DEPTH:
+        raise SaveError(f"subgraphs nest {nesting_depth(model.proto.graph)} levels deep; protobuf readers refuse "
+                        f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels, so nobody could read this file. "
+                        "Inline or flatten some If/Loop bodies first")
+    proto = model.proto
+    has_external = any(external_data.is_external(t) for t in iter_model_tensors(proto))
+    if external is None:
+        external = has_external or proto.ByteSize() >= TWO_GB
+    if not external:
+        if has_external:
+            _inline_external(model)
+        size = proto.ByteSize()
+        if size >= TWO_GB:
+            raise SaveError(f"the model is {size / 2**30:.2f} GiB; protobuf cannot write a file of 2 GiB or more. "
+                            "Save with external_data=True to keep weights in a separate file")
+        write_atomic(path, proto.SerializeToString())
+        return
+    _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold)
+
+
+def _inline_external(model: Model) -> None:
+    from . import tensors
+
+    for t in list(iter_model_tensors(model.proto)):
+        if external_data.is_external(t):
+            data = tensors.to_numpy(t, model.base_dir)
+            raw = data.tobytes()
+            del t.external_data[:]
+            t.data_location = onnx.TensorProto.DEFAULT
+            t.raw_data = raw
+
+
+def _save_external(model: Model, path: str, location: str, size_threshold: int) -> None:
+    """Stream every external tensor, and every inline initializer of ``size_threshold`` bytes or
+    more, into one data file beside ``path``; then point the tensors at it and write the model."""
+    if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/") or "/" in location:
+        raise SaveError(f"external data location {location!r} must be a plain file name in the model's folder")
+    folder = os.path.dirname(os.path.abspath(path))
+    data_path = os.path.join(folder, location)
+    if model.source_path is not None and os.path.exists(data_path):
+        src_folder = os.path.dirname(os.path.abspath(model.source_path))
+        if os.path.samefile(folder, src_folder) and not os.path.samefile(path, model.source_path) and any(
+                external_data.is_external(t) and _location_of(t) == location for t in iter_model_tensors(model.proto)):
+            raise SaveError(f"saving beside the input would overwrite its data file {data_path}, which the input "
+                            "model still needs; pass location='NEW_NAME.data'")
+    proto = model.proto
+    initializers = _initializer_ids(proto)
+    chosen = []
+    for t in iter_model_tensors(proto):
+        if external_data.is_external(t):
+            chosen.append((t, external_data.resolve(t, model.base_dir)))
+        elif id(t) in initializers and t.data_type != onnx.TensorProto.STRING and t.ByteSize() >= size_threshold:
+            chosen.append((t, None))
+    fd, tmp_data = _atomic_target(data_path)
+    placed = []
+    try:
+        with os.fdopen(fd, "wb") as out:
+            offset = 0
+            for t, ref in chosen:
+                pad = (-offset) % _ALIGN
+                if pad:
+                    out.write(b"\0" * pad)
+                    offset += pad
+                if ref is not None:
+                    length = _copy_range(ref.path, ref.offset, ref.length, out)
+                else:
+                    data = t.raw_data if t.HasField("raw_data") else _as_raw(t)
+                    out.write(data)
+                    length = len(data)
+                placed.append((t, offset, length))
+                offset += length
+            out.flush()
+            os.fsync(out.fileno())
+        # point the tensors at the new file; keep what is needed to undo it
+        undo = []
+        for t, off, length in placed:
+            old = None
+            if external_data.is_external(t):
+                old = onnx.TensorProto()
+                old.CopyFrom(t)
+            undo.append((t, old, off, length))
+            external_data.set_entries(t, location, off, length)
+        try:
+            write_atomic(path, proto.SerializeToString())
+        except BaseException:
+            _undo(undo, tmp_data)
+            raise
+        os.replace(tmp_data, data_path)
+    except BaseException:
+        _unlink(tmp_data)
+        raise
+    model._moved_to(folder)
+
+
+def _undo(undo, tmp_data: str) -> None:
+    with open(tmp_data, "rb") as f:
+        for t, old, off, length in undo:
+            if old is not None:
+                t.CopyFrom(old)
+            else:
+                f.seek(off)
+                del t.external_data[:]
+                t.data_location = onnx.TensorProto.DEFAULT
+                t.raw_data = f.read(length)
+
+
+def _location_of(t: onnx.TensorProto) -> str:
+    for e in t.external_data:
+        if e.key == "location":
+            return e.value
+    return ""
+
+
+def _initializer_ids(proto: onnx.ModelProto) -> dict[int, onnx.TensorProto]:
+    """The initializer protos of every graph, by id. upb hands out one Python object per
+    message only while that object lives, so the dict keeps them alive to keep ids stable."""
+    ids: dict[int, onnx.TensorProto] = {}
+    stack = [proto.graph]
+    while stack:
+        g = stack.pop()
+        ids.update((id(t), t) for t in g.initializer)
+        for n in g.node:
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    return ids
+
+
+def _as_raw(t: onnx.TensorProto) -> bytes:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(numpy_helper.to_array(t)).raw_data
+
+
+def _copy_range(src: str, offset: int, length: int, out) -> int:
+    with open(src, "rb") as f:
+        f.seek(offset)
+        remaining = length
+        copied = 0
+        while remaining:
+            chunk = f.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise SaveError(f"external data file {src} ended early while copying")
+            out.write(chunk)
+            copied += len(chunk)
+            remaining -= len(chunk)
+    return copied
