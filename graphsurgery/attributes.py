@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .node import Node
 
 A = onnx.AttributeProto
+_GRAPH_TYPES = (A.GRAPH, A.GRAPHS)
 
 
 class Attributes(MutableMapping):
@@ -56,29 +57,27 @@ class Attributes(MutableMapping):
         node = self._node
         old = self._find(key)
         new = _encode(key, value, old)
-        if new.type in (A.GRAPH, A.GRAPHS):
-            node._graph._before_subgraph_change(node)
+        node._graph._check_alive(node)
+        touches_graphs = new.type in _GRAPH_TYPES or (old is not None and old.type in _GRAPH_TYPES)
+        if touches_graphs:
+            node._graph._check_new_subgraphs(new, node)
         if old is not None:
-            if old.type in (A.GRAPH, A.GRAPHS):
-                node._graph._before_subgraph_change(node)
             if old.doc_string and not new.doc_string:
                 new.doc_string = old.doc_string
             old.CopyFrom(new)
         else:
             node.proto.attribute.append(new)
-        if new.type in (A.GRAPH, A.GRAPHS) or (old is not None and old.type in (A.GRAPH, A.GRAPHS)):
-            node._graph._after_subgraph_change(node)
+        if touches_graphs:
+            node._graph._subgraphs_changed(node)
 
     def __delitem__(self, key: str) -> None:
         attrs = self._node.proto.attribute
         for i, attr in enumerate(attrs):
             if attr.name == key:
-                is_graph = attr.type in (A.GRAPH, A.GRAPHS)
-                if is_graph:
-                    self._node._graph._before_subgraph_change(self._node)
+                is_graph = attr.type in _GRAPH_TYPES
                 del attrs[i]
                 if is_graph:
-                    self._node._graph._after_subgraph_change(self._node)
+                    self._node._graph._subgraphs_changed(self._node)
                 return
         raise not_found("attribute", key, self, f"node {self._node.name!r} ({self._node.op_type})")
 

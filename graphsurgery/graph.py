@@ -345,6 +345,26 @@ class Graph:
                     return vi
         return None
 
+    def _known_type(self, name: str) -> onnx.ValueInfoProto | None:
+        """A value_info for ``name``: recorded, from an initializer, or from onnx shape inference."""
+        g = self._resolve(name) or self
+        vi = g.value_info(name)
+        if vi is not None and vi.HasField("type"):
+            return vi
+        t = g._inits.get(name)
+        if t is not None:
+            return helper.make_tensor_value_info(name, t.data_type, list(t.dims))
+        if self.model is None or g.parent is not None:
+            return None
+        try:
+            inferred = onnx.shape_inference.infer_shapes(self.model.proto, strict_mode=False)
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError):
+            return None
+        for vi in list(inferred.graph.value_info) + list(inferred.graph.output):
+            if vi.name == name and vi.HasField("type"):
+                return vi
+        return None
+
     # =================================================================
     # edits: wiring
     # =================================================================
@@ -385,10 +405,12 @@ class Graph:
         """Make every reader of tensor ``old`` read ``new`` instead, in this scope and its
         subgraphs; with ``outputs=True`` graph outputs named ``old`` follow too.
 
-        Returns the number of inputs changed. Refused, with nothing changed, when
-        ``new`` is not visible at some reader.
+        The node producing ``new`` keeps reading ``old`` (so "insert a node after ``old``, then
+        rewire" works). Returns the number of inputs changed. Refused, with nothing changed,
+        when ``new`` is not visible at some reader.
         """
-        uses = self.uses(old)
+        made_by = self.producer(new)
+        uses = [u for u in self.uses(old) if made_by is None or u[0].proto is not made_by.proto]
         for node, _ in uses:
             node._graph._require_visible(new, f"node {node.name!r}")
             if new in node.proto.output:
@@ -515,15 +537,40 @@ class Graph:
         # appended at the end, so topological order holds; the rank only guides later sorts
         return (best[0] + 0.5, next(_INSERT))
 
-    def _check_new_subgraphs(self, proto: onnx.NodeProto, local_new: set[str]) -> None:
-        for a in proto.attribute:
-            gs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []
+    def _check_new_subgraphs(self, proto: onnx.NodeProto | onnx.AttributeProto, local_new: set[str] | Node) -> None:
+        """Refuse graph attributes that read names this scope cannot see."""
+        if isinstance(local_new, Node):
+            owner, local_new = local_new.name, set()
+        else:
+            owner = proto.name
+        attrs = [proto] if isinstance(proto, onnx.AttributeProto) else proto.attribute
+        for a in attrs:
+            if a.type == onnx.AttributeProto.GRAPH:
+                gs = [a.g]
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                gs = list(a.graphs)
+            else:
+                continue
             for gp in gs:
                 tmp = Graph(gp, None, parent=self)
                 for name in tmp._free_names():
                     if name not in local_new and self._resolve(name) is None:
-                        raise EditError(f"subgraph {a.name!r} of new node {proto.name!r} reads {name!r}, "
+                        raise EditError(f"subgraph {a.name!r} of node {owner!r} reads {name!r}, "
                                         f"which is not defined in {self.describe()} or an enclosing scope")
+
+    def _subgraphs_changed(self, node: Node) -> None:
+        """A graph attribute of ``node`` was set or deleted: refresh what depends on it."""
+        node._subgraphs = None
+        has = node.has_subgraphs()
+        listed = any(n is node for n in self._sub_nodes)
+        if has and not listed:
+            self._sub_nodes.append(node)
+        elif listed and not has:
+            self._sub_nodes = [n for n in self._sub_nodes if n is not node]
+        self._order_dirty = True
+        self._invalidate_free()
+        if self.model is not None:
+            self.model._names = None
 
     def _index_node(self, node: Node) -> None:
         self._nodes.append(node)
@@ -762,16 +809,15 @@ class Graph:
         if self.is_function:
             self.proto.output.append(name)
         else:
-            known = self.value_info(name) if dtype is None else None
-            if known is None and dtype is None:
-                t = self._inits.get(name)
-                vi = helper.make_tensor_value_info(name, t.data_type, list(t.dims)) if t is not None else \
-                    onnx.ValueInfoProto(name=name)
-            elif known is not None:
+            if dtype is not None:
+                vi = helper.make_tensor_value_info(name, _dtype_code(dtype), shape)
+            else:
+                known = self._known_type(name)
+                if known is None:
+                    raise EditError(f"the type of {name!r} is unknown (no value_info, and shape inference could "
+                                    "not tell); pass dtype= (and shape=) to add_output")
                 vi = onnx.ValueInfoProto()
                 vi.CopyFrom(known)
-            else:
-                vi = helper.make_tensor_value_info(name, _dtype_code(dtype), shape)
             self.proto.output.append(vi)
         self._invalidate_free()
 

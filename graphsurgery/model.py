@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from . import checks, serialization
-from .errors import GraphSurgeryError, ModelLoadError
+from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
 from .graph import Graph
 from .node import Node
 
@@ -189,14 +189,18 @@ class Model:
         """
         from .errors import SaveError
 
-        for g in self.graphs():
-            if g._built and g._order_dirty:
-                g.toposort()
         if check:
-            found = checks.problems(self, onnx_checker=False)
+            found = checks.problems(self, onnx_checker=False)  # also restores topological order
             if found:
                 raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
                                 "Fix it, or pass check=False to save anyway")
+        else:
+            for g in self.graphs():
+                if g._built and g._order_dirty:
+                    try:
+                        g.toposort()
+                    except InvalidModelError:
+                        pass  # asked to save regardless: keep the current order
         serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
                            size_threshold=size_threshold)
 
