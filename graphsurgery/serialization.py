@@ -187,7 +187,7 @@ def _inline_external(model: Model) -> None:
             data = tensors.to_numpy(t, model.base_dir)
             raw = data.tobytes()
             del t.external_data[:]
-            t.data_location = onnx.TensorProto.DEFAULT
+            t.ClearField("data_location")  # absent, as in a model that was never external
             t.raw_data = raw
 
 
@@ -200,7 +200,8 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int) 
     data_path = os.path.join(folder, location)
     if model.source_path is not None and os.path.exists(data_path):
         src_folder = os.path.dirname(os.path.abspath(model.source_path))
-        if os.path.samefile(folder, src_folder) and not os.path.samefile(path, model.source_path) and any(
+        same_file = os.path.exists(path) and os.path.samefile(path, model.source_path)
+        if os.path.samefile(folder, src_folder) and not same_file and any(
                 external_data.is_external(t) and _location_of(t) == location for t in iter_model_tensors(model.proto)):
             raise SaveError(f"saving beside the input would overwrite its data file {data_path}, which the input "
                             "model still needs; pass location='NEW_NAME.data'")
@@ -261,7 +262,7 @@ def _undo(undo, tmp_data: str) -> None:
             else:
                 f.seek(off)
                 del t.external_data[:]
-                t.data_location = onnx.TensorProto.DEFAULT
+                t.ClearField("data_location")
                 t.raw_data = f.read(length)
 
 

@@ -1,0 +1,245 @@
+"""Bad input gets a clear error naming the culprit, and nothing is lost or half-written."""
+
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import graphsurgery as gs
+from graphsurgery import serialization
+from conftest import DATA, tiny_chain
+
+
+def write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+# ---- files that are not models ------------------------------------------------------------
+def test_empty_file(tmp_path):
+    with pytest.raises(gs.ModelLoadError, match="empty"):
+        gs.load(write(tmp_path / "e.onnx", b""))
+
+
+def test_truncated_file(tmp_path):
+    data = (DATA / "silero_vad.onnx").read_bytes()
+    with pytest.raises(gs.ModelLoadError, match="truncated|not a readable"):
+        gs.load(write(tmp_path / "t.onnx", data[: len(data) // 2]))
+
+
+@pytest.mark.parametrize("junk", [b"\x00" * 16, b"hello world, not a model", os.urandom(7)[:0] + b"\x08\x00",
+                                  bytes(range(256))])
+def test_random_bytes(tmp_path, junk):
+    with pytest.raises(gs.ModelLoadError):
+        gs.load(write(tmp_path / "r.onnx", junk))
+
+
+def test_missing_file_and_folder(tmp_path):
+    with pytest.raises(gs.ModelLoadError, match="does not exist"):
+        gs.load(str(tmp_path / "nope.onnx"))
+    with pytest.raises(gs.ModelLoadError, match="folder"):
+        gs.load(str(tmp_path))
+
+
+def test_ir_version_zero():
+    m = tiny_chain()
+    m.ir_version = 0
+    with pytest.raises(gs.ModelLoadError, match="ir_version"):
+        gs.load(m.SerializeToString())
+
+
+def test_missing_opset_import():
+    m = tiny_chain()
+    del m.opset_import[:]
+    with pytest.raises(gs.ModelLoadError, match="imports no opset"):
+        gs.load(m)
+
+
+def test_duplicate_opset_import():
+    m = tiny_chain()
+    m.opset_import.append(helper.make_opsetid("", 13))
+    with pytest.raises(gs.ModelLoadError, match="twice"):
+        gs.load(m)
+
+
+def test_duplicate_initializer_refused():
+    m = tiny_chain()
+    m.graph.initializer.append(numpy_helper.from_array(np.zeros((1, 2, 1, 1), np.float32), "b"))
+    with pytest.raises(gs.InvalidModelError, match="initializer 'b' appears twice"):
+        gs.load(m)
+
+
+def test_duplicate_producer_refused():
+    m = tiny_chain()
+    m.graph.node.append(helper.make_node("Neg", ["x"], ["r"], name="dup"))
+    with pytest.raises(gs.InvalidModelError, match="'r' is produced by two nodes, 'relu' and 'dup'"):
+        gs.load(m)
+
+
+def test_dangling_input_reported_and_not_saved(tmp_path):
+    m = tiny_chain()
+    m.graph.node[2].input[1] = "ghost"
+    model = gs.load(m)  # a repair tool must open it
+    with pytest.raises(gs.InvalidModelError, match="'add'.*'ghost'.*dangling"):
+        model.check(onnx_checker=False)
+    with pytest.raises(gs.SaveError, match="ghost"):
+        model.save(tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_cycle_names_its_nodes():
+    m = tiny_chain()
+    m.graph.node[0].input[0] = "y"  # conv reads add's output
+    problems = gs.load(m).problems(onnx_checker=False)
+    assert any("cycle" in p and "'conv'" in p and "'relu'" in p and "'add'" in p for p in problems), problems
+
+
+def test_output_without_producer():
+    m = tiny_chain()
+    m.graph.output.append(helper.make_tensor_value_info("phantom", TensorProto.FLOAT, [1]))
+    problems = gs.load(m).problems(onnx_checker=False)
+    assert any("output 'phantom'" in p and "no producer" in p for p in problems)
+
+
+def test_bad_pass_through_from_protobuf_is_not_a_traceback(tmp_path):
+    # a field of the wrong wire type deep inside
+    with pytest.raises(gs.ModelLoadError):
+        gs.load(b"\x3a\x05\x0a\x03\xff\xff\xff")
+
+
+# ---- saving ------------------------------------------------------------------------
+def test_refuses_to_overwrite_input(tmp_path):
+    p = tmp_path / "m.onnx"
+    onnx.save(tiny_chain(), p)
+    original = p.read_bytes()
+    model = gs.load(str(p))
+    model.graph.node("relu").name = "renamed"
+    with pytest.raises(gs.SaveError, match="overwrite the input"):
+        model.save(p)
+    assert p.read_bytes() == original
+    model.save(p, overwrite=True)
+    assert gs.load(str(p)).graph.node("renamed").op_type == "Relu"
+
+
+def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
+    model = gs.load(tiny_chain())
+    target = tmp_path / "out.onnx"
+    target.write_bytes(b"previous contents")
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", boom)
+    with pytest.raises(OSError):
+        model.save(target)
+    assert target.read_bytes() == b"previous contents"
+    assert os.listdir(tmp_path) == ["out.onnx"]
+
+
+def test_refuses_over_2gb_without_external_data(tmp_path, monkeypatch):
+    # The 2 GiB protobuf limit, scaled down so the test stays small: same code path.
+    monkeypatch.setattr(serialization, "TWO_GB", 200)
+    model = gs.load(tiny_chain())
+    with pytest.raises(gs.SaveError, match="external_data=True"):
+        model.save(tmp_path / "big.onnx", external_data=False)
+    assert not (tmp_path / "big.onnx").exists()
+    # by default it switches to external data on its own
+    model.save(tmp_path / "big.onnx", size_threshold=100)
+    assert (tmp_path / "big.onnx.data").exists()
+
+
+def test_refuses_unreadably_deep_nesting(tmp_path):
+    # Built in place: onnx.helper itself cannot copy a graph this deep.
+    proto = helper.make_model(helper.make_graph([], "main", [helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                                                [helper.make_tensor_value_info("y0", TensorProto.BOOL, [])]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    g = proto.graph
+    for depth in range(33):
+        node = g.node.add(op_type="If", name=f"if{depth}", input=["c"], output=[f"y{depth}"])
+        for branch in ("then_branch", "else_branch"):
+            attr = node.attribute.add(name=branch, type=onnx.AttributeProto.GRAPH)
+            attr.g.name = f"{branch}{depth}"
+            attr.g.output.add(name=f"y{depth + 1}" if branch == "then_branch" else "c")
+        g = node.attribute[0].g
+    g.node.add(op_type="Identity", input=["c"], output=[f"y{33}"])
+    model = gs.load(proto)
+    with pytest.raises(gs.SaveError, match="33 levels deep"):
+        model.save(tmp_path / "deep.onnx", check=False)
+    assert not (tmp_path / "deep.onnx").exists()
+
+
+# ---- external data -------------------------------------------------------------------
+def external_model(tmp_path, location="w.bin", offset=0, length=None, data=None, name="m.onnx"):
+    m = tiny_chain()
+    w = m.graph.initializer[0]
+    raw = w.raw_data if data is None else data
+    (tmp_path / "blob").mkdir(exist_ok=True)
+    target = tmp_path / location if not os.path.isabs(location) and ".." not in location else None
+    if target is not None and not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(raw)
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", str(offset))) + ((("length", str(length)),) if length is not None else ()):
+        e = w.external_data.add()
+        e.key, e.value = k, v
+    p = tmp_path / name
+    p.write_bytes(m.SerializeToString())
+    return str(p)
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "/etc/passwd", "sub/../../x.bin"])
+def test_external_location_escaping_folder(tmp_path, location):
+    d = tmp_path / "model"
+    d.mkdir()
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 216)
+    path = external_model(d, location=location)
+    model = gs.load(path)
+    with pytest.raises(gs.ExternalDataError, match="'w'"):
+        model.graph.initializer("w")
+
+
+def test_external_location_through_symlink(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"\1" * 216)
+    os.symlink(secret, d / "link.bin")
+    model = gs.load(external_model(d, location="link.bin"))
+    with pytest.raises(gs.ExternalDataError, match="symbolic link"):
+        model.graph.initializer("w")
+
+
+def test_external_location_hardlink(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(tiny_chain().graph.initializer[0].raw_data)
+    os.link(outside, d / "hard.bin")
+    model = gs.load(external_model(d, location="hard.bin"))
+    with pytest.raises(gs.ExternalDataError, match="hard link"):
+        model.graph.initializer("w")
+
+
+def test_external_offset_or_length_outside_file(tmp_path):
+    model = gs.load(external_model(tmp_path, offset=10_000))
+    with pytest.raises(gs.ExternalDataError, match="offset 10000 lies outside"):
+        model.graph.initializer("w")
+    model = gs.load(external_model(tmp_path, location="w2.bin", length=10_000))
+    with pytest.raises(gs.ExternalDataError, match="lies outside"):
+        model.graph.initializer("w")
+
+
+def test_external_length_disagrees_with_dtype_and_shape(tmp_path):
+    model = gs.load(external_model(tmp_path, data=b"\0" * 300, length=300))
+    with pytest.raises(gs.ExternalDataError, match="holds 300 bytes but dtype FLOAT .* needs 216"):
+        model.graph.initializer("w")
+
+
+def test_external_file_missing(tmp_path):
+    path = external_model(tmp_path)
+    os.unlink(tmp_path / "w.bin")
+    with pytest.raises(gs.ExternalDataError, match="does not exist"):
+        gs.load(path).graph.initializer("w")
