@@ -53,6 +53,9 @@ class Graph:
         self.is_function = isinstance(proto, onnx.FunctionProto)
         self._built = False
         self._order_dirty = False
+        # True when node ranks are known to number the nodes in a topological order
+        # (then "p before q" is a rank comparison); None until first needed.
+        self._ranks_valid: bool | None = None
         self._free: set[str] | None = None
 
     # =================================================================
@@ -382,6 +385,8 @@ class Graph:
         if any(name == o for o in p.output if o):
             raise EditError(f"node {node.name!r} cannot read its own output {name!r}: that would be a cycle")
         self._require_visible(name, f"node {node.name!r}")
+        if name:
+            self._admit_read(node, name)
         if index == len(p.input):
             p.input.append(name)
         else:
@@ -397,8 +402,6 @@ class Graph:
             p.input[index] = name
         if name:
             self._uses.setdefault(name, []).append((node, index))
-            if name in self._producer:
-                self._order_dirty = True
         self._invalidate_free()
 
     def rewire(self, old: str, new: str, *, outputs: bool = False) -> int:
@@ -430,6 +433,59 @@ class Graph:
         else:
             self.proto.output[index].name = name
         self._invalidate_free()
+
+    def _admit_read(self, reader: Node, name: str) -> None:
+        """Refuse, with an EditError, to let ``reader`` (a node of this graph) read ``name`` when
+        that closes a cycle — also through the If/Loop/Scan nodes enclosing this graph. Marks
+        the defining graph for re-sorting when the new edge goes against its current order."""
+        scope = self._resolve(name)
+        if scope is None:
+            return
+        producer = scope._producer.get(name)
+        if producer is None:
+            return
+        anchor, g = reader, self
+        while g is not scope:  # the node of ``scope`` that (transitively) holds the reader
+            anchor, g = g.owner, g.parent
+        if anchor is producer or scope._depends_on(producer, anchor):
+            via = "" if anchor is reader else f" (through node {anchor.name!r} of {scope.describe()})"
+            raise EditError(f"node {reader.name!r} cannot read {name!r}: it is computed from node "
+                            f"{reader.name!r}'s own results{via}, so this would make a cycle")
+        if not (scope._ranks_valid and producer._rank < anchor._rank):
+            scope._order_dirty = True
+            scope._ranks_valid = False
+
+    def _depends_on(self, node: Node, anchor: Node) -> bool:
+        """True when ``node`` is computed, directly or not, from ``anchor`` (both in this graph)."""
+        if self._ranks_valid is None:
+            try:
+                self.toposort()
+            except InvalidModelError:
+                self._ranks_valid = False
+        prune = anchor._rank if self._ranks_valid else None
+        if prune is not None and node._rank < prune:
+            return False
+        stack, seen = [node], {id(node.proto)}
+        while stack:
+            n = stack.pop()
+            for name in self._reads(n):
+                p = self._producer.get(name)
+                if p is None or id(p.proto) in seen:
+                    continue
+                if p is anchor:
+                    return True
+                if prune is None or p._rank > prune:
+                    seen.add(id(p.proto))
+                    stack.append(p)
+        return False
+
+    def _reads(self, node: Node) -> set[str]:
+        """Names a node reads: its inputs and what its subgraphs take from outside."""
+        names = {x for x in node.proto.input if x}
+        if node.has_subgraphs():
+            for g in _flatten(node.subgraphs().values()):
+                names |= g._free_names()
+        return names
 
     # =================================================================
     # edits: nodes
@@ -488,6 +544,8 @@ class Graph:
                 if name in freed:
                     raise EditError(f"{label} reads {name!r}, an output of the node it replaces")
                 self._require_visible(name, label)
+                if self.owner is not None and not self.defines(name):
+                    self._admit_read_from_outside(name, label)
             for name in p.output:
                 if not name:
                     continue
@@ -517,6 +575,12 @@ class Graph:
             else:  # replacing: take the replaced node's place
                 rank = (base[0], next(_INSERT))
             node = Node(ref, self, rank)
+            inputs_rank = self._rank_after_inputs(ref)
+            if rank[0] < inputs_rank[0]:  # placed before one of its producers
+                self._ranks_valid = False
+                self._order_dirty = True
+            if self._nodes and rank < self._nodes[-1]._rank:  # appended to the proto, ranked earlier
+                self._order_dirty = True
             self._index_node(node)
             added.append(node)
         if anchor is not None:
@@ -525,6 +589,14 @@ class Graph:
         if self.model is not None:
             self.model._names_add(o for p in protos for o in p.output)
         return added
+
+    def _admit_read_from_outside(self, name: str, label: str) -> None:
+        """A new node of this subgraph reads outer ``name``: the enclosing node must not feed it."""
+        try:
+            self.parent._admit_read(self.owner, name)
+        except EditError:
+            raise EditError(f"{label} cannot read {name!r}: it is computed from the results of node "
+                            f"{self.owner.name!r}, which holds this subgraph, so this would make a cycle") from None
 
     def _rank_after_inputs(self, proto: onnx.NodeProto) -> tuple:
         best = None
@@ -539,8 +611,9 @@ class Graph:
 
     def _check_new_subgraphs(self, proto: onnx.NodeProto | onnx.AttributeProto, local_new: set[str] | Node) -> None:
         """Refuse graph attributes that read names this scope cannot see."""
-        if isinstance(local_new, Node):
-            owner, local_new = local_new.name, set()
+        existing = local_new if isinstance(local_new, Node) else None
+        if existing is not None:
+            owner, local_new = existing.name, set()
         else:
             owner = proto.name
         attrs = [proto] if isinstance(proto, onnx.AttributeProto) else proto.attribute
@@ -554,9 +627,15 @@ class Graph:
             for gp in gs:
                 tmp = Graph(gp, None, parent=self)
                 for name in tmp._free_names():
-                    if name not in local_new and self._resolve(name) is None:
+                    if name in local_new:
+                        continue
+                    if self._resolve(name) is None:
                         raise EditError(f"subgraph {a.name!r} of node {owner!r} reads {name!r}, "
                                         f"which is not defined in {self.describe()} or an enclosing scope")
+                    if isinstance(existing, Node):
+                        self._admit_read(existing, name)
+                    elif self.owner is not None and not self.defines(name):
+                        self._admit_read_from_outside(name, f"subgraph {a.name!r} of new node {owner!r}")
 
     def _subgraphs_changed(self, node: Node) -> None:
         """A graph attribute of ``node`` was set or deleted: refresh what depends on it."""
@@ -918,9 +997,11 @@ class Graph:
             pos = {id(nodes[i].proto): k for k, i in enumerate(order)}
             self.proto.node.sort(key=lambda p: pos[id(p)])
             self._nodes = [nodes[i] for i in order]
+            self._sub_nodes.sort(key=lambda n: pos[id(n.proto)])
         for k, n in enumerate(self._nodes):
             n._rank = (float(k), 0)
         self._order_dirty = False
+        self._ranks_valid = True
 
     def remove_unused(self, *, nodes: bool = True, initializers: bool = True, value_info: bool = True,
                       recursive: bool = True) -> dict[str, int]:

@@ -89,11 +89,14 @@ def test_dangling_input_reported_and_not_saved(tmp_path):
     assert not (tmp_path / "out.onnx").exists()
 
 
-def test_cycle_names_its_nodes():
+def test_cycle_names_its_nodes(tmp):
     m = tiny_chain()
     m.graph.node[0].input[0] = "y"  # conv reads add's output
-    problems = gs.load(m).problems(onnx_checker=False)
+    model = gs.load(m)
+    problems = model.problems(onnx_checker=False)
     assert any("cycle" in p and "'conv'" in p and "'relu'" in p and "'add'" in p for p in problems), problems
+    with pytest.raises(gs.SaveError, match="cycle"):
+        model.save("never.onnx")
 
 
 def test_output_without_producer():
