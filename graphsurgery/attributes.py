@@ -56,6 +56,16 @@ class Attributes(MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         node = self._node
         old = self._find(key)
+        if old is not None and not old.ref_attr_name:  # fast path: an existing scalar keeps its type
+            t = old.type
+            if t == A.FLOAT and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                node._graph._check_alive(node)
+                old.f = float(value)
+                return
+            if t == A.INT and isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+                node._graph._check_alive(node)
+                old.i = int(value)
+                return
         new = _encode(key, value, old)
         node._graph._check_alive(node)
         touches_graphs = new.type in _GRAPH_TYPES or (old is not None and old.type in _GRAPH_TYPES)

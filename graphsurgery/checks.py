@@ -82,4 +82,79 @@ def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None
         raise InvalidModelError(head, found)
 
 
-__all__ = ["check", "problems", "GraphSurgeryError"]
+class ScanResult:
+    """What one ordered pass over every graph found."""
+
+    __slots__ = ("problem", "depth", "has_external")
+
+    def __init__(self) -> None:
+        self.problem: str | None = None
+        self.depth = 0
+        self.has_external = False
+
+
+def scan(model: Model) -> ScanResult:
+    """One pass over every graph in file order, cheap enough to run at every save.
+
+    Finds the first name read before it is defined (dangling input, or nodes out of
+    order), the first name defined twice, outputs nothing defines; and measures subgraph
+    nesting depth and whether any tensor keeps its data externally.
+    """
+    res = ScanResult()
+    _scan(model.proto.graph, [], "main graph", 0, res)
+    for f in model.proto.functions:
+        _scan(f, [], f"function {f.domain}::{f.name}", 0, res)
+    return res
+
+
+def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> None:
+    external = onnx.TensorProto.EXTERNAL
+    GRAPH, GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
+    TENSOR, TENSORS = onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS
+    if level > res.depth:
+        res.depth = level
+    if isinstance(g, onnx.FunctionProto):
+        local = set(g.input)
+        outputs = list(g.output)
+    else:
+        local = {vi.name for vi in g.input}
+        for t in g.initializer:
+            if t.name in local and t.name not in {vi.name for vi in g.input}:
+                res.problem = res.problem or f"initializer {t.name!r} appears twice in {where}"
+            local.add(t.name)
+            if t.data_location == external:
+                res.has_external = True
+        for sp in g.sparse_initializer:
+            local.add(sp.values.name)
+        outputs = [vi.name for vi in g.output]
+    scopes = [*outer, local]
+    for p in g.node:
+        for name in p.input:
+            if name and name not in local and not any(name in s for s in outer):
+                res.problem = res.problem or (f"node {p.name!r} ({p.op_type}) in {where} reads {name!r} before "
+                                              "anything defines it")
+        for name in p.output:
+            if name:
+                if name in local:
+                    res.problem = res.problem or f"{name!r} is defined twice in {where} (node {p.name!r})"
+                local.add(name)
+        if p.attribute:
+            for a in p.attribute:
+                t = a.type
+                if t == GRAPH:
+                    _scan(a.g, scopes, f"{where} › node {p.name!r}.{a.name}", level + 1, res)
+                elif t == GRAPHS:
+                    for sub in a.graphs:
+                        _scan(sub, scopes, f"{where} › node {p.name!r}.{a.name}", level + 1, res)
+                elif t == TENSOR:
+                    if a.t.data_location == external:
+                        res.has_external = True
+                elif t == TENSORS:
+                    if any(x.data_location == external for x in a.tensors):
+                        res.has_external = True
+    for name in outputs:
+        if name and name not in local and not any(name in s for s in outer):
+            res.problem = res.problem or f"output {name!r} of {where} has no producer"
+
+
+__all__ = ["check", "problems", "scan", "GraphSurgeryError"]

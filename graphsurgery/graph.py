@@ -57,6 +57,9 @@ class Graph:
         # (then "p before q" is a rank comparison); None until first needed.
         self._ranks_valid: bool | None = None
         self._free: set[str] | None = None
+        # Node wrappers made before the full index exists (by find_nodes/node), by proto id;
+        # holding them keeps upb's Python objects, and so their ids, alive.
+        self._wrapped: dict[int, Node] = {}
 
     # =================================================================
     # index
@@ -71,8 +74,13 @@ class Graph:
         producer: dict[str, Node] = {}
         uses: dict[str, list] = {}
         with_subgraphs: list[Node] = []
+        wrapped = self._wrapped
         for i, p in enumerate(proto.node):
-            node = Node(p, self, (float(i), 0))
+            node = wrapped.get(id(p))
+            if node is None:
+                node = Node(p, self, (float(i), 0))
+            else:
+                node._rank = (float(i), 0)
             nodes.append(node)
             for j, name in enumerate(p.input):
                 if name:
@@ -120,6 +128,7 @@ class Graph:
                         [f"duplicate initializer {s.values.name!r}"])
                 self._sparse[s.values.name] = s
         self._input_set = set(self._inputs)
+        self._wrapped = {}
         self._built = True
 
     def _where(self) -> str:
@@ -170,23 +179,32 @@ class Graph:
 
     def node(self, name: str) -> Node:
         """The node called ``name`` (the first, if names repeat)."""
-        self._ensure()
-        for n in self._nodes:
-            if n.proto.name == name:
-                return n
-        raise not_found("node", name, (n.proto.name for n in self._nodes), self.describe())
+        if self._built:
+            for n in self.nodes:
+                if n.proto.name == name:
+                    return n
+        else:
+            for i, p in enumerate(self.proto.node):
+                if p.name == name:
+                    return self._wrap(p, i)
+        raise not_found("node", name, (p.name for p in self.proto.node), self.describe())
+
+    def _wrap(self, proto: onnx.NodeProto, position: int) -> Node:
+        """The one Node for ``proto``, made without building the full index."""
+        node = self._wrapped.get(id(proto))
+        if node is None:
+            node = self._wrapped[id(proto)] = Node(proto, self, (float(position), 0))
+        return node
 
     def find_nodes(self, op_type: str | None = None, domain: str | None = None, *, name: str | None = None,
                    recursive: bool = False) -> list[Node]:
         """Nodes of this op type / domain / name; ``recursive`` also searches subgraphs."""
-        self._ensure()
-        out = []
-        for n in self._nodes:
-            p = n.proto
-            if (op_type is None or p.op_type == op_type) and (domain is None or p.domain == domain) and (
-                    name is None or p.name == name):
-                out.append(n)
+        if self._built:
+            out = [n for n in self.nodes if _matches(n.proto, op_type, domain, name)]
+        else:  # a scan of the proto: no index needed to find nodes
+            out = [self._wrap(p, i) for i, p in enumerate(self.proto.node) if _matches(p, op_type, domain, name)]
         if recursive:
+            self._ensure()
             for n in self._sub_nodes:
                 for g in _flatten(n.subgraphs().values()):
                     out.extend(g.find_nodes(op_type, domain, name=name, recursive=True))
@@ -1148,6 +1166,11 @@ class _OpBuilder:
             outs = node.outputs
             return outs[0] if len(outs) == 1 else outs
         return build
+
+
+def _matches(p: onnx.NodeProto, op_type: str | None, domain: str | None, name: str | None) -> bool:
+    return ((op_type is None or p.op_type == op_type) and (domain is None or p.domain == domain)
+            and (name is None or p.name == name))
 
 
 def _flatten(values: Iterable) -> Iterator[Graph]:

@@ -54,12 +54,15 @@ class Model:
         self._counter = itertools.count(1)
 
     def _validate(self) -> None:
-        """Build indexes of every scope now, so ambiguous models fail at load, not mid-edit."""
-        stack = [self.graph, *self.functions.values()]
-        while stack:
-            g = stack.pop()
-            g._ensure()
-            stack.extend(g.subgraphs())
+        """Refuse, at load, what makes the main graph's names ambiguous and is cheap to see:
+        initializers defined twice. Node-level problems (duplicate producers, dangling inputs,
+        cycles) surface when the index is first built, in :meth:`check`, and at save."""
+        seen: set[str] = set()
+        for t in self.proto.graph.initializer:
+            if t.name in seen:
+                raise InvalidModelError(f"initializer {t.name!r} appears twice; tools disagree on which copy wins, "
+                                        "so remove one of them", [f"duplicate initializer {t.name!r}"])
+            seen.add(t.name)
 
     # ---- views -----------------------------------------------------------
     @property
@@ -189,26 +192,32 @@ class Model:
         """
         from .errors import SaveError
 
-        if check:
-            found = checks.problems(self, onnx_checker=False)  # also restores topological order
-            if found:
-                raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
-                                "Fix it, or pass check=False to save anyway")
-        else:
-            for g in self.graphs():
-                if g._built and g._order_dirty:
-                    try:
-                        g.toposort()
-                    except InvalidModelError:
-                        pass  # asked to save regardless: keep the current order
+        self._restore_order()
+        scan = checks.scan(self)  # one ordered pass: names, order, nesting depth, external data
+        if check and scan.problem is not None:
+            found = checks.problems(self, onnx_checker=False) or [scan.problem]
+            raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
+                            "Fix it, or pass check=False to save anyway")
         serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
-                           size_threshold=size_threshold)
+                           size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external)
+
+    def _restore_order(self) -> None:
+        """Re-sort graphs whose order an edit may have broken (only those: the rest are as loaded)."""
+        stack = [self.graph, *(self._functions or {}).values()]
+        while stack:
+            g = stack.pop()
+            if not g._built:
+                continue  # never indexed, so never edited structurally
+            if g._order_dirty:
+                try:
+                    g.toposort()
+                except InvalidModelError:
+                    pass  # left as is: save's scan reports the cycle, to_bytes writes what there is
+            stack.extend(g.subgraphs())
 
     def to_bytes(self) -> bytes:
         """The serialized model (external tensors stay references)."""
-        for g in self.graphs():
-            if g._built and g._order_dirty:
-                g.toposort()
+        self._restore_order()
         return self.proto.SerializeToString()
 
     def copy(self) -> Model:

@@ -111,19 +111,6 @@ def iter_model_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
             yield from iter_node_tensors(node)
 
 
-def nesting_depth(graph: onnx.GraphProto | onnx.FunctionProto) -> int:
-    """How many levels of subgraphs sit below ``graph`` (0 for none)."""
-    deepest = 0
-    for node in graph.node:
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                deepest = max(deepest, 1 + nesting_depth(a.g))
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for g in a.graphs:
-                    deepest = max(deepest, 1 + nesting_depth(g))
-    return deepest
-
-
 def _atomic_target(path: str) -> tuple[int, str]:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -152,19 +139,17 @@ def _unlink(path: str) -> None:
 
 
 def save(model: Model, path: str, *, overwrite: bool, external: bool | None, location: str | None,
-         size_threshold: int) -> None:
+         size_threshold: int, depth: int, has_external: bool) -> None:
     """Write ``model`` to ``path`` as described in :meth:`graphsurgery.Model.save`."""
     path = os.fspath(path)
     src = model.source_path
     if not overwrite and src is not None and os.path.exists(path) and os.path.samefile(path, src):
         raise SaveError(f"refusing to overwrite the input model {src}; save elsewhere, or pass overwrite=True")
-    depth = 2 + 3 * nesting_depth(model.proto.graph) + 5
-    if depth > MAX_MESSAGE_DEPTH:
-        raise SaveError(f"subgraphs nest {nesting_depth(model.proto.graph)} levels deep; protobuf readers refuse "
+    if 2 + 3 * depth + 5 > MAX_MESSAGE_DEPTH:
+        raise SaveError(f"subgraphs nest {depth} levels deep; protobuf readers refuse "
                         f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels, so nobody could read this file. "
                         "Inline or flatten some If/Loop bodies first")
     proto = model.proto
-    has_external = any(external_data.is_external(t) for t in iter_model_tensors(proto))
     if external is None:
         external = has_external or proto.ByteSize() >= TWO_GB
     if not external:

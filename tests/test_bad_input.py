@@ -71,11 +71,26 @@ def test_duplicate_initializer_refused():
         gs.load(m)
 
 
-def test_duplicate_producer_refused():
+def test_duplicate_producer_refused(tmp_path):
     m = tiny_chain()
     m.graph.node.append(helper.make_node("Neg", ["x"], ["r"], name="dup"))
+    model = gs.load(m)  # loading is lazy; the first use of the index refuses
     with pytest.raises(gs.InvalidModelError, match="'r' is produced by two nodes, 'relu' and 'dup'"):
-        gs.load(m)
+        model.graph.consumers("r")
+    with pytest.raises(gs.InvalidModelError, match="produced by two nodes"):
+        model.check(onnx_checker=False)
+    with pytest.raises(gs.SaveError, match="produced by two nodes"):
+        model.save(tmp_path / "out.onnx")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_duplicate_producer_inside_a_subgraph_refused_at_save(tmp_path):
+    from conftest import if_model
+    m = if_model()
+    then = next(a.g for a in m.graph.node[0].attribute if a.name == "then_branch")
+    then.node.append(helper.make_node("Neg", ["x"], ["t_out"], name="dup"))
+    with pytest.raises(gs.SaveError, match="t_out"):
+        gs.load(m).save(tmp_path / "out.onnx")
 
 
 def test_dangling_input_reported_and_not_saved(tmp_path):

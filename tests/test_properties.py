@@ -120,6 +120,7 @@ def test_every_tensor_renamed_keeps_models_running(which):
              {"bytes": np.random.default_rng(0).integers(0, 257, (2, 2048)).astype(np.int32)})
     expected = run_ort(MODELS[which], feeds)
     outputs = set(model.graph.output_names)
+    model.graph._ensure()
     for name in list(model.graph._producer):
         if name not in outputs:
             model.graph.rename(name, model.graph.unique_name("t"))
