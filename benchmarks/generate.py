@@ -58,7 +58,7 @@ def small_ops(n: int = 200_000) -> onnx.ModelProto:
                   [helper.make_tensor_value_info(x, TensorProto.FLOAT, [4])], inits)
 
 
-def transformer(folder: str, layers: int = 24, d: int = 1024, ff: int = 4096) -> str:
+def transformer(folder: str, layers: int = 31, d: int = 1024, ff: int = 4096) -> str:
     """~1.5 GB of weights written straight to external data, one tensor at a time."""
     os.makedirs(folder, exist_ok=True)
     data_name = "model.onnx.data"
@@ -82,8 +82,8 @@ def transformer(folder: str, layers: int = 24, d: int = 1024, ff: int = 4096) ->
 
         x = "x"
         for i in range(layers):
-            q, k, v, o = (weight(f"l{i}.{n}", [d, d]) for n in "qkvo")
-            w1, w2 = weight(f"l{i}.ff1", [d, ff]), weight(f"l{i}.ff2", [ff, d])
+            q, k, v, o = (weight(f"l{i}.W{n}", [d, d]) for n in "qkvo")
+            w1, w2 = weight(f"l{i}.Wff1", [d, ff]), weight(f"l{i}.Wff2", [ff, d])
             inits += [numpy_helper.from_array(np.ones(d, np.float32), f"l{i}.ln_s"),
                       numpy_helper.from_array(np.zeros(d, np.float32), f"l{i}.ln_b")]
             p = f"l{i}"

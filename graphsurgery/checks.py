@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 import onnx
@@ -63,10 +65,22 @@ def _graph_problems(g: Graph, found: list[str]) -> None:
 
 def _onnx_checker(model: Model, full: bool) -> list[str]:
     proto = model.proto
-    if proto.ByteSize() >= TWO_GB:
+    external = scan(model).has_external
+    if proto.ByteSize() >= TWO_GB and not external:
         return []  # onnx's checker cannot take a proto this size in memory; our own checks ran
     try:
-        onnx.checker.check_model(proto, full_check=full)
+        if external and model.base_dir is not None:
+            # onnx's checker finds external data only relative to a model path, so give it one
+            # beside the data, for the length of the check.
+            fd, tmp = tempfile.mkstemp(prefix=".graphsurgery-check-", suffix=".onnx", dir=model.base_dir)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(proto.SerializeToString())
+                onnx.checker.check_model(tmp, full_check=full)
+            finally:
+                os.unlink(tmp)
+        else:
+            onnx.checker.check_model(proto, full_check=full)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()
         return [f"onnx checker: {first[0] if first else exc}"]

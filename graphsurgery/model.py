@@ -178,7 +178,8 @@ class Model:
         checks.check(self, onnx_checker=onnx_checker, full=full)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, external_data: bool | None = None,
-             location: str | None = None, size_threshold: int = 1024, check: bool = True) -> None:
+             location: str | None = None, size_threshold: int = 1024, check: bool = True,
+             durable: bool = False) -> None:
         """Write the model atomically (temporary file, then rename).
 
         - ``external_data``: None (default) keeps weights external if they were, and switches to
@@ -189,6 +190,9 @@ class Model:
         - Refuses to overwrite the file the model was loaded from unless ``overwrite=True``, to
           write a model that breaks graphsurgery's invariants unless ``check=False``, and to write
           subgraphs nested deeper than protobuf readers accept.
+        - The write is atomic against anything that can happen to this process (a reader sees
+          the old file or the new one). ``durable=True`` also flushes to the device before
+          returning, so the new files survive a power loss.
         """
         from .errors import SaveError
 
@@ -199,7 +203,8 @@ class Model:
             raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
                             "Fix it, or pass check=False to save anyway")
         serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
-                           size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external)
+                           size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external,
+                           durable=durable)
 
     def _restore_order(self) -> None:
         """Re-sort graphs whose order an edit may have broken (only those: the rest are as loaded)."""

@@ -26,7 +26,7 @@ TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
 MAX_MESSAGE_DEPTH = 100
 _ALIGN = 64
-_CHUNK = 16 * 2**20
+_CHUNK = 4 * 2**20
 
 
 def parse(data: bytes, what: str) -> onnx.ModelProto:
@@ -118,17 +118,42 @@ def _atomic_target(path: str) -> tuple[int, str]:
     return tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
 
 
-def write_atomic(path: str, data: bytes) -> None:
+def write_atomic(path: str, data: bytes, durable: bool = False) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``.
+
+    A reader sees the old file or the new one, never a partial one, whatever happens to this
+    process. ``durable`` also flushes the file and its folder to disk before returning, so the
+    new file survives a power loss too (it costs the time of writing to the device).
+    """
     fd, tmp = _atomic_target(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
         raise
+    if durable:
+        _fsync_folder(path)
+
+
+def _fsync_folder(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(out, data) -> None:
+    """Write every byte to an unbuffered file (a raw write may take only part)."""
+    view = memoryview(data)
+    while view:
+        n = out.write(view)
+        view = view[n:]
 
 
 def _unlink(path: str) -> None:
@@ -139,7 +164,7 @@ def _unlink(path: str) -> None:
 
 
 def save(model: Model, path: str, *, overwrite: bool, external: bool | None, location: str | None,
-         size_threshold: int, depth: int, has_external: bool) -> None:
+         size_threshold: int, depth: int, has_external: bool, durable: bool) -> None:
     """Write ``model`` to ``path`` as described in :meth:`graphsurgery.Model.save`."""
     path = os.fspath(path)
     src = model.source_path
@@ -159,9 +184,9 @@ def save(model: Model, path: str, *, overwrite: bool, external: bool | None, loc
         if size >= TWO_GB:
             raise SaveError(f"the model is {size / 2**30:.2f} GiB; protobuf cannot write a file of 2 GiB or more. "
                             "Save with external_data=True to keep weights in a separate file")
-        write_atomic(path, proto.SerializeToString())
+        write_atomic(path, proto.SerializeToString(), durable)
         return
-    _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold)
+    _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold, durable)
 
 
 def _inline_external(model: Model) -> None:
@@ -176,7 +201,7 @@ def _inline_external(model: Model) -> None:
             t.raw_data = raw
 
 
-def _save_external(model: Model, path: str, location: str, size_threshold: int) -> None:
+def _save_external(model: Model, path: str, location: str, size_threshold: int, durable: bool) -> None:
     """Stream every external tensor, and every inline initializer of ``size_threshold`` bytes or
     more, into one data file beside ``path``; then point the tensors at it and write the model."""
     if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/") or "/" in location:
@@ -201,23 +226,23 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int) 
     fd, tmp_data = _atomic_target(data_path)
     placed = []
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb", buffering=0) as out:
             offset = 0
             for t, ref in chosen:
                 pad = (-offset) % _ALIGN
                 if pad:
-                    out.write(b"\0" * pad)
+                    _write_all(out, b"\0" * pad)
                     offset += pad
                 if ref is not None:
                     length = _copy_range(ref.path, ref.offset, ref.length, out)
                 else:
                     data = t.raw_data if t.HasField("raw_data") else _as_raw(t)
-                    out.write(data)
+                    _write_all(out, data)
                     length = len(data)
                 placed.append((t, offset, length))
                 offset += length
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         # point the tensors at the new file; keep what is needed to undo it
         undo = []
         for t, off, length in placed:
@@ -228,11 +253,13 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int) 
             undo.append((t, old, off, length))
             external_data.set_entries(t, location, off, length)
         try:
-            write_atomic(path, proto.SerializeToString())
+            write_atomic(path, proto.SerializeToString(), durable)
         except BaseException:
             _undo(undo, tmp_data)
             raise
         os.replace(tmp_data, data_path)
+        if durable:
+            _fsync_folder(data_path)
     except BaseException:
         _unlink(tmp_data)
         raise
@@ -282,15 +309,34 @@ def _as_raw(t: onnx.TensorProto) -> bytes:
 
 
 def _copy_range(src: str, offset: int, length: int, out) -> int:
-    with open(src, "rb") as f:
-        f.seek(offset)
-        remaining = length
-        copied = 0
-        while remaining:
-            chunk = f.read(min(_CHUNK, remaining))
+    """Copy ``length`` bytes at ``offset`` of ``src`` to the current position of ``out`` (an
+    unbuffered file), in the kernel where it can (no bytes pass through Python)."""
+    dst = out.fileno()
+    copied = 0
+    with open(src, "rb", buffering=0) as f:
+        for kernel_copy in (_copy_file_range, _sendfile):
+            try:
+                while copied < length:
+                    n = kernel_copy(f.fileno(), dst, length - copied, offset + copied)
+                    if n == 0:
+                        raise SaveError(f"external data file {src} ended early while copying")
+                    copied += n
+                return copied
+            except (OSError, AttributeError):
+                continue  # not supported between these files: try the next way
+        f.seek(offset + copied)
+        while copied < length:
+            chunk = f.read(min(_CHUNK, length - copied))
             if not chunk:
                 raise SaveError(f"external data file {src} ended early while copying")
-            out.write(chunk)
+            _write_all(out, chunk)
             copied += len(chunk)
-            remaining -= len(chunk)
     return copied
+
+
+def _copy_file_range(src_fd: int, dst_fd: int, count: int, src_offset: int) -> int:
+    return os.copy_file_range(src_fd, dst_fd, count, src_offset)
+
+
+def _sendfile(src_fd: int, dst_fd: int, count: int, src_offset: int) -> int:
+    return os.sendfile(dst_fd, src_fd, src_offset, count)

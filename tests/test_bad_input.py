@@ -151,9 +151,26 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(OSError):
-        model.save(target)
+        model.save(target, durable=True)
     assert target.read_bytes() == b"previous contents"
     assert os.listdir(tmp_path) == ["out.onnx"]
+
+
+def test_failed_external_save_leaves_nothing_and_undoes_in_memory_changes(tmp_path, monkeypatch):
+    model = gs.load(tiny_chain())
+    before = model.to_bytes()
+    real_replace = os.replace
+
+    def fail_on_model(src, dst):
+        if str(dst).endswith("out.onnx"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_on_model)
+    with pytest.raises(OSError):
+        model.save(tmp_path / "out.onnx", external_data=True, size_threshold=0)
+    assert os.listdir(tmp_path) == []
+    assert model.to_bytes() == before  # tensors point at their inline data again
 
 
 def test_refuses_over_2gb_without_external_data(tmp_path, monkeypatch):

@@ -80,3 +80,13 @@ def test_real_model_external_round_trip(tmp_path):
     # and back to one file, byte-identical to the original
     gs.load(str(tmp_path / "mg.onnx")).save(tmp_path / "mg_inline.onnx", external_data=False)
     assert (tmp_path / "mg_inline.onnx").read_bytes() == (DATA / "magika_standard_v3_3.onnx").read_bytes()
+
+
+def test_check_finds_external_data_beside_the_model_not_in_cwd(tmp_path):
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    gs.load(tiny_chain()).save(folder / "m.onnx", external_data=True, size_threshold=0)
+    assert os.getcwd() != str(folder)
+    model = gs.load(str(folder / "m.onnx"))
+    assert model.problems() == []
+    assert sorted(os.listdir(folder)) == ["m.onnx", "m.onnx.data"]  # the checker's temporary file is gone
