@@ -36,6 +36,15 @@ def _current_rss_mib() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _onnx_save(m, out: str, external: bool) -> None:
+    import onnx
+
+    if external:
+        onnx.save(m, out, save_as_external_data=True, location="out.onnx.data")
+    else:
+        onnx.save(m, out)
+
+
 def one(tool: str, path: str, op: str, attr: str, value, out_dir: str) -> dict:
     """Run in a child process: import the tool, then time the round."""
     import time
@@ -62,10 +71,7 @@ def one(tool: str, path: str, op: str, attr: str, value, out_dir: str) -> dict:
                         break
                 else:
                     n.attribute.append(onnx.helper.make_attribute(attr, value))
-        if external:
-            onnx.save(m, out, save_as_external_data=True, location="out.onnx.data")
-        else:
-            onnx.save(m, out)
+        _onnx_save(m, out, external)
     elif tool == "graphsurgery":
         m = gs.load(path)
         for n in m.graph.find_nodes(op):
@@ -76,11 +82,7 @@ def one(tool: str, path: str, op: str, attr: str, value, out_dir: str) -> dict:
         for n in g.nodes:
             if n.op == op:
                 n.attrs[attr] = value
-        m = ogs.export_onnx(g)
-        if external:
-            onnx.save(m, out, save_as_external_data=True, location="out.onnx.data")
-        else:
-            onnx.save(m, out)
+        _onnx_save(ogs.export_onnx(g), out, external)
     elif tool == "onnx-ir":
         m = ir.load(path)
         make = ir.AttrInt64 if isinstance(value, int) else ir.AttrFloat32

@@ -131,9 +131,10 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
         local = set(g.input)
         outputs = list(g.output)
     else:
-        local = {vi.name for vi in g.input}
+        inputs = {vi.name for vi in g.input}
+        local = set(inputs)
         for t in g.initializer:
-            if t.name in local and t.name not in {vi.name for vi in g.input}:
+            if t.name in local and t.name not in inputs:  # (an initializer may also be an input)
                 res.problem = res.problem or f"initializer {t.name!r} appears twice in {where}"
             local.add(t.name)
             if t.data_location == external:

@@ -462,9 +462,7 @@ class Graph:
         producer = scope._producer.get(name)
         if producer is None:
             return
-        anchor, g = reader, self
-        while g is not scope:  # the node of ``scope`` that (transitively) holds the reader
-            anchor, g = g.owner, g.parent
+        anchor = scope._holder(reader)
         if anchor is producer or scope._depends_on(producer, anchor):
             via = "" if anchor is reader else f" (through node {anchor.name!r} of {scope.describe()})"
             raise EditError(f"node {reader.name!r} cannot read {name!r}: it is computed from node "
@@ -472,6 +470,12 @@ class Graph:
         if not (scope._ranks_valid and producer._rank < anchor._rank):
             scope._order_dirty = True
             scope._ranks_valid = False
+
+    def _holder(self, node: Node) -> Node:
+        """The node of this graph that is ``node`` or holds it in a (nested) subgraph."""
+        while node._graph is not self:
+            node = node._graph.owner
+        return node
 
     def _depends_on(self, node: Node, anchor: Node) -> bool:
         """True when ``node`` is computed, directly or not, from ``anchor`` (both in this graph)."""
@@ -593,8 +597,8 @@ class Graph:
             else:  # replacing: take the replaced node's place
                 rank = (base[0], next(_INSERT))
             node = Node(ref, self, rank)
-            inputs_rank = self._rank_after_inputs(ref)
-            if rank[0] < inputs_rank[0]:  # placed before one of its producers
+            latest = self._latest_producer_rank(ref)
+            if latest is not None and rank <= latest:  # placed before one of its producers
                 self._ranks_valid = False
                 self._order_dirty = True
             if self._nodes and rank < self._nodes[-1]._rank:  # appended to the proto, ranked earlier
@@ -616,15 +620,19 @@ class Graph:
             raise EditError(f"{label} cannot read {name!r}: it is computed from the results of node "
                             f"{self.owner.name!r}, which holds this subgraph, so this would make a cycle") from None
 
-    def _rank_after_inputs(self, proto: onnx.NodeProto) -> tuple:
+    def _latest_producer_rank(self, proto: onnx.NodeProto) -> tuple | None:
         best = None
         for name in proto.input:
             n = self._producer.get(name) if name else None
             if n is not None and (best is None or n._rank > best):
                 best = n._rank
+        return best
+
+    def _rank_after_inputs(self, proto: onnx.NodeProto) -> tuple:
+        """A rank just after the node's latest producer (or first, when it reads no node)."""
+        best = self._latest_producer_rank(proto)
         if best is None:
-            return (-1.0, next(_INSERT)) if self._nodes else (0.0, next(_INSERT))
-        # appended at the end, so topological order holds; the rank only guides later sorts
+            return (-1.0, next(_INSERT))
         return (best[0] + 0.5, next(_INSERT))
 
     def _check_new_subgraphs(self, proto: onnx.NodeProto | onnx.AttributeProto, local_new: set[str] | Node) -> None:
@@ -657,6 +665,7 @@ class Graph:
 
     def _subgraphs_changed(self, node: Node) -> None:
         """A graph attribute of ``node`` was set or deleted: refresh what depends on it."""
+        self._ensure()
         node._subgraphs = None
         has = node.has_subgraphs()
         listed = any(n is node for n in self._sub_nodes)
@@ -697,10 +706,10 @@ class Graph:
             for out in n.proto.output:
                 if not out:
                     continue
-                readers = [c for c, _ in self._uses_here(out) if not (c._graph is self and id(c.proto) in doomed)]
-                outside_readers = [c for c in readers if c._graph is not self or id(c.proto) not in doomed]
-                if outside_readers:
-                    names = ", ".join(repr(c.name) for c in outside_readers[:5])
+                # readers that go too (themselves removed, or inside a removed node's subgraph) do not count
+                readers = [c for c, _ in self._uses_here(out) if id(self._holder(c).proto) not in doomed]
+                if readers:
+                    names = ", ".join(repr(c.name) for c in readers[:5])
                     raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is read by {names}; "
                                     "rewire those readers first (graph.rewire or graph.bypass)")
                 if out in self.output_names:
@@ -715,7 +724,7 @@ class Graph:
     def _detach(self, nodes: list[Node]) -> None:
         doomed = {id(n.proto) for n in nodes}
         for n in nodes:
-            for j, name in enumerate(n.proto.input):
+            for name in n.proto.input:
                 lst = self._uses.get(name)
                 if lst is not None:
                     lst[:] = [u for u in lst if u[0] is not n]

@@ -58,7 +58,7 @@ def run_ort(model, feeds):
     so = ort.SessionOptions()
     so.log_severity_level = 3
     sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds), strict=True))
 
 
 def assert_close(actual: dict, expected: dict, rtol=1e-5, atol=1e-6):

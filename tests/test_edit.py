@@ -4,7 +4,7 @@ numeric equality in onnxruntime with an equivalent model built by hand."""
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 import graphsurgery as gs
 from conftest import assert_close, if_model, run_ort, tiny_chain
@@ -354,3 +354,26 @@ def test_functions_are_graphs():
     body.node("f_add").op_type = "Mul"
     out = run_ort(m.proto, {"x": np.array([3, 4], np.float32)})
     assert np.allclose(out["y"], [9, 16])
+
+
+def test_remove_nodes_together_with_the_if_whose_branch_reads_them():
+    m = gs.load(if_model())
+    g = m.graph
+    neg = g.make_node("Neg", ["x"], name="neg")
+    then = g.node("if").subgraphs()["then_branch"]
+    then.node("t_mul").set_input(0, neg.outputs[0])
+    with pytest.raises(gs.EditError, match="read by 't_mul'"):
+        g.remove_node(neg)
+    g.remove_output("y")
+    g.add_output("x", np.float32, [2])
+    g.remove_nodes([neg, g.node("if")])  # the only reader is inside the If that goes too
+    assert len(g) == 0
+    m.check()
+
+
+def test_graph_attribute_deleted_before_any_index_exists():
+    m = gs.load(if_model())
+    node = m.graph.find_nodes("If")[0]  # found by a scan: no index built yet
+    del node.attrs["else_branch"]
+    assert list(node.subgraphs()) == ["then_branch"]
+    assert [n.name for n in m.graph.consumers("w")] == []

@@ -22,7 +22,8 @@ def _touch_everything(model: gs.Model) -> None:
             n.inputs, n.outputs, dict(n.attrs), n.consumers(), n.producers()
         for name in g.input_names + g.output_names:
             if name:
-                g.tensor(name).shape
+                t = g.tensor(name)
+                t.shape, t.dtype, t.producer, t.consumers  # noqa: B018 - reading must not change a byte
     model.op_histogram()
     model.problems(onnx_checker=False)
 
