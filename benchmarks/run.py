@@ -53,7 +53,7 @@ def one(tool: str, path: str, op: str, attr: str, value, out_dir: str) -> dict:
 
     external = os.path.exists(path + ".data")
     out = os.path.join(out_dir, "out.onnx")
-    if tool == "graphsurgery":
+    if tool.startswith("graphsurgery"):
         import graphsurgery as gs
     elif tool == "onnx-graphsurgeon":
         import onnx_graphsurgeon as ogs
@@ -72,8 +72,10 @@ def one(tool: str, path: str, op: str, attr: str, value, out_dir: str) -> dict:
                 else:
                     n.attribute.append(onnx.helper.make_attribute(attr, value))
         _onnx_save(m, out, external)
-    elif tool == "graphsurgery":
+    elif tool in ("graphsurgery", "graphsurgery+index"):
         m = gs.load(path)
+        if tool == "graphsurgery+index":  # pay for the full producer/consumer index, as structural edits do
+            m.graph.consumers(m.graph.input_names[0])
         for n in m.graph.find_nodes(op):
             n.attrs[attr] = value
         m.save(out)
@@ -100,7 +102,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="?", default="benchmarks/out")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--tools", default="raw,graphsurgery,onnx-graphsurgeon,onnx-ir")
+    ap.add_argument("--tools", default="raw,graphsurgery,graphsurgery+index,onnx-graphsurgeon,onnx-ir")
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
