@@ -28,6 +28,78 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 1 if s.get("problems") else 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    from .model import load
+    from .passes import Pipeline
+    from .verify import VerificationError
+
+    src = example_path() if args.example else args.model
+    if src is None:
+        raise GraphSurgeryError("run needs a MODEL path (or --example)")
+    if args.output is None:
+        raise GraphSurgeryError("run needs -o OUT.onnx: graphsurgery never overwrites its input unless asked")
+    inputs = None
+    if args.inputs:
+        import numpy as np
+
+        with np.load(args.inputs, allow_pickle=False) as data:
+            inputs = {k: data[k] for k in data.files}
+    progress = (lambda step: print(f"  running {step}", file=sys.stderr)) if sys.stderr.isatty() and not args.quiet \
+        else None
+    pipeline = Pipeline.from_text(args.pipeline, verify=args.verify, inputs=inputs, rtol=args.rtol, atol=args.atol,
+                                  progress=progress)
+    model = load(src)
+    try:
+        result = pipeline.run(model)
+    except VerificationError as exc:
+        print(f"graphsurgery: error: {exc}", file=sys.stderr)
+        return 3
+    same = os.path.exists(args.output) and os.path.samefile(args.output, src)
+    model.save(args.output, overwrite=args.overwrite and same)
+    if args.json:
+        print(json.dumps({"output": args.output, "passes": [
+            {"name": r.name, "changed": r.changed, "changes": r.changes, "skipped": r.skipped,
+             "details": _jsonable(r.details)} for r in result.results],
+            "verification": [{"after": name, "outputs": [vars(d) for d in rep]}
+                             for name, rep in result.verification]}, indent=2))
+    elif not args.quiet:
+        print(result)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    try:
+        return value.tolist()
+    except AttributeError:
+        return str(value)
+
+
+def _cmd_passes(args: argparse.Namespace) -> int:
+    from .passes import describe_all
+
+    info = describe_all()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    width = max(len(p["name"]) for p in info)
+    for p in info:
+        print(f"{p['name']:<{width}}  {p['summary']}")
+        for key, opt in p["options"].items():
+            print(f"{'':<{width}}    {key}={opt['default']}: {opt['help']}")
+        if p["free_options"]:
+            print(f"{'':<{width}}    NAME=VALUE for each graph input")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="graphsurgery", description="Inspect and repair ONNX models.")
     p.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
@@ -38,6 +110,24 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     ins.add_argument("--no-check", action="store_true", help="skip onnx's checker and the invariant checks")
     ins.set_defaults(func=_cmd_inspect)
+    run = sub.add_parser("run", help="apply a pipeline of passes and save the result")
+    run.add_argument("model", nargs="?", help="path of an .onnx file")
+    run.add_argument("--example", action="store_true", help="use the bundled example model")
+    run.add_argument("-o", "--output", help="where to write the result")
+    run.add_argument("-p", "--pipeline", required=True,
+                     help='passes, e.g. "freeze-inputs(sr=16000),fold-constants,remove-if,cleanup"')
+    run.add_argument("--verify", action="store_true",
+                     help="run onnxruntime before and after each pass; stop at the first that changes outputs")
+    run.add_argument("--inputs", help="inputs for --verify, as a .npz file (default: generated from the signature)")
+    run.add_argument("--rtol", type=float, default=1e-5)
+    run.add_argument("--atol", type=float, default=1e-6)
+    run.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
+    run.add_argument("--json", action="store_true", help="machine-readable report")
+    run.add_argument("-q", "--quiet", action="store_true")
+    run.set_defaults(func=_cmd_run)
+    ps = sub.add_parser("passes", help="every pass, its options and what it does")
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=_cmd_passes)
     return p
 
 
@@ -46,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
+    except BrokenPipeError:  # output piped into a command that stopped reading (| head)
+        sys.stderr.close()
+        return 0
     except GraphSurgeryError as exc:
         if args.verbose:
             raise

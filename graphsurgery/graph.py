@@ -546,16 +546,29 @@ class Graph:
         return self.add_nodes([proto], before=before, after=after)[0]
 
     def add_nodes(self, protos: Iterable[onnx.NodeProto], *, before: Node | None = None,
-                  after: Node | None = None, _replacing: Node | None = None) -> list[Node]:
-        """Add several nodes at once; later ones may read earlier ones' outputs."""
+                  after: Node | None = None, initializers: Iterable[onnx.TensorProto] = (),
+                  _replacing: Node | None = None) -> list[Node]:
+        """Add several nodes at once; later ones may read earlier ones' outputs, and all may read
+        ``initializers``, which are added in the same step."""
         self._ensure()
         protos = list(protos)
+        inits = list(initializers)
         anchor = before or after or _replacing
         if anchor is not None:
             self._check_alive(check_is_node(anchor))
         freed = set(o for o in _replacing.proto.output if o) if _replacing is not None else set()
+        if _replacing is not None and _replacing.has_subgraphs():
+            # names inside the replaced node's subgraphs go away with it
+            taken = self._visible_names() | self._names_below(exclude=_replacing)
+        else:
+            taken = self._names_in_scope_and_below()
+        if inits and self.is_function:
+            raise EditError("functions have no initializers; use Constant nodes")
         produced: set[str] = set()
-        taken = self._names_in_scope_and_below()
+        for t in inits:
+            if t.name in taken or t.name in produced:
+                raise EditError(f"initializer {t.name!r} is already defined in {self.describe()}")
+            produced.add(t.name)
         for p in protos:
             if not isinstance(p, onnx.NodeProto):
                 raise EditError(f"expected onnx.NodeProto, got {type(p).__name__}")
@@ -583,6 +596,9 @@ class Graph:
                                 "which other nodes or graph outputs read")
             self._detach([_replacing])
         # all checks passed: change the proto
+        for t in inits:
+            self.proto.initializer.append(t)
+            self._inits[t.name] = self.proto.initializer[len(self.proto.initializer) - 1]
         base = anchor._rank if anchor is not None else None
         added = []
         for p in protos:
@@ -609,7 +625,7 @@ class Graph:
             self._order_dirty = True
         self._invalidate_free()
         if self.model is not None:
-            self.model._names_add(o for p in protos for o in p.output)
+            self.model._names_add([o for p in protos for o in p.output] + [t.name for t in inits])
         return added
 
     def _admit_read_from_outside(self, name: str, label: str) -> None:
@@ -772,9 +788,82 @@ class Graph:
             raise EditError(f"node {node.name!r} has other outputs still read: {others}")
         self._detach([node])
 
-    def replace_node(self, node: Node, protos: Iterable[onnx.NodeProto]) -> list[Node]:
-        """Replace ``node`` by ``protos``, which must produce every output of ``node`` that is read."""
-        return self.add_nodes(protos, _replacing=check_is_node(node))
+    def replace_node(self, node: Node, protos: Iterable[onnx.NodeProto],
+                     initializers: Iterable[onnx.TensorProto] = ()) -> list[Node]:
+        """Replace ``node`` by ``protos`` (and new ``initializers``), which must produce every
+        output of ``node`` that is read. Names inside ``node``'s subgraphs may be reused."""
+        return self.add_nodes(protos, initializers=initializers, _replacing=check_is_node(node))
+
+    def _names_below(self, exclude: Node | None = None) -> set[str]:
+        """Names defined in the subgraphs of this graph's nodes (except ``exclude``'s), at any depth."""
+        self._ensure()
+        names: set[str] = set()
+        stack = [g for n in self._sub_nodes if n is not exclude for g in _flatten(n.subgraphs().values())]
+        while stack:
+            h = stack.pop()
+            h._ensure()
+            names.update(h._producer, h._input_set, h._inits, h._sparse)
+            stack.extend(h.subgraphs())
+        return names
+
+    def add_node_output(self, node: Node, name: str | None = None) -> str:
+        """Give ``node`` one more output (for ops with variadic outputs: If, Loop, Scan, Split);
+        returns its name. Refused when ``name`` is already defined."""
+        self._check_alive(node)
+        name = name or self.unique_name(f"{node.name or node.op_type}_out")
+        if name in self._names_in_scope_and_below():
+            raise EditError(f"cannot add output {name!r} to node {node.name!r}: the name is already defined")
+        node.proto.output.append(name)
+        self._producer[name] = node
+        if self.model is not None:
+            self.model._names_add([name])
+        return name
+
+    def replace_with_constants(self, values: dict[str, Any], nodes: Iterable[Node] = ()) -> None:
+        """Turn tensors into initializers: ``values`` maps tensor names to their values.
+
+        ``nodes`` are removed in the same step (they may produce some of those tensors); a graph
+        input named in ``values`` stops being an input. Refused, with nothing changed, when a
+        removed node's output is still read and has no value here.
+        """
+        self._ensure()
+        if self.is_function:
+            raise EditError("functions have no initializers; use Constant nodes")
+        nodes = [check_is_node(n) for n in nodes]
+        for n in nodes:
+            self._check_alive(n)
+        doomed = {id(n.proto) for n in nodes}
+        for n in nodes:
+            for out in n.proto.output:
+                if out and out not in values and any(
+                        id(self._holder(c).proto) not in doomed for c, _ in self._uses_here(out)):
+                    raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is still read and "
+                                    "has no constant value")
+                if out and out not in values and out in self.output_names:
+                    raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is a graph output")
+        produced_here = {o for n in nodes for o in n.proto.output if o}
+        for name in values:
+            if name not in produced_here and name not in self._input_set and name not in self._inits:
+                raise EditError(f"{name!r} is neither produced by a removed node nor an input or initializer "
+                                f"of {self.describe()}")
+        protos = {name: tensors.from_numpy(v, name) if not isinstance(v, onnx.TensorProto) else v
+                  for name, v in values.items()}
+        # all checks passed
+        self._detach(nodes)
+        for name, t in protos.items():
+            if name in self._input_set:
+                field = self.proto.input
+                for i in range(len(field) - 1, -1, -1):
+                    if field[i].name == name:
+                        del field[i]
+                self._inputs = [x for x in self._inputs if x != name]
+                self._input_set.discard(name)
+            if name in self._inits:
+                self._inits[name].CopyFrom(t)
+            else:
+                self.proto.initializer.append(t)
+                self._inits[name] = self.proto.initializer[len(self.proto.initializer) - 1]
+        self._invalidate_free()
 
     # =================================================================
     # edits: names, inputs, outputs, initializers
@@ -1115,6 +1204,14 @@ class Value:
     @property
     def is_initializer(self) -> bool:
         return self.name in self.graph._inits or self.name in self.graph._sparse
+
+    @property
+    def is_constant(self) -> bool:
+        """True for an initializer that is not also a graph input, and a Constant node's output."""
+        if self.is_initializer:
+            return not self.is_graph_input
+        p = self.producer
+        return p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx")
 
     def numpy(self) -> np.ndarray:
         """The value of an initializer or a Constant node's output."""

@@ -1,0 +1,130 @@
+"""What every pass is: a named, documented, idempotent transformation with typed options."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import onnx
+
+from ..errors import GraphSurgeryError
+from ..model import Model, load
+
+log = logging.getLogger("graphsurgery")
+
+
+class PassError(GraphSurgeryError):
+    """A pass refused to act: the model cannot be transformed correctly as asked."""
+
+
+@dataclass
+class Option:
+    """One option of a pass: its type converts the text given on the command line."""
+
+    type: type | Any
+    default: Any
+    help: str
+
+
+@dataclass
+class PassResult:
+    """What a pass did. ``changes`` has one human-readable line per change; ``details`` holds
+    structured facts (e.g. which If branch was kept) for programs; ``skipped`` says what the pass
+    declined to touch and why."""
+
+    name: str
+    changed: bool = False
+    changes: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+
+    def note(self, line: str) -> None:
+        self.changed = True
+        self.changes.append(line)
+        log.debug("%s: %s", self.name, line)
+
+    def skip(self, line: str) -> None:
+        self.skipped.append(line)
+        log.debug("%s: skipped: %s", self.name, line)
+
+    def __str__(self) -> str:
+        head = f"{self.name}: " + (f"{len(self.changes)} change(s)" if self.changed else "no change")
+        lines = [head] + [f"  - {c}" for c in self.changes] + [f"  · skipped: {s}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+class Pass:
+    """Base class. Subclasses set ``name`` and ``options`` and implement :meth:`apply`.
+
+    ``run(model)`` takes a :class:`graphsurgery.Model` or an ``onnx.ModelProto`` and returns a
+    :class:`PassResult` whose ``model`` is of the kind given (a ModelProto is edited in place);
+    calling the pass returns just that model.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    #: passes that take arbitrary NAME=VALUE options (e.g. freeze-inputs) set this
+    free_options: ClassVar[bool] = False
+
+    def __init__(self, **opts: Any):
+        if not self.free_options:
+            unknown = set(opts) - set(self.options)
+            if unknown:
+                known = ", ".join(self.options) or "none"
+                raise PassError(f"{self.name}: unknown option(s) {sorted(unknown)}; options are: {known}")
+        self.opts = {k: o.default for k, o in self.options.items()}
+        for k, v in opts.items():
+            self.opts[k] = self._convert(k, v)
+
+    def _convert(self, key: str, value: Any) -> Any:
+        opt = self.options.get(key)
+        if opt is None or not isinstance(value, str) or opt.type is str:
+            return value
+        try:
+            return opt.type(value)
+        except (TypeError, ValueError) as exc:
+            raise PassError(f"{self.name}: option {key}={value!r}: {exc}") from None
+
+    def apply(self, model: Model, result: PassResult) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, model: Model | onnx.ModelProto) -> PassResult:
+        wrapped = load(model) if isinstance(model, onnx.ModelProto) else model
+        if not isinstance(wrapped, Model):
+            raise PassError(f"{self.name}: expected a graphsurgery Model or an onnx.ModelProto, "
+                            f"got {type(model).__name__}")
+        result = PassResult(self.name)
+        self.apply(wrapped, result)
+        result.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
+        return result
+
+    def __call__(self, model):
+        return self.run(model).model
+
+    def describe(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.opts.items() if v is not None and v != self.options[k].default) \
+            if not self.free_options else ",".join(f"{k}={v}" for k, v in self.opts.items())
+        return f"{self.name}({opts})" if opts else self.name
+
+    def __repr__(self) -> str:
+        return f"<pass {self.describe()}>"
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_list(text: str | list) -> list[str]:
+    """``a;b;c`` → ``["a", "b", "c"]`` (semicolons, since commas separate passes)."""
+    if isinstance(text, (list, tuple)):
+        return list(text)
+    return [x.strip() for x in text.split(";") if x.strip()]

@@ -1,0 +1,147 @@
+"""fold-constants: compute what does not depend on the model's inputs, once, ahead of time."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from .. import shapes
+from ..graph import Graph
+from ..model import Model
+from .base import Option, Pass, PassResult, parse_bool
+
+# Never folded: their value is not a function of their inputs.
+_NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
+                     "Bernoulli", "Dropout"}
+_STANDARD = ("", "ai.onnx")
+
+
+class FoldConstants(Pass):
+    """Evaluate nodes whose inputs are all constant, and ``Shape``/``Size`` of tensors whose
+    shape is static, replacing them by initializers; in every graph, subgraphs included.
+
+    Constant nodes become initializers (``constant_nodes=false`` keeps them). Never folds
+    nodes with random results, custom-domain nodes or nodes holding subgraphs
+    (``remove-if`` handles constant-condition ``If``). A result larger than ``max_bytes``
+    and larger than its inputs (Tile, Expand, ConstantOfShape) is left in place, so folding
+    never bloats the model; every such refusal is reported.
+    """
+
+    name = "fold-constants"
+    options = {
+        "max_bytes": Option(int, 1 << 20, "largest folded result, unless it is no larger than its inputs"),
+        "shapes": Option(parse_bool, True, "fold Shape/Size of tensors with a static shape"),
+        "constant_nodes": Option(parse_bool, True, "turn Constant nodes into initializers"),
+    }
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        types = shapes.infer(model.proto) if self.opts["shapes"] else {}
+        folded = 0
+        for g in list(model.graphs()):
+            if g.is_function:
+                continue
+            folded += self._fold_graph(model, g, types, result)
+        result.details["folded"] = folded
+
+    def _fold_graph(self, model: Model, g: Graph, types: dict, result: PassResult) -> int:
+        consts = _visible_constants(g)
+        values: dict[str, np.ndarray] = {}
+        doomed = []
+        for node in g.nodes:
+            p = node.proto
+            if p.domain not in _STANDARD or p.op_type in _NONDETERMINISTIC or node.has_subgraphs():
+                continue
+            if p.op_type == "Constant":
+                if self.opts["constant_nodes"] and p.output and p.output[0] in consts:
+                    values[p.output[0]] = consts[p.output[0]]
+                    doomed.append(node)
+                continue
+            outs = self._evaluate(node, consts, types, model, result)
+            if outs is None:
+                continue
+            for name, value in outs.items():
+                consts[name] = value
+            values.update(outs)
+            doomed.append(node)
+        if not doomed:
+            return 0
+        needed = {name: v for name, v in values.items() if g.is_used(name)}
+        g.replace_with_constants(needed, doomed)
+        consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
+        for node in doomed:
+            if node.op_type != "Constant":
+                result.note(f"folded {node.op_type} {node.name!r} in {g.describe()}")
+        if consts_moved:
+            result.note(f"turned {consts_moved} Constant node(s) into initializers in {g.describe()}")
+        return len(doomed) - consts_moved
+
+    def _evaluate(self, node, consts, types, model, result):
+        p = node.proto
+        ins = [x for x in p.input]
+        if p.op_type in ("Shape", "Size") and ins and ins[0] not in consts:
+            shape = shapes.static_shape(types.get(ins[0]))
+            if shape is None:
+                return None
+            if p.op_type == "Size":
+                return {p.output[0]: np.array(int(np.prod(shape, dtype=np.int64)), np.int64)}
+            start = node.attrs.get("start", 0)
+            end = node.attrs.get("end", None)
+            return {p.output[0]: np.array(shape[slice(start, end)], np.int64)}
+        if any(x and x not in consts for x in ins):
+            return None
+        inputs = [consts[x] if x else None for x in ins]
+        try:
+            outs = _run_node(p, inputs, model)
+        except Exception as exc:  # the reference evaluator raises many kinds; report, do not fold
+            result.skip(f"{p.op_type} {p.name!r}: could not evaluate ({type(exc).__name__}: {str(exc)[:120]})")
+            return None
+        in_bytes = sum(x.nbytes for x in inputs if x is not None)
+        out_bytes = sum(np.asarray(v).nbytes for v in outs)
+        if out_bytes > self.opts["max_bytes"] and out_bytes > in_bytes:
+            result.skip(f"{p.op_type} {p.name!r}: result of {out_bytes:,} bytes would grow the model "
+                        f"(inputs {in_bytes:,} bytes; max_bytes={self.opts['max_bytes']:,})")
+            return None
+        return {name: np.asarray(v) for name, v in zip(p.output, outs, strict=False) if name}
+
+
+def _visible_constants(g: Graph) -> dict[str, np.ndarray]:
+    """Values of initializers and Constant outputs that ``g`` can see (its own and enclosing)."""
+    chain = []
+    h: Graph | None = g
+    while h is not None:
+        chain.append(h)
+        h = h.parent
+    consts: dict[str, np.ndarray] = {}
+    for h in reversed(chain):
+        for name in h.initializers:
+            if name not in h.input_names:  # an initializer that is also an input can be overridden
+                consts[name] = h.initializer(name)
+        for n in h.find_nodes("Constant"):
+            if n.domain in _STANDARD and n.outputs and n.outputs[0]:
+                try:
+                    consts[n.outputs[0]] = h.tensor(n.outputs[0]).numpy()
+                except Exception:  # sparse or unusual Constant forms: leave them alone
+                    continue
+    return consts
+
+
+def _run_node(proto: onnx.NodeProto, inputs: list, model: Model) -> list:
+    from onnx.reference import ReferenceEvaluator
+
+    node = onnx.NodeProto()
+    node.CopyFrom(proto)
+    names = [f"in{i}" if x else "" for i, x in enumerate(proto.input)]
+    del node.input[:]
+    node.input.extend(names)
+    outs = [f"out{i}" if x else "" for i, x in enumerate(proto.output)]
+    del node.output[:]
+    node.output.extend(outs)
+    feeds = {n: np.asarray(v) for n, v in zip(names, inputs, strict=True) if n}
+    graph = helper.make_graph(
+        [node], "fold", [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                         for n, v in feeds.items()],
+        [helper.make_value_info(o, onnx.TypeProto()) for o in outs if o])
+    m = helper.make_model(graph, opset_imports=list(model.proto.opset_import), ir_version=model.proto.ir_version)
+    ref = ReferenceEvaluator(m)
+    return ref.run(None, feeds)

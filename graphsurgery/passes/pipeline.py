@@ -1,0 +1,160 @@
+"""Pipelines: passes in order, from Python or from text like ``freeze-inputs(sr=16000),remove-if``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..model import Model, load
+from .base import Pass, PassError, PassResult
+
+log = logging.getLogger("graphsurgery")
+
+
+def parse(text: str) -> list[tuple[str, dict[str, str]]]:
+    """``a,b(k=v,k2=v2)`` → ``[("a", {}), ("b", {"k": "v", "k2": "v2"})]``. Commas inside
+    parentheses or brackets separate options, not passes."""
+    items: list[tuple[str, dict[str, str]]] = []
+    depth = 0
+    buf = ""
+    parts = []
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+            if depth < 0:
+                raise PassError(f"pipeline {text!r}: unbalanced ')'")
+        if ch == "," and depth == 0:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += ch
+    if depth:
+        raise PassError(f"pipeline {text!r}: unbalanced '('")
+    parts.append(buf)
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        if "(" in part:
+            if not part.endswith(")"):
+                raise PassError(f"pipeline step {part!r}: expected name(key=value,...)")
+            name, inner = part[:-1].split("(", 1)
+            opts = {}
+            for kv in _split_top(inner):
+                if not kv.strip():
+                    continue
+                if "=" not in kv:
+                    raise PassError(f"pipeline step {part!r}: option {kv!r} is not key=value")
+                k, v = kv.split("=", 1)
+                opts[k.strip()] = v.strip()
+            items.append((name.strip(), opts))
+        else:
+            items.append((part, {}))
+    return items
+
+
+def _split_top(text: str) -> list[str]:
+    out, buf, depth = [], "", 0
+    for ch in text:
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(buf)
+            buf = ""
+        else:
+            buf += ch
+    out.append(buf)
+    return out
+
+
+@dataclass
+class PipelineResult:
+    results: list[PassResult] = field(default_factory=list)
+    verification: list[tuple[str, list]] = field(default_factory=list)
+    model: Any = None
+
+    @property
+    def changed(self) -> bool:
+        return any(r.changed for r in self.results)
+
+    def __str__(self) -> str:
+        lines = [str(r) for r in self.results]
+        for name, report in self.verification:
+            lines.append(f"verified after {name}: " + "; ".join(str(d) for d in report))
+        return "\n".join(lines)
+
+
+class Pipeline:
+    """Passes run in order. ``verify=True`` runs onnxruntime on the same inputs before the first
+    pass and after each one, and stops with :class:`graphsurgery.verify.VerificationError`
+    naming the first pass whose outputs drift beyond ``rtol``/``atol``."""
+
+    def __init__(self, passes: Iterable[Pass], *, verify: bool = False, inputs: dict[str, np.ndarray] | None = None,
+                 rtol: float = 1e-5, atol: float = 1e-6, progress: Callable[[str], None] | None = None):
+        self.passes = list(passes)
+        self.verify = verify
+        self.inputs = inputs
+        self.rtol, self.atol = rtol, atol
+        self.progress = progress
+
+    @classmethod
+    def from_text(cls, text: str, **kwargs: Any) -> Pipeline:
+        from .registry import create
+
+        return cls([create(name, **opts) for name, opts in parse(text)], **kwargs)
+
+    def describe(self) -> str:
+        return ",".join(p.describe() for p in self.passes)
+
+    def run(self, model: Model | onnx.ModelProto) -> PipelineResult:
+        from .. import verify as v
+
+        wrapped = load(model) if isinstance(model, onnx.ModelProto) else model
+        out = PipelineResult()
+        feeds = expected = None
+        if self.verify:
+            feeds = self.inputs if self.inputs is not None else v.make_inputs(wrapped.proto)
+            try:
+                expected = v.run(wrapped.to_bytes(), feeds, base_dir=wrapped.base_dir)
+            except v.RuntimeFailure as exc:
+                raise v.VerificationError(f"cannot verify: the input model does not run ({exc}); there is no "
+                                          "baseline to compare with. Run without verification, or repair the "
+                                          "model first", []) from None
+        for p in self.passes:
+            if self.progress:
+                self.progress(p.describe())
+            res = p.run(wrapped)
+            out.results.append(res)
+            if self.verify:
+                try:
+                    actual = v.run(wrapped.to_bytes(), feeds, base_dir=wrapped.base_dir)
+                except v.RuntimeFailure as exc:
+                    raise v.VerificationError(f"pass {p.describe()} left a model that does not run: {exc}",
+                                              []) from None
+                report = v.compare(expected, actual, rtol=self.rtol, atol=self.atol)
+                out.verification.append((p.describe(), report))
+                bad = [d for d in report if not d.ok]
+                if bad:
+                    raise v.VerificationError(
+                        f"pass {p.describe()} changed the outputs beyond tolerance (rtol={self.rtol}, "
+                        f"atol={self.atol}): " + "; ".join(str(d) for d in bad), report)
+        out.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
+        return out
+
+    def __call__(self, model):
+        return self.run(model).model
+
+
+def run(model, pipeline: str | Iterable[Pass], **kwargs: Any):
+    """Run a pipeline (text or passes) on a Model or ModelProto; returns the same kind."""
+    p = Pipeline.from_text(pipeline, **kwargs) if isinstance(pipeline, str) else Pipeline(pipeline, **kwargs)
+    return p(model)

@@ -1,0 +1,56 @@
+"""The one place that maps pass names to pass classes (no registration by import side effect)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Pass, PassError
+from .cleanup import Cleanup
+from .debug_outputs import DebugOutputs
+from .fix_prelu_slope import FixPReluSlope
+from .fold_constants import FoldConstants
+from .freeze_inputs import FreezeInputs
+from .instancenorm_epsilon import InstanceNormEpsilon
+from .prelu_to_relu import PReluToRelu
+from .remove_if import RemoveIf
+from .set_shape import SetShape
+
+PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
+    FreezeInputs,
+    SetShape,
+    FoldConstants,
+    RemoveIf,
+    Cleanup,
+    PReluToRelu,
+    FixPReluSlope,
+    InstanceNormEpsilon,
+    DebugOutputs,
+)}
+
+
+def create(name: str, **opts: Any) -> Pass:
+    cls = PASSES.get(name)
+    if cls is None:
+        import difflib
+
+        close = difflib.get_close_matches(name, PASSES, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; passes: {', '.join(PASSES)}"
+        raise PassError(f"no pass named {name!r}{hint}")
+    return cls(**opts)
+
+
+def describe_all() -> list[dict[str, Any]]:
+    """Every pass: name, first docstring line, full docstring, options."""
+    out = []
+    for name, cls in PASSES.items():
+        doc = (cls.__doc__ or "").strip()
+        out.append({"name": name, "summary": _first_sentence(doc), "doc": doc,
+                    "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()},
+                    "free_options": cls.free_options})
+    return out
+
+
+def _first_sentence(doc: str) -> str:
+    text = " ".join(doc.split("\n\n")[0].split()).replace("``", "")
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]

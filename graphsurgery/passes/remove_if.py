@@ -1,0 +1,143 @@
+"""remove-if: inline every If whose condition is a constant, keeping the branch taken."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper
+
+from ..graph import Graph, Node
+from ..model import Model
+from .base import Option, Pass, PassError, PassResult, parse_bool
+from .fold_constants import FoldConstants
+
+
+class RemoveIf(Pass):
+    """Replace each ``If`` whose condition is constant by the nodes of the branch it takes, at
+    any nesting depth, and report which branch was kept.
+
+    Branch initializers move to the enclosing graph; branch names that would collide there are
+    renamed; the If's output names are kept, so readers and graph outputs stay connected (a
+    branch that returns an outer value or its own initializer gets an Identity). With
+    ``fold`` (the default) constants are folded between rounds, so conditions computed from
+    static shapes (``Shape → Gather → Equal``) resolve too.
+    """
+
+    name = "remove-if"
+    options = {"fold": Option(parse_bool, True, "fold constants between rounds so more conditions resolve")}
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        kept: dict[str, str] = {}
+        while True:
+            inlined = 0
+            for g in list(model.graphs()):
+                if g.is_function or g.model is None:
+                    continue
+                for node in g.find_nodes("If"):
+                    if node._rank is None or node.domain not in ("", "ai.onnx"):
+                        continue
+                    branch = _taken_branch(g, node, result)
+                    if branch is None:
+                        continue
+                    moved = _inline(g, node, branch)
+                    kept[node.name] = branch
+                    result.note(f"If {node.name!r} in {g.describe()}: kept {branch} ({moved} node(s) inlined)")
+                    inlined += 1
+                if inlined:
+                    break  # graphs changed: walk them afresh
+            if inlined:
+                continue
+            if not self.opts["fold"] or not model.find_nodes("If"):
+                break
+            folding = FoldConstants().run(model)
+            if not folding.changed:
+                break
+            result.note(f"folded {folding.details.get('folded', 0)} constant node(s) to resolve conditions")
+        result.details["branches"] = kept
+        for node in model.find_nodes("If"):
+            result.skip(f"If {node.name!r} in {node.graph.describe()}: condition {node.inputs[0]!r} is not constant")
+
+
+def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
+    cond = node.inputs[0] if node.inputs else ""
+    if not cond:
+        return None
+    t = g.tensor(cond)
+    if not t.is_constant:
+        return None
+    value = t.numpy()
+    if value.size != 1:
+        result.skip(f"If {node.name!r}: condition {cond!r} has {value.size} elements, not one")
+        return None
+    return "then_branch" if bool(value.reshape(-1)[0]) else "else_branch"
+
+
+def _inline(g: Graph, node: Node, key: str) -> int:
+    branch: Graph = node.subgraphs()[key]
+    branch._ensure()
+    if branch._sparse:
+        raise PassError(f"If {node.name!r}: the {key} holds sparse initializers, which remove-if does not move; "
+                        "convert them to dense first")
+    # 1. branch-level names that would clash once they live in g's scope
+    taken = g._visible_names() | g._names_below(exclude=node)
+    defined = set(branch._producer) | set(branch._inits) | set(branch._sparse)
+    for name in sorted(defined & taken):
+        branch.rename(name, g.unique_name(name))
+    # 2. copies of the branch's nodes and initializers; outputs take the If's output names
+    outs = list(node.outputs)
+    b_outs = branch.output_names
+    rename: dict[str, str] = {}
+    identities = []
+    seen: set[str] = set()
+    for o, b in zip(outs, b_outs, strict=False):
+        if not o:
+            continue
+        if b in branch._producer and b not in seen and b not in branch.input_names:
+            rename[b] = o
+        elif b not in branch._inits and o not in g.output_names and g._resolve(b) is not None:
+            g.rewire(o, b, outputs=True)  # an outer value: its readers read it directly
+        else:  # a branch initializer, a graph output, or returned twice: alias it
+            identities.append(helper.make_node("Identity", [b], [o], name=g.unique_name(f"{node.name}_{key}_out",
+                                                                                     kind="node")))
+        seen.add(b)
+    nodes = []
+    for n in branch.nodes:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(n.proto)
+        _rename_in_node(copy, rename)
+        nodes.append(copy)
+    inits = []
+    for t in branch.initializers.values():
+        copy = onnx.TensorProto()
+        copy.CopyFrom(t)
+        inits.append(copy)
+    g.replace_node(node, nodes + identities, initializers=inits)
+    # 3. keep what the branch knew about its tensors' types
+    if not g.is_function:
+        known = {vi.name for vi in g.proto.value_info}
+        for vi in branch.proto.value_info:
+            name = rename.get(vi.name, vi.name)
+            if name not in known:
+                copy = g.proto.value_info.add()
+                copy.CopyFrom(vi)
+                copy.name = name
+    return len(nodes)
+
+
+def _rename_in_node(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
+    """Apply ``mapping`` to a node's inputs and outputs and, recursively, to what its
+    subgraphs read (names are unique model-wide, so no scope can shadow them)."""
+    if not mapping:
+        return
+    for field in (node.input, node.output):
+        for i, name in enumerate(field):
+            if name in mapping:
+                field[i] = mapping[name]
+    for a in node.attribute:
+        graphs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs) \
+            if a.type == onnx.AttributeProto.GRAPHS else []
+        for sub in graphs:
+            for n in sub.node:
+                _rename_in_node(n, mapping)
+            for vi in sub.output:
+                if vi.name in mapping:
+                    vi.name = mapping[vi.name]
