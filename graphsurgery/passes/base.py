@@ -67,6 +67,8 @@ class Pass:
     options: ClassVar[dict[str, Option]] = {}
     #: passes that take arbitrary NAME=VALUE options (e.g. freeze-inputs) set this
     free_options: ClassVar[bool] = False
+    #: model-level fields this pass may change (see :func:`fidelity_snapshot`); others must stay
+    touches: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, **opts: Any):
         if not self.free_options:
@@ -96,7 +98,13 @@ class Pass:
             raise PassError(f"{self.name}: expected a graphsurgery Model or an onnx.ModelProto, "
                             f"got {type(model).__name__}")
         result = PassResult(self.name)
+        before = fidelity_snapshot(wrapped.proto)
         self.apply(wrapped, result)
+        after = fidelity_snapshot(wrapped.proto)
+        drifted = sorted(k for k in before if before[k] != after[k] and k not in self.touches)
+        if drifted:
+            raise PassError(f"pass {self.name} changed {', '.join(drifted)}, which it does not own; "
+                            "this is a bug in the pass, please report it")
         result.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
         return result
 
@@ -128,3 +136,20 @@ def parse_list(text: str | list) -> list[str]:
     if isinstance(text, (list, tuple)):
         return list(text)
     return [x.strip() for x in text.split(";") if x.strip()]
+
+
+def fidelity_snapshot(proto: onnx.ModelProto) -> dict[str, Any]:
+    """The model-level fields no repair pass should change unless it says so."""
+    return {
+        "ir_version": proto.ir_version,
+        "producer": (proto.producer_name, proto.producer_version),
+        "domain": proto.domain,
+        "model_version": proto.model_version,
+        "doc_string": proto.doc_string,
+        "metadata_props": [(p.key, p.value) for p in proto.metadata_props],
+        "opset_import": sorted((o.domain, o.version) for o in proto.opset_import),
+        "functions": [f.SerializeToString() for f in proto.functions],
+        "graph name": proto.graph.name,
+        "graph doc_string": proto.graph.doc_string,
+        "training_info": [t.SerializeToString() for t in proto.training_info],
+    }

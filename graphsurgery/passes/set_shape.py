@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 from ..model import Model
 from .base import Pass, PassError, PassResult
 
 
 def parse_dims(text) -> list[int | str]:
-    """``1x512`` → [1, 512]; ``Nx3x224x224`` keeps ``N`` symbolic; a list passes through."""
+    """``1x512`` → [1, 512]; ``Nx3x224x224`` keeps ``N`` symbolic; ``seq_max;3`` for names that
+    contain an ``x``; a list passes through."""
     if isinstance(text, (list, tuple)):
         return list(text)
+    text = str(text).replace("×", "x")
+    if ";" in text:
+        parts = text.split(";")
+    elif re.fullmatch(r"[\d\sxX]+", text):  # all numbers: 1X3x224x224 reads too
+        parts = re.split("[xX]", text)
+    else:  # symbolic names keep their case: Nx3x224x224
+        parts = text.split("x")
     out: list[int | str] = []
-    for part in str(text).lower().replace("×", "x").split("x"):
+    for part in parts:
         part = part.strip()
         if not part:
             raise PassError(f"set-shape: cannot read dims {text!r}; write them like 1x3x224x224")
