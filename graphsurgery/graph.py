@@ -171,6 +171,11 @@ class Graph:
             self.toposort()
         return list(self._nodes)
 
+    def nodes_in_file_order(self) -> list[Node]:
+        """The nodes in the proto's current order (no re-sort), for pairing with a copy."""
+        self._ensure()
+        return list(self._nodes)
+
     def __iter__(self) -> Iterator[Node]:
         return iter(self.nodes)
 

@@ -58,8 +58,13 @@ def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
 
 
 def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True,
-        base_dir: str | None = None) -> dict[str, np.ndarray]:
-    """Outputs of ``model`` in onnxruntime's CPU provider, by name."""
+        prepack: bool = True, base_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Outputs of ``model`` in onnxruntime's CPU provider, by name.
+
+    ``prepack=False`` stops onnxruntime from pre-packing constant weights (LSTM, Conv, MatMul),
+    which picks different kernels and so changes the last bits of results: use it to check
+    that two models compute exactly the same thing.
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -69,6 +74,8 @@ def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimiz
     so.log_severity_level = 4  # failures are reported by us, as exceptions
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if not prepack:
+        so.add_session_config_entry("session.disable_prepacking", "1")
     data = model if isinstance(model, bytes) else model.SerializeToString()
     try:
         return _run(ort, so, data, feeds, base_dir)

@@ -151,7 +151,7 @@ def test_fold_constants_shape_glue_and_size_limit():
 def test_remove_if_keeps_branch_moves_initializers_and_output_names():
     m = gs.load(if_model())
     res = Pipeline.from_text("freeze-inputs(cond=true),remove-if,cleanup").run(m)
-    assert res.results[1].details["branches"] == {"if": "then_branch"}
+    assert res.results[1].details["branches"] == [{"node": "if", "graph": "main graph", "kept": "then_branch"}]
     assert [n.op_type for n in m.graph.nodes] == ["Mul"]
     assert m.graph.node("t_mul").outputs == ("y",)
     assert m.graph.initializer("two").tolist() == [2, 2]
@@ -197,7 +197,8 @@ def test_remove_if_renames_colliding_branch_names_and_handles_nesting():
     m = gs.load(proto)
     r = Pipeline.from_text("freeze-inputs(c1=true,c2=true),remove-if,cleanup").run(m)
     assert not m.find_nodes("If")
-    assert r.results[1].details["branches"] == {"outer_if": "then_branch", "inner_if": "then_branch"}
+    assert [(b["node"], b["kept"]) for b in r.results[1].details["branches"]] == [
+        ("outer_if", "then_branch"), ("inner_if", "then_branch")]
     m.check()
     x = np.array([1, -2], np.float32)
     out = run_ort(m.proto, {"x": x})

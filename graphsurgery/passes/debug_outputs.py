@@ -36,14 +36,14 @@ class DebugOutputs(Pass):
     }
 
     def apply(self, model: Model, result: PassResult) -> None:
-        types = shapes.infer(model.proto)
+        types = _Flat(shapes.infer(model))
         main = model.graph
         before = set(main.output_names)
         existing = set(before)
         work: dict[int, tuple[Graph, list[str]]] = {}
         chosen = []
         for g, name in self._choose(model):
-            t = _type_of(types, name)
+            t = _type_of(types, g, name)
             if t is None or (g.parent is not None and t[1] is None):
                 result.skip(f"{name!r} in {g.describe()}: element type or rank unknown")
                 continue
@@ -56,13 +56,13 @@ class DebugOutputs(Pass):
             if g.parent is None:
                 for n in names:
                     if n not in existing:
-                        elem, dims = _type_of(types, n)
+                        elem, dims = _type_of(types, g, n)
                         main.add_output(n, elem, dims if dims is not None else None)
                         existing.add(n)
                 continue
             for n, o in _thread(g, names, types, result).items():
                 carrier[n] = o
-                types[o] = _loosen(types[n], extra_axis=g.owner.op_type != "If")
+                types.extra[o] = _loosen(types.of(g, n), extra_axis=g.owner.op_type != "If")
                 work.setdefault(id(g.parent), (g.parent, []))[1].append(o)
         outputs = {}
         for n in chosen:
@@ -101,6 +101,17 @@ class DebugOutputs(Pass):
         return chosen
 
 
+class _Flat:
+    """Types by (graph, name), plus the carrier tensors this pass creates (unique names)."""
+
+    def __init__(self, scoped: shapes.Types):
+        self.scoped = scoped
+        self.extra: dict[str, onnx.TypeProto] = {}
+
+    def of(self, g: Graph, name: str) -> onnx.TypeProto | None:
+        return self.extra.get(name) or self.scoped.get(g, name)
+
+
 def _depth(g: Graph) -> int:
     d = 0
     while g.parent is not None:
@@ -108,8 +119,8 @@ def _depth(g: Graph) -> int:
     return d
 
 
-def _type_of(types: dict, name: str):
-    t = types.get(name)
+def _type_of(types: _Flat, g: Graph, name: str):
+    t = types.of(g, name)
     if t is None or not t.HasField("tensor_type") or not t.tensor_type.elem_type:
         return None
     return t.tensor_type.elem_type, shapes.dims(t)
@@ -122,7 +133,7 @@ def _loosen(t: onnx.TypeProto, extra_axis: bool) -> onnx.TypeProto:
     return onnx.helper.make_tensor_type_proto(t.tensor_type.elem_type, [None] * rank)
 
 
-def _thread(g: Graph, names: list[str], types: dict, result: PassResult) -> dict[str, str]:
+def _thread(g: Graph, names: list[str], types: _Flat, result: PassResult) -> dict[str, str]:
     """Make ``names`` (tensors of subgraph ``g``) outputs of ``g`` and of the node holding it;
     returns each name's carrier in the enclosing graph."""
     node, parent = g.owner, g.parent
@@ -133,7 +144,7 @@ def _thread(g: Graph, names: list[str], types: dict, result: PassResult) -> dict
             result.skip(f"{n!r}: inside {node.op_type} {node.name!r}, which cannot carry extra outputs")
         return out
     for n in names:
-        elem, dims = _type_of(types, n)
+        elem, dims = _type_of(types, g, n)
         g.add_output(n, elem, [d if isinstance(d, int) else None for d in dims])
         if op == "If":
             other_key = "else_branch" if g.attr_name == "then_branch" else "then_branch"

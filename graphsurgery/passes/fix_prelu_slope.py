@@ -38,8 +38,8 @@ class FixPReluSlope(Pass):
                 if slope.ndim != 1 or slope.size == 1:
                     continue  # scalar-like or already shaped: broadcasts as written
                 if types is None:
-                    types = shapes.infer(model.proto)
-                dims = shapes.dims(types.get(x))
+                    types = shapes.infer(model)
+                dims = shapes.dims(types.get(g, x))
                 C = slope.shape[0]
                 if dims is None or len(dims) < 3 or not isinstance(dims[1], int):
                     result.skip(f"PRelu {node.name!r}: the shape of input {x!r} is unknown, so the channel axis "

@@ -36,10 +36,10 @@ class FoldConstants(Pass):
     }
 
     def apply(self, model: Model, result: PassResult) -> None:
-        types = shapes.infer(model.proto) if self.opts["shapes"] else {}
+        types = shapes.infer(model) if self.opts["shapes"] else None
         folded = 0
         for g in list(model.graphs()):
-            if g.is_function:
+            if g.is_function or _is_dead(g):
                 continue
             folded += self._fold_graph(model, g, types, result)
         result.details["folded"] = folded
@@ -57,7 +57,7 @@ class FoldConstants(Pass):
                     values[p.output[0]] = consts[p.output[0]]
                     doomed.append(node)
                 continue
-            outs = self._evaluate(node, consts, types, model, result)
+            outs = self._evaluate(g, node, consts, types, model, result)
             if outs is None:
                 continue
             for name, value in outs.items():
@@ -76,11 +76,11 @@ class FoldConstants(Pass):
             result.note(f"turned {consts_moved} Constant node(s) into initializers in {g.describe()}")
         return len(doomed) - consts_moved
 
-    def _evaluate(self, node, consts, types, model, result):
+    def _evaluate(self, g, node, consts, types, model, result):
         p = node.proto
         ins = [x for x in p.input]
         if p.op_type in ("Shape", "Size") and ins and ins[0] not in consts:
-            shape = shapes.static_shape(types.get(ins[0]))
+            shape = shapes.static_shape(types.get(g, ins[0])) if types is not None else None
             if shape is None:
                 return None
             if p.op_type == "Size":
@@ -103,6 +103,23 @@ class FoldConstants(Pass):
                         f"(inputs {in_bytes:,} bytes; max_bytes={self.opts['max_bytes']:,})")
             return None
         return {name: np.asarray(v) for name, v in zip(p.output, outs, strict=False) if name}
+
+
+def _is_dead(g: Graph) -> bool:
+    """True for a branch that a constant If condition never takes (at any enclosing level).
+
+    Folding there is wasted work, and worse: static shapes can make a dead branch invalid
+    (it would fail if it ran), which runtimes reject when they load the model."""
+    while g.parent is not None:
+        owner = g.owner
+        if owner.op_type == "If" and owner.domain in _STANDARD and owner.inputs and owner.inputs[0]:
+            t = g.parent.tensor(owner.inputs[0])
+            if t.is_constant:
+                taken = "then_branch" if bool(np.asarray(t.numpy()).reshape(-1)[0]) else "else_branch"
+                if g.attr_name != taken:
+                    return True
+        g = g.parent
+    return False
 
 
 def _visible_constants(g: Graph) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ class RemoveIf(Pass):
     options = {"fold": Option(parse_bool, True, "fold constants between rounds so more conditions resolve")}
 
     def apply(self, model: Model, result: PassResult) -> None:
-        kept: dict[str, str] = {}
+        kept: list[dict[str, str]] = []
         while True:
             inlined = 0
             for g in list(model.graphs()):
@@ -38,9 +38,10 @@ class RemoveIf(Pass):
                     branch = _taken_branch(g, node, result)
                     if branch is None:
                         continue
+                    where = g.describe()
                     moved = _inline(g, node, branch)
-                    kept[node.name] = branch
-                    result.note(f"If {node.name!r} in {g.describe()}: kept {branch} ({moved} node(s) inlined)")
+                    kept.append({"node": node.name, "graph": where, "kept": branch})
+                    result.note(f"If {node.name!r} in {where}: kept {branch} ({moved} node(s) inlined)")
                     inlined += 1
                 if inlined:
                     break  # graphs changed: walk them afresh
@@ -48,7 +49,7 @@ class RemoveIf(Pass):
                 continue
             if not self.opts["fold"] or not model.find_nodes("If"):
                 break
-            folding = FoldConstants().run(model)
+            folding = FoldConstants(constant_nodes=False).run(model)  # fold only what conditions may need
             if not folding.changed:
                 break
             result.note(f"folded {folding.details.get('folded', 0)} constant node(s) to resolve conditions")
