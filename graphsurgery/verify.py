@@ -57,6 +57,36 @@ def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
     return feeds
 
 
+def fit_inputs(model_proto: onnx.ModelProto, given: dict[str, np.ndarray] | None, *, batch: int = 2,
+               seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs for ``model_proto``: the ``given`` arrays that fit its declared signature (dtype
+    and static dims), generated ones (:func:`make_inputs`) for the rest."""
+    generated = make_inputs(model_proto, batch=batch, seed=seed)
+    if not given:
+        return generated
+    out = {}
+    for vi in model_proto.graph.input:
+        if vi.name not in generated:
+            continue
+        arr = given.get(vi.name)
+        if arr is not None and _fits(np.asarray(arr), vi):
+            out[vi.name] = np.asarray(arr)
+        else:
+            out[vi.name] = generated[vi.name]
+    return out
+
+
+def _fits(arr: np.ndarray, vi: onnx.ValueInfoProto) -> bool:
+    tt = vi.type.tensor_type
+    if onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) != arr.dtype:
+        return False
+    if not tt.HasField("shape"):
+        return True
+    dims = tt.shape.dim
+    return len(dims) == arr.ndim and all(not d.HasField("dim_value") or d.dim_value == n
+                                         for d, n in zip(dims, arr.shape, strict=True))
+
+
 def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True,
         prepack: bool = True, base_dir: str | None = None) -> dict[str, np.ndarray]:
     """Outputs of ``model`` in onnxruntime's CPU provider, by name.

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import onnx
 
 from ..errors import GraphSurgeryError
@@ -111,9 +112,22 @@ class Pass:
     def __call__(self, model):
         return self.run(model).model
 
+    def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
+        """What the model after this pass should output for ``feeds``, computed from the model
+        before it (``run(model_bytes, feeds)`` runs a model). Inputs this pass turned into
+        constants are fed their constant values. Passes that change the signature in other
+        ways (set-batch) override this."""
+        before_proto = onnx.ModelProto.FromString(before)
+        inits = after.graph.initializers
+        extra = {vi.name: np.asarray(after.graph.initializer(vi.name)) for vi in before_proto.graph.input
+                 if vi.name not in feeds and vi.name in inits}
+        return run(before, {**feeds, **extra})
+
     def describe(self) -> str:
-        opts = ",".join(f"{k}={v}" for k, v in self.opts.items() if v is not None and v != self.options[k].default) \
-            if not self.free_options else ",".join(f"{k}={v}" for k, v in self.opts.items())
+        """The pass in pipeline text form, e.g. ``set-batch(size=3,inputs=input;state:1)``."""
+        shown = self.opts.items() if self.free_options else [
+            (k, v) for k, v in self.opts.items() if v is not None and v != self.options[k].default]
+        opts = ",".join(f"{k}={';'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in shown)
         return f"{self.name}({opts})" if opts else self.name
 
     def __repr__(self) -> str:

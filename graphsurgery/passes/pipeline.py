@@ -94,9 +94,11 @@ class PipelineResult:
 
 
 class Pipeline:
-    """Passes run in order. ``verify=True`` runs onnxruntime on the same inputs before the first
-    pass and after each one, and stops with :class:`graphsurgery.verify.VerificationError`
-    naming the first pass whose outputs drift beyond ``rtol``/``atol``."""
+    """Passes run in order. ``verify=True`` runs onnxruntime around every pass that changed
+    something, comparing the model after it with the model before it (see
+    :meth:`Pass.reference`), and stops with :class:`graphsurgery.verify.VerificationError`
+    naming the first pass whose outputs drift beyond ``rtol``/``atol``. ``inputs`` are used
+    where they fit the model's signature; other inputs are generated from it."""
 
     def __init__(self, passes: Iterable[Pass], *, verify: bool = False, inputs: dict[str, np.ndarray] | None = None,
                  rtol: float = 1e-5, atol: float = 1e-6, progress: Callable[[str], None] | None = None):
@@ -120,11 +122,12 @@ class Pipeline:
 
         wrapped = load(model) if isinstance(model, onnx.ModelProto) else model
         out = PipelineResult()
-        feeds = expected = None
+        before = None
         if self.verify:
-            feeds = self.inputs if self.inputs is not None else v.make_inputs(wrapped.proto)
+            before = wrapped.to_bytes()
             try:
-                expected = v.run(wrapped.to_bytes(), feeds, base_dir=wrapped.base_dir)
+                v.run(before, v.fit_inputs(wrapped.proto, self.inputs), optimize=False, prepack=False,
+                      base_dir=wrapped.base_dir)
             except v.RuntimeFailure as exc:
                 raise v.VerificationError(f"cannot verify: the input model does not run ({exc}); there is no "
                                           "baseline to compare with. Run without verification, or repair the "
@@ -135,20 +138,35 @@ class Pipeline:
             res = p.run(wrapped)
             out.results.append(res)
             if self.verify:
-                try:
-                    actual = v.run(wrapped.to_bytes(), feeds, base_dir=wrapped.base_dir)
-                except v.RuntimeFailure as exc:
-                    raise v.VerificationError(f"pass {p.describe()} left a model that does not run: {exc}",
-                                              []) from None
-                report = v.compare(expected, actual, rtol=self.rtol, atol=self.atol)
-                out.verification.append((p.describe(), report))
-                bad = [d for d in report if not d.ok]
-                if bad:
-                    raise v.VerificationError(
-                        f"pass {p.describe()} changed the outputs beyond tolerance (rtol={self.rtol}, "
-                        f"atol={self.atol}): " + "; ".join(str(d) for d in bad), report)
+                after = wrapped.to_bytes()
+                if res.changed:
+                    report = self._check(p, res, before, after, wrapped)
+                    out.verification.append((p.describe(), report))
+                before = after
         out.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
         return out
+
+    def _check(self, p: Pass, res: PassResult, before: bytes, after: bytes, model: Model) -> list:
+        """Outputs after ``p`` against what the model before it gives; raises on drift."""
+        from .. import verify as v
+
+        def run(data, feeds):
+            # the meaning of the model, not onnxruntime's optimizer (which has bugs of its own on
+            # If-heavy models) nor its weight pre-packing (which moves the last bits)
+            return v.run(data, feeds, optimize=False, prepack=False, base_dir=model.base_dir)
+
+        feeds = v.fit_inputs(model.proto, self.inputs)
+        try:
+            actual = run(after, feeds)
+        except v.RuntimeFailure as exc:
+            raise v.VerificationError(f"pass {p.describe()} left a model that does not run: {exc}", []) from None
+        expected = p.reference(before, model, feeds, res, run)
+        report = v.compare(expected, actual, rtol=self.rtol, atol=self.atol)
+        bad = [d for d in report if not d.ok]
+        if bad:
+            raise v.VerificationError(f"pass {p.describe()} changed the outputs beyond tolerance (rtol={self.rtol}, "
+                                      f"atol={self.atol}): " + "; ".join(str(d) for d in bad), report)
+        return report
 
     def __call__(self, model):
         return self.run(model).model

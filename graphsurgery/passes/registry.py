@@ -13,6 +13,7 @@ from .freeze_inputs import FreezeInputs
 from .instancenorm_epsilon import InstanceNormEpsilon
 from .prelu_to_relu import PReluToRelu
 from .remove_if import RemoveIf
+from .set_batch import SetBatch
 from .set_shape import SetShape
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
@@ -25,6 +26,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     FixPReluSlope,
     InstanceNormEpsilon,
     DebugOutputs,
+    SetBatch,
 )}
 
 
