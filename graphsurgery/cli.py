@@ -83,6 +83,36 @@ def _jsonable(value):
         return str(value)
 
 
+def _cmd_debug(args: argparse.Namespace) -> int:
+    from .debug import compare, extract_reproducer
+    from .model import load
+
+    refs = [x for x in (args.against, args.backend, args.arrays) if x]
+    if len(refs) != 1:
+        raise GraphSurgeryError("debug needs exactly one reference: --against MODEL, --backend reference|ort-noopt, "
+                                "or --arrays REF.npz")
+    model = load(args.model)
+    inputs = None
+    if args.inputs:
+        import numpy as np
+
+        with np.load(args.inputs, allow_pickle=False) as data:
+            inputs = {k: data[k] for k in data.files}
+    report = compare(model, refs[0], inputs, rtol=args.rtol, atol=args.atol, chunk=args.chunk)
+    if args.reproducer and report.culprit:
+        from . import verify
+
+        feeds = inputs if inputs is not None else verify.make_inputs(model.proto, batch=1)
+        extract_reproducer(model, report.culprit, feeds, args.reproducer)
+    if args.json:
+        print(report.to_json(indent=2))
+    else:
+        print(report.format(limit=None if args.all else 40))
+        if args.reproducer and report.culprit:
+            print(f"reproducer written to {args.reproducer}")
+    return 1 if report.bad or any(not r.ok for r in report.outputs) else 0
+
+
 def _cmd_passes(args: argparse.Namespace) -> int:
     from .passes import describe_all
 
@@ -125,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="machine-readable report")
     run.add_argument("-q", "--quiet", action="store_true")
     run.set_defaults(func=_cmd_run)
+    dbg = sub.add_parser("debug", help="compare a model with a reference tensor by tensor; name the first node "
+                                       "that differs")
+    dbg.add_argument("model")
+    dbg.add_argument("--against", help="another ONNX model over the same tensor names")
+    dbg.add_argument("--backend", choices=["reference", "ort-noopt"],
+                     help="the same model on onnx's reference evaluator, or onnxruntime without optimizations")
+    dbg.add_argument("--arrays", help="reference values by tensor name, as .npz")
+    dbg.add_argument("--inputs", help="model inputs as .npz (default: generated from the signature)")
+    dbg.add_argument("--rtol", type=float, default=1e-4, help="relative to each tensor's largest value")
+    dbg.add_argument("--atol", type=float, default=1e-5)
+    dbg.add_argument("--chunk", type=int, help="tensors compared per run (bounds memory on large models)")
+    dbg.add_argument("--reproducer", metavar="DIR", help="write the culprit node alone, with its inputs, to DIR")
+    dbg.add_argument("--all", action="store_true", help="show every row")
+    dbg.add_argument("--json", action="store_true")
+    dbg.set_defaults(func=_cmd_debug)
     ps = sub.add_parser("passes", help="every pass, its options and what it does")
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=_cmd_passes)

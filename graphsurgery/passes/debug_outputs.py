@@ -85,7 +85,7 @@ class DebugOutputs(Pass):
         graphs = [g for g in model.graphs() if not g.is_function and (o["subgraphs"] or g.parent is None)]
         chosen = []
         for g in graphs:
-            outs = set(g.output_names)
+            outs = set(g.output_names) if g.parent is None else set()  # a branch output is still worth a carrier
             for i, node in enumerate(g.nodes):
                 take = (everything or node.op_type in types_f
                         or (pattern is not None and fnmatch.fnmatchcase(node.name, pattern))
@@ -145,7 +145,11 @@ def _thread(g: Graph, names: list[str], types: _Flat, result: PassResult) -> dic
         return out
     for n in names:
         elem, dims = _type_of(types, g, n)
-        g.add_output(n, elem, [d if isinstance(d, int) else None for d in dims])
+        exposed = n
+        if n in g.output_names:  # already returned (merged with the other branch): give it its own carrier
+            exposed = g.make_node("Identity", [n], [g.unique_name(f"{n}__debug")],
+                                  name=g.unique_name(f"{n}__debug", kind="node")).outputs[0]
+        g.add_output(exposed, elem, [d if isinstance(d, int) else None for d in dims])
         if op == "If":
             other_key = "else_branch" if g.attr_name == "then_branch" else "then_branch"
             other = node.subgraphs()[other_key]

@@ -150,18 +150,7 @@ class Pipeline:
         """Outputs after ``p`` against what the model before it gives; raises on drift."""
         from .. import verify as v
 
-        def run(data, feeds):
-            # the meaning of the model, not onnxruntime's optimizer (which has bugs of its own on
-            # If-heavy models) nor its weight pre-packing (which moves the last bits)
-            return v.run(data, feeds, optimize=False, prepack=False, base_dir=model.base_dir)
-
-        feeds = v.fit_inputs(model.proto, self.inputs)
-        try:
-            actual = run(after, feeds)
-        except v.RuntimeFailure as exc:
-            raise v.VerificationError(f"pass {p.describe()} left a model that does not run: {exc}", []) from None
-        expected = p.reference(before, model, feeds, res, run)
-        report = v.compare(expected, actual, rtol=self.rtol, atol=self.atol)
+        report = check_pass(p, res, before, after, model, self.inputs, rtol=self.rtol, atol=self.atol)
         bad = [d for d in report if not d.ok]
         if bad:
             raise v.VerificationError(f"pass {p.describe()} changed the outputs beyond tolerance (rtol={self.rtol}, "
@@ -170,6 +159,25 @@ class Pipeline:
 
     def __call__(self, model):
         return self.run(model).model
+
+
+def check_pass(p: Pass, res: PassResult, before: bytes, after: bytes, model: Model,
+               inputs: dict[str, np.ndarray] | None, *, rtol: float, atol: float) -> list:
+    """Per-output differences between the model after pass ``p`` (``after``, also ``model``) and
+    the reference the pass computes from the model before it. onnxruntime runs without its
+    optimizer and without weight pre-packing: this checks meaning, not onnxruntime's rounding."""
+    from .. import verify as v
+
+    def run_(data, feeds):
+        return v.run(data, feeds, optimize=False, prepack=False, base_dir=model.base_dir)
+
+    feeds = v.fit_inputs(model.proto, inputs)
+    try:
+        actual = run_(after, feeds)
+    except v.RuntimeFailure as exc:
+        raise v.VerificationError(f"pass {p.describe()} left a model that does not run: {exc}", []) from None
+    expected = p.reference(before, model, feeds, res, run_)
+    return v.compare(expected, actual, rtol=rtol, atol=atol)
 
 
 def run(model, pipeline: str | Iterable[Pass], **kwargs: Any):

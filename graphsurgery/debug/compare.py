@@ -1,0 +1,208 @@
+"""Compare two runs tensor by tensor and find the node where they part."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..model import Model, load
+from .capture import BACKENDS, capture, run_outputs, tensor_order
+from .report import Report, Row
+
+DEFAULT_RTOL = 1e-4
+DEFAULT_ATOL = 1e-5
+
+
+def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | None = None, *,
+            backend: str = "ort", rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, chunk: int | None = None,
+            name_map: dict[str, str] | None = None, tensors: list[str] | None = None) -> Report:
+    """Run ``model`` with ``backend`` and compare every intermediate tensor with ``reference``:
+
+    - a backend name, ``"ort-noopt"`` or ``"reference"`` (onnx's reference evaluator), run on the same model;
+    - another model (path, bytes, ModelProto or Model) over the same tensor names (``name_map`` maps this
+      model's names to the other's where they differ);
+    - arrays by tensor name: a dict, or the path of an ``.npz`` file (never pickle).
+
+    An element is within tolerance when ``|a - b| <= atol + rtol * max|reference tensor|``:
+    relative to the tensor's scale, so kernels that round near-zero values differently are
+    not flagged.
+
+    ``inputs`` is a dict or an ``.npz`` path (default: generated from the input signature).
+    ``chunk`` bounds how many intermediate tensors are held at once (default: 256 for models
+    with more than that many, else all), trading memory for extra runs.
+    """
+    from .. import verify
+
+    subject = load(model) if not isinstance(model, Model) else model
+    if inputs is None:
+        feeds = verify.make_inputs(subject.proto, batch=1)
+        try:
+            run_outputs(subject, feeds, backend)
+        except verify.RuntimeFailure as exc:
+            raise verify.RuntimeFailure(
+                f"{exc}. The inputs were generated from the model's signature (open dims set to 1, values "
+                "random); give real ones with inputs= (--inputs X.npz on the command line)") from None
+    else:
+        feeds = _load_arrays(inputs)
+    feeds = {k: v for k, v in feeds.items() if k in subject.graph.input_names}
+    names = tensors if tensors is not None else tensor_order(subject)
+    if chunk is None:
+        chunk = 256 if len(names) > 256 else max(len(names), 1)
+    name_map = name_map or {}
+    report = Report(rtol=rtol, atol=atol)
+
+    ref_model: Model | None = None
+    ref_arrays: dict[str, np.ndarray] | None = None
+    ref_backend: str | None = None
+    if isinstance(reference, str) and reference in BACKENDS:
+        ref_model, ref_backend = subject, reference
+        report.reference = f"the same model on {reference}"
+    elif isinstance(reference, dict) or (isinstance(reference, (str, os.PathLike)) and str(reference).endswith(".npz")):
+        ref_arrays = _load_arrays(reference)
+        report.reference = "saved arrays" if isinstance(reference, dict) else f"arrays in {reference}"
+    else:
+        ref_model = load(reference) if not isinstance(reference, Model) else reference
+        ref_backend = backend
+        report.reference = f"model {ref_model.source_path or ref_model.proto.graph.name!r}"
+
+    where = _producers(subject)
+    ref_names = set(tensor_order(ref_model)) | set(ref_model.graph.input_names) if ref_model is not None else None
+    for start in range(0, len(names), chunk):
+        part = names[start:start + chunk]
+        got = next(iter(capture(subject, feeds, backend=backend, tensors=part))) if part else {}
+        if ref_arrays is not None:
+            ref = {n: ref_arrays[name_map.get(n, n)] for n in part if name_map.get(n, n) in ref_arrays}
+        else:
+            wanted = [name_map.get(n, n) for n in part if name_map.get(n, n) in ref_names]
+            ref_feeds = {k: v for k, v in feeds.items() if k in ref_model.graph.input_names}
+            raw = next(iter(capture(ref_model, ref_feeds, backend=ref_backend, tensors=wanted))) if wanted else {}
+            ref = {n: raw[name_map.get(n, n)] for n in part if name_map.get(n, n) in raw}
+        for n in part:
+            node = where.get(n)
+            report.rows.append(_row(n, node, got.get(n), ref.get(n), rtol, atol))
+        del got, ref
+    # the model's outputs, from unmodified runs (marking tensors can change what a runtime fuses)
+    outs = run_outputs(subject, feeds, backend)
+    if ref_arrays is not None:
+        ref_outs = {k: ref_arrays[name_map.get(k, k)] for k in outs if name_map.get(k, k) in ref_arrays}
+    else:
+        ref_feeds = {k: v for k, v in feeds.items() if k in ref_model.graph.input_names}
+        raw = run_outputs(ref_model, ref_feeds, ref_backend)
+        ref_outs = {k: raw[name_map.get(k, k)] for k in outs if name_map.get(k, k) in raw}
+    report.outputs = [_row(k, where.get(k), outs[k], ref_outs.get(k), rtol, atol) for k in outs]
+    _find_culprit(subject, report)
+    return report
+
+
+def _producers(model: Model) -> dict[str, Any]:
+    return {t: n for n in model.graph.walk() for t in n.outputs if t}
+
+
+def _load_arrays(source) -> dict[str, np.ndarray]:
+    if isinstance(source, dict):
+        return {k: np.asarray(v) for k, v in source.items()}
+    with np.load(source, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _row(name: str, node, a, b, rtol: float, atol: float) -> Row:
+    row = Row(tensor=name, node=node.name if node is not None else None,
+              op_type=node.op_type if node is not None else None,
+              graph=node.graph.describe() if node is not None else "main graph")
+    if a is None:
+        row.skipped = "not produced by this run"
+        return row
+    if b is None:
+        row.skipped = "no reference value"
+        return row
+    a, b = np.asarray(a), np.asarray(b)
+    row.shape, row.ref_shape, row.dtype = list(a.shape), list(b.shape), str(a.dtype)
+    if a.size == 0 and b.size == 0:
+        row.skipped = "not executed (a branch that did not run)"
+        return row
+    if a.shape != b.shape:
+        if a.size == b.size and a.size:  # e.g. a squeezed axis: compare the values, say so
+            b = b.reshape(a.shape)
+        else:
+            row.ok = False
+            return row
+    if not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
+        row.ok = bool(np.array_equal(a, b))
+        row.max_abs = 0.0 if row.ok else 1.0
+        return row
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    both_nan = np.isnan(x) & np.isnan(y)
+    diff = np.where(both_nan, 0.0, np.abs(x - y))
+    diff = np.where(np.isnan(diff), np.inf, diff)
+    # tolerance relative to the tensor's scale (its largest reference magnitude), not to each
+    # element: different kernels legitimately disagree in relative terms on near-zero values
+    scale = float(np.nanmax(np.abs(y))) if np.isfinite(np.nanmax(np.abs(y))) else 0.0
+    limit = atol + rtol * scale
+    beyond = diff > limit
+    row.max_abs = float(diff.max()) if diff.size else 0.0
+    row.max_rel = float((diff / np.maximum(np.abs(np.where(np.isnan(y), 0, y)), 1e-12)).max()) if diff.size else 0.0
+    nx, ny = np.linalg.norm(np.nan_to_num(x)), np.linalg.norm(np.nan_to_num(y))
+    row.cosine = float(np.dot(np.nan_to_num(x).ravel(), np.nan_to_num(y).ravel()) / (nx * ny)) if nx and ny else (
+        1.0 if nx == ny else 0.0)
+    row.beyond = float(beyond.mean()) if beyond.size else 0.0
+    row.ok = not bool(beyond.any())
+    return row
+
+
+def _find_culprit(model: Model, report: Report) -> None:
+    """The first node, in execution order, whose outputs are beyond tolerance while every input
+    that was compared is within it: where the runs part, not where the damage is first seen.
+    Nodes inside a subgraph are examined before the If/Loop/Scan holding them."""
+    rows = {r.tensor: r for r in report.rows}
+    bad = {r.tensor for r in report.bad}
+    if not bad:
+        return
+    report.first_bad = next(r.tensor for r in report.rows if r.tensor in bad)
+
+    def visit(graph):
+        for node in graph.nodes:
+            if node.has_subgraphs():
+                for sub in _subgraphs(node):
+                    found = visit(sub)
+                    if found is not None:
+                        return found
+            outs = [t for t in node.outputs if t in bad]
+            if not outs:
+                continue
+            reads = [t for t in node.inputs if t]
+            if node.has_subgraphs():
+                for sub in _subgraphs(node):
+                    reads.extend(sub._free_names())
+            if not any(t in bad for t in reads):
+                return node, outs, reads
+        return None
+
+    found = visit(model.graph)
+    if found is None:
+        report.culprit_reason = "every tensor beyond tolerance has an input beyond tolerance too: the inputs differ"
+        return
+    node, outs, reads = found
+    worst = max((rows[t] for t in outs), key=lambda r: r.max_abs if r.max_abs is not None else np.inf)
+    compared = [t for t in reads if t in rows and rows[t].skipped is None]
+    report.culprit = node.name or f"<{node.op_type} producing {outs[0]}>"
+    report.culprit_reason = (f"{node.op_type} output {worst.tensor!r} is beyond tolerance (max abs "
+                             f"{_fmt(worst.max_abs)}, {_fmt_pct(worst.beyond)} of elements) while its "
+                             f"{len(compared)} compared input(s) are within it")
+
+
+def _subgraphs(node):
+    for v in node.subgraphs().values():
+        yield from (v if isinstance(v, list) else [v])
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def _fmt_pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+__all__ = ["compare", "DEFAULT_RTOL", "DEFAULT_ATOL"]
