@@ -184,3 +184,20 @@ def test_cli_debug_json(tmp_path, capsys):
     code = main(["debug", str(FIX / "arcface_prelu.onnx"), "--backend", "ort-noopt", "--inputs",
                  str(tmp_path / "x.npz"), "--json"])
     assert code == 0 and json.loads(capsys.readouterr().out)["culprit"] is None
+
+
+def test_before_and_after_a_pipeline_matched_through_reported_renames():
+    """Compare silero after remove-if with the original: the tensors that moved out of branches
+    (and were renamed on the way) are matched through what the passes reported."""
+    from graphsurgery.passes import Pipeline
+
+    original = gs.load(str(DATA / "silero_vad.onnx"))
+    after = original.copy()
+    res = Pipeline.from_text("freeze-inputs(sr=16000),fold-constants(shapes=false,constant_nodes=false),"
+                             "remove-if(fold=false)").run(after)
+    renamed = res.renamed()
+    assert renamed  # branch outputs took the If's names, clashing names were renamed
+    inputs = silero_inputs(2)
+    r = compare(after, original, inputs, name_map={v: k for k, v in renamed.items()}, backend="ort-noopt")
+    compared = [row for row in r.rows if row.skipped is None]
+    assert len(compared) >= 100 and r.culprit is None and not r.bad

@@ -46,6 +46,7 @@ def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | No
                 "random); give real ones with inputs= (--inputs X.npz on the command line)") from None
     else:
         feeds = _load_arrays(inputs)
+    all_feeds = feeds  # the reference may read inputs the subject froze
     feeds = {k: v for k, v in feeds.items() if k in subject.graph.input_names}
     names = tensors if tensors is not None else tensor_order(subject)
     if chunk is None:
@@ -76,7 +77,7 @@ def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | No
             ref = {n: ref_arrays[name_map.get(n, n)] for n in part if name_map.get(n, n) in ref_arrays}
         else:
             wanted = [name_map.get(n, n) for n in part if name_map.get(n, n) in ref_names]
-            ref_feeds = {k: v for k, v in feeds.items() if k in ref_model.graph.input_names}
+            ref_feeds = {k: v for k, v in all_feeds.items() if k in ref_model.graph.input_names}
             raw = next(iter(capture(ref_model, ref_feeds, backend=ref_backend, tensors=wanted))) if wanted else {}
             ref = {n: raw[name_map.get(n, n)] for n in part if name_map.get(n, n) in raw}
         for n in part:
@@ -88,7 +89,7 @@ def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | No
     if ref_arrays is not None:
         ref_outs = {k: ref_arrays[name_map.get(k, k)] for k in outs if name_map.get(k, k) in ref_arrays}
     else:
-        ref_feeds = {k: v for k, v in feeds.items() if k in ref_model.graph.input_names}
+        ref_feeds = {k: v for k, v in all_feeds.items() if k in ref_model.graph.input_names}
         raw = run_outputs(ref_model, ref_feeds, ref_backend)
         ref_outs = {k: raw[name_map.get(k, k)] for k in outs if name_map.get(k, k) in raw}
     report.outputs = [_row(k, where.get(k), outs[k], ref_outs.get(k), rtol, atol) for k in outs]

@@ -86,6 +86,20 @@ class PipelineResult:
     def changed(self) -> bool:
         return any(r.changed for r in self.results)
 
+    def renamed(self) -> dict[str, str]:
+        """Tensor renames the passes reported, composed in order: original name -> final name.
+        ``{v: k for k, v in result.renamed().items()}`` is the ``name_map`` for comparing the
+        pipeline's output with its input (:func:`graphsurgery.debug.compare`)."""
+        total: dict[str, str] = {}
+        for r in self.results:
+            for old, new in r.details.get("renamed", {}).items():
+                for k, v in total.items():
+                    if v == old:
+                        total[k] = new
+                if old not in total.values():
+                    total[old] = new
+        return total
+
     def __str__(self) -> str:
         lines = [str(r) for r in self.results]
         for name, report in self.verification:

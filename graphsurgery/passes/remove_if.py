@@ -27,6 +27,7 @@ class RemoveIf(Pass):
 
     def apply(self, model: Model, result: PassResult) -> None:
         kept: list[dict[str, str]] = []
+        renamed: dict[str, str] = {}
         while True:
             inlined = 0
             for g in list(model.graphs()):
@@ -39,7 +40,7 @@ class RemoveIf(Pass):
                     if branch is None:
                         continue
                     where = g.describe()
-                    moved = _inline(g, node, branch)
+                    moved = _inline(g, node, branch, renamed)
                     kept.append({"node": node.name, "graph": where, "kept": branch})
                     result.note(f"If {node.name!r} in {where}: kept {branch} ({moved} node(s) inlined)")
                     inlined += 1
@@ -54,6 +55,7 @@ class RemoveIf(Pass):
                 break
             result.note(f"folded {folding.details.get('folded', 0)} constant node(s) to resolve conditions")
         result.details["branches"] = kept
+        result.details["renamed"] = renamed  # branch tensor -> its name after inlining
         for node in model.find_nodes("If"):
             result.skip(f"If {node.name!r} in {node.graph.describe()}: condition {node.inputs[0]!r} is not constant")
 
@@ -72,7 +74,7 @@ def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
     return "then_branch" if bool(value.reshape(-1)[0]) else "else_branch"
 
 
-def _inline(g: Graph, node: Node, key: str) -> int:
+def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:
     branch: Graph = node.subgraphs()[key]
     branch._ensure()
     if branch._sparse:
@@ -82,7 +84,9 @@ def _inline(g: Graph, node: Node, key: str) -> int:
     taken = g._visible_names() | g._names_below(exclude=node)
     defined = set(branch._producer) | set(branch._inits) | set(branch._sparse)
     for name in sorted(defined & taken):
-        branch.rename(name, g.unique_name(name))
+        new = g.unique_name(name)
+        branch.rename(name, new)
+        renamed[name] = new
     # 2. copies of the branch's nodes and initializers; outputs take the If's output names
     outs = list(node.outputs)
     b_outs = branch.output_names
@@ -94,6 +98,7 @@ def _inline(g: Graph, node: Node, key: str) -> int:
             continue
         if b in branch._producer and b not in seen and b not in branch.input_names:
             rename[b] = o
+            renamed[next((k for k, v in renamed.items() if v == b), b)] = o
         elif b not in branch._inits and o not in g.output_names and g._resolve(b) is not None:
             g.rewire(o, b, outputs=True)  # an outer value: its readers read it directly
         else:  # a branch initializer, a graph output, or returned twice: alias it
