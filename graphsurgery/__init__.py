@@ -22,6 +22,7 @@ from .errors import (
 from .graph import Graph, Value
 from .model import Model, load
 from .node import Node
+from .session import Session
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "Node",
     "NotFoundError",
     "SaveError",
+    "Session",
     "Value",
     "load",
 ]

@@ -113,6 +113,14 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     return 1 if report.bad or any(not r.ok for r in report.outputs) else 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .diff import diff
+
+    d = diff(args.a, args.b)
+    print(json.dumps(d.to_dict(), indent=2) if args.json else str(d))
+    return 0 if d.empty else 1
+
+
 def _cmd_passes(args: argparse.Namespace) -> int:
     from .passes import describe_all
 
@@ -170,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     dbg.add_argument("--all", action="store_true", help="show every row")
     dbg.add_argument("--json", action="store_true")
     dbg.set_defaults(func=_cmd_debug)
+    df = sub.add_parser("diff", help="structural difference of two models (exit 1 when they differ)")
+    df.add_argument("a")
+    df.add_argument("b")
+    df.add_argument("--json", action="store_true")
+    df.set_defaults(func=_cmd_diff)
     ps = sub.add_parser("passes", help="every pass, its options and what it does")
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=_cmd_passes)

@@ -1177,6 +1177,20 @@ class Graph:
             counts["value_info"] += len(stale)
         return counts
 
+    def neighbourhood(self, center: Node | str, hops: int = 2):
+        """A picture of the nodes within ``hops`` of a node or tensor; displays inline in Jupyter."""
+        from .display import Picture, neighbourhood_svg
+        return Picture(neighbourhood_svg(self, center, hops))
+
+    def _repr_html_(self) -> str:
+        import html
+        ops = {}
+        for n in self.nodes:
+            ops[n.op_type] = ops.get(n.op_type, 0) + 1
+        return (f"<div><b>{html.escape(self.describe())}</b>: {len(self.proto.node)} nodes; inputs "
+                f"{html.escape(', '.join(self.input_names))}; outputs {html.escape(', '.join(self.output_names))}; "
+                f"ops {html.escape(', '.join(f'{k} {v}' for k, v in ops.items()))}</div>")
+
     def __repr__(self) -> str:
         return f"<Graph {self.describe()}: {len(self.proto.node)} nodes>"
 

@@ -250,6 +250,10 @@ class Model:
         from .interop import from_graphsurgeon
         return from_graphsurgeon(gs_graph)
 
+    def _repr_html_(self) -> str:
+        from .display import model_html
+        return model_html(self)
+
     def __repr__(self) -> str:
         ops = ", ".join(f"{d or 'ai.onnx'}:{v}" for d, v in self.opsets.items())
         return (f"<Model {self.proto.graph.name!r}: {len(self.proto.graph.node)} nodes, "

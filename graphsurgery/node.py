@@ -119,6 +119,10 @@ class Node:
         """Add an input at the end (for variadic operators or trailing optional inputs)."""
         self._graph._set_input(self, len(self.proto.input), name)
 
+    def _repr_html_(self) -> str:
+        from .display import node_html
+        return node_html(self)
+
     def __repr__(self) -> str:
         ins = ", ".join(self.proto.input)
         outs = ", ".join(self.proto.output)

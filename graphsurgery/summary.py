@@ -54,6 +54,9 @@ def summarize(model: Model, *, check: bool = True) -> dict[str, Any]:
     }
     if check:
         out["problems"] = model.problems()
+        from .lint import as_dicts, lint
+
+        out["lint"] = as_dicts(lint(model))
     return out
 
 
@@ -73,6 +76,11 @@ def format_text(s: dict[str, Any]) -> str:
     lines.append("outputs")
     lines += [f"  {v['name']:<24} {v['type']:<8} {shape(v)}" for v in s["outputs"]]
     lines.append("ops        " + ", ".join(f"{k} {v}" for k, v in s["ops"].items()))
+    if s.get("lint"):
+        lines.append(f"lint       {len(s['lint'])} finding(s) for deployment")
+        for f in s["lint"]:
+            fix = f" -> {f['fix']}" if f["fix"] else ""
+            lines.append(f"  - [{f['code']}] {f['where']}: {f['message']}{fix}")
     if "problems" in s:
         if s["problems"]:
             lines.append(f"problems   {len(s['problems'])}")

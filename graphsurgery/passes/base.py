@@ -50,6 +50,10 @@ class PassResult:
         self.skipped.append(line)
         log.debug("%s: skipped: %s", self.name, line)
 
+    def _repr_html_(self) -> str:
+        from ..display import result_html
+        return result_html(self)
+
     def __str__(self) -> str:
         head = f"{self.name}: " + (f"{len(self.changes)} change(s)" if self.changed else "no change")
         lines = [head] + [f"  - {c}" for c in self.changes] + [f"  · skipped: {s}" for s in self.skipped]

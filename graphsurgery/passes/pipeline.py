@@ -100,6 +100,10 @@ class PipelineResult:
                     total[old] = new
         return total
 
+    def _repr_html_(self) -> str:
+        from ..display import result_html
+        return "".join(result_html(r) for r in self.results)
+
     def __str__(self) -> str:
         lines = [str(r) for r in self.results]
         for name, report in self.verification:
