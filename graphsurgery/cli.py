@@ -46,18 +46,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         with np.load(args.inputs, allow_pickle=False) as data:
             inputs = {k: data[k] for k in data.files}
-    progress = (lambda step: print(f"  running {step}", file=sys.stderr)) if sys.stderr.isatty() and not args.quiet \
-        else None
-    pipeline = Pipeline.from_text(args.pipeline, verify=args.verify, inputs=inputs, rtol=args.rtol, atol=args.atol,
-                                  progress=progress)
-    model = load(src)
-    try:
-        result = pipeline.run(model)
-    except VerificationError as exc:
-        print(f"graphsurgery: error: {exc}", file=sys.stderr)
-        return 3
+    from .progress import Bar
+
+    with Bar("passes", enabled=not args.quiet) as bar:
+        pipeline = Pipeline.from_text(args.pipeline, verify=args.verify, inputs=inputs, rtol=args.rtol,
+                                      atol=args.atol, progress=bar.update)
+        model = load(src)
+        try:
+            result = pipeline.run(model)
+        except VerificationError as exc:
+            bar.close()
+            print(f"graphsurgery: error: {exc}", file=sys.stderr)
+            return 3
     same = os.path.exists(args.output) and os.path.samefile(args.output, src)
-    model.save(args.output, overwrite=args.overwrite and same)
+    with Bar("saving", enabled=not args.quiet) as bar:
+        model.save(args.output, overwrite=args.overwrite and same, progress=bar.update)
     if args.json:
         print(json.dumps({"output": args.output, "passes": [
             {"name": r.name, "changed": r.changed, "changes": r.changes, "skipped": r.skipped,
@@ -98,7 +101,11 @@ def _cmd_debug(args: argparse.Namespace) -> int:
 
         with np.load(args.inputs, allow_pickle=False) as data:
             inputs = {k: data[k] for k in data.files}
-    report = compare(model, refs[0], inputs, rtol=args.rtol, atol=args.atol, chunk=args.chunk)
+    from .progress import Bar
+
+    with Bar("comparing", enabled=not args.json) as bar:
+        report = compare(model, refs[0], inputs, rtol=args.rtol, atol=args.atol, chunk=args.chunk,
+                         progress=bar.update)
     if args.reproducer and report.culprit:
         from . import verify
 
@@ -119,6 +126,47 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     d = diff(args.a, args.b)
     print(json.dumps(d.to_dict(), indent=2) if args.json else str(d))
     return 0 if d.empty else 1
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .model import load
+    from .passes import create
+
+    if not args.inputs and not args.outputs:
+        raise GraphSurgeryError("extract needs --inputs and/or --outputs (tensor names, comma separated)")
+    model = load(args.model)
+    opts = {}
+    if args.inputs:
+        opts["inputs"] = [x.strip() for x in args.inputs.split(",") if x.strip()]
+    if args.outputs:
+        opts["outputs"] = [x.strip() for x in args.outputs.split(",") if x.strip()]
+    result = create("cut", **opts).run(model)
+    model.save(args.output)
+    if not args.quiet:
+        print(result)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    try:
+        import netron
+    except ImportError:
+        raise GraphSurgeryError("show needs Netron: pip install 'graphsurgery[netron]'") from None
+    from .model import load
+
+    load(args.model)  # a clear error for a file that is not a model, before starting a server
+    address = netron.start(args.model, address=("127.0.0.1", args.port), browse=not args.no_browser)
+    host, port = address if isinstance(address, tuple) else ("127.0.0.1", args.port)
+    print(f"Netron is serving {args.model} at http://{host}:{port} (loopback only); press Ctrl+C to stop")
+    if args.no_wait:
+        netron.stop()
+        return 0
+    try:
+        netron.wait()
+    except KeyboardInterrupt:
+        netron.stop()
+    return 0
 
 
 def _cmd_passes(args: argparse.Namespace) -> int:
@@ -183,6 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     df.add_argument("b")
     df.add_argument("--json", action="store_true")
     df.set_defaults(func=_cmd_diff)
+    ex = sub.add_parser("extract", help="keep the subgraph between tensors (the cut pass)")
+    ex.add_argument("model")
+    ex.add_argument("-o", "--output", required=True)
+    ex.add_argument("--inputs", help="tensors that become graph inputs, comma separated")
+    ex.add_argument("--outputs", help="tensors that become graph outputs, comma separated")
+    ex.add_argument("-q", "--quiet", action="store_true")
+    ex.set_defaults(func=_cmd_extract)
+    sh = sub.add_parser("show", help="open the model in Netron, served on loopback (needs graphsurgery[netron])")
+    sh.add_argument("model")
+    sh.add_argument("--port", type=int, default=8080)
+    sh.add_argument("--no-browser", action="store_true")
+    sh.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)
+    sh.set_defaults(func=_cmd_show)
     ps = sub.add_parser("passes", help="every pass, its options and what it does")
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=_cmd_passes)

@@ -179,7 +179,7 @@ class Model:
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, external_data: bool | None = None,
              location: str | None = None, size_threshold: int = 1024, check: bool = True,
-             durable: bool = False) -> None:
+             durable: bool = False, progress=None) -> None:
         """Write the model atomically (temporary file, then rename).
 
         - ``external_data``: None (default) keeps weights external if they were, and switches to
@@ -190,6 +190,7 @@ class Model:
         - Refuses to overwrite the file the model was loaded from unless ``overwrite=True``, to
           write a model that breaks graphsurgery's invariants unless ``check=False``, and to write
           subgraphs nested deeper than protobuf readers accept.
+        - ``progress(done, total, label)`` is called as external tensors are written.
         - The write is atomic against anything that can happen to this process (a reader sees
           the old file or the new one). ``durable=True`` also flushes to the device before
           returning, so the new files survive a power loss.
@@ -204,7 +205,7 @@ class Model:
                             "Fix it, or pass check=False to save anyway")
         serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
                            size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external,
-                           durable=durable)
+                           durable=durable, progress=progress)
 
     def _restore_order(self) -> None:
         """Re-sort graphs whose order an edit may have broken (only those: the rest are as loaded)."""

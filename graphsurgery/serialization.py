@@ -164,7 +164,7 @@ def _unlink(path: str) -> None:
 
 
 def save(model: Model, path: str, *, overwrite: bool, external: bool | None, location: str | None,
-         size_threshold: int, depth: int, has_external: bool, durable: bool) -> None:
+         size_threshold: int, depth: int, has_external: bool, durable: bool, progress=None) -> None:
     """Write ``model`` to ``path`` as described in :meth:`graphsurgery.Model.save`."""
     path = os.fspath(path)
     src = model.source_path
@@ -186,7 +186,7 @@ def save(model: Model, path: str, *, overwrite: bool, external: bool | None, loc
                             "Save with external_data=True to keep weights in a separate file")
         write_atomic(path, proto.SerializeToString(), durable)
         return
-    _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold, durable)
+    _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold, durable, progress)
 
 
 def _inline_external(model: Model) -> None:
@@ -201,7 +201,8 @@ def _inline_external(model: Model) -> None:
             t.raw_data = raw
 
 
-def _save_external(model: Model, path: str, location: str, size_threshold: int, durable: bool) -> None:
+def _save_external(model: Model, path: str, location: str, size_threshold: int, durable: bool,
+                   progress=None) -> None:
     """Stream every external tensor, and every inline initializer of ``size_threshold`` bytes or
     more, into one data file beside ``path``; then point the tensors at it and write the model."""
     if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/") or "/" in location:
@@ -241,6 +242,8 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
                     length = len(data)
                 placed.append((t, offset, length))
                 offset += length
+                if progress is not None:
+                    progress(len(placed), len(chosen), "tensors written")
             if durable:
                 os.fsync(out.fileno())
         # point the tensors at the new file; keep what is needed to undo it

@@ -89,3 +89,62 @@ def test_session_apply_edit_undo():
 def test_inspect_json_has_lint(capsys):
     assert main(["inspect", "--example", "--json"]) == 0
     assert {f["code"] for f in json.loads(capsys.readouterr().out)["lint"]} >= {"prelu-slope", "constant-if"}
+
+
+def test_cut_keeps_exactly_the_part_between_tensors(tmp_path):
+    import pathlib
+
+    from graphsurgery.debug.capture import capture
+    from graphsurgery.passes import PassError, create
+    from conftest import run_ort
+
+    fix = pathlib.Path(__file__).parent / "fixtures"
+    x = dict(np.load(fix / "arcface_prelu.npz"))["x"]
+    full = gs.load(str(fix / "arcface_prelu.onnx"))
+    a, b = "/blocks/blocks.1/prelu/PRelu_output_0", "/blocks/blocks.3/prelu/PRelu_output_0"
+    values = next(capture(full, {"x": x}, tensors=[a, b]))
+    part = full.copy()
+    create("cut", inputs=a, outputs=b).run(part)
+    assert part.graph.input_names == [a] and part.graph.output_names == [b]
+    assert [n.op_type for n in part.graph.nodes] == ["Conv", "PRelu", "Conv", "PRelu"]
+    part.check()
+    assert np.allclose(run_ort(part.proto, {a: values[a]})[b], values[b], rtol=1e-5, atol=1e-6)
+    # a residual block: cutting inside one path while the skip path still needs the ancestors
+    style = gs.load(str(fix / "fast_style.onnx"))
+    inside_residual = style.find_nodes("Conv")[2].outputs[0]  # the skip connection goes around it
+    before = style.to_bytes()
+    with pytest.raises(PassError, match="do not separate the outputs from graph input 'image'.*skip connection"):
+        create("cut", inputs=inside_residual).run(style)
+    assert style.to_bytes() == before
+    with pytest.raises(gs.NotFoundError, match="did you mean"):
+        create("cut", outputs="/blocks/blocks.1/conv/Conv_outpt_0").run(full.copy())
+    # the CLI spelling
+    assert main(["extract", str(fix / "arcface_prelu.onnx"), "-o", str(tmp_path / "head.onnx"), "--outputs",
+                 "/Flatten_output_0", "-q"]) == 0
+    assert gs.load(str(tmp_path / "head.onnx")).graph.output_names == ["/Flatten_output_0"]
+
+
+def test_show_serves_on_loopback_or_says_how_to_install(capsys):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main(["show", example_path(), "--no-browser", "--no-wait", "--port", str(port)]) == 0
+    assert f"http://127.0.0.1:{port}" in capsys.readouterr().out
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    from graphsurgery.progress import Bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        with Bar("saving", stream) as bar:
+            bar.update(2, 2, "tensors written")
+    assert "saving [" in tty.getvalue() and tty.getvalue().endswith("\r") and pipe.getvalue() == ""

@@ -17,7 +17,8 @@ DEFAULT_ATOL = 1e-5
 
 def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | None = None, *,
             backend: str = "ort", rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, chunk: int | None = None,
-            name_map: dict[str, str] | None = None, tensors: list[str] | None = None) -> Report:
+            name_map: dict[str, str] | None = None, tensors: list[str] | None = None,
+            progress=None) -> Report:
     """Run ``model`` with ``backend`` and compare every intermediate tensor with ``reference``:
 
     - a backend name, ``"ort-noopt"`` or ``"reference"`` (onnx's reference evaluator), run on the same model;
@@ -31,7 +32,8 @@ def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | No
 
     ``inputs`` is a dict or an ``.npz`` path (default: generated from the input signature).
     ``chunk`` bounds how many intermediate tensors are held at once (default: 256 for models
-    with more than that many, else all), trading memory for extra runs.
+    with more than that many, else all), trading memory for extra runs. ``progress(done, total,
+    label)`` is called after each chunk.
     """
     from .. import verify
 
@@ -84,6 +86,8 @@ def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | No
             node = where.get(n)
             report.rows.append(_row(n, node, got.get(n), ref.get(n), rtol, atol))
         del got, ref
+        if progress is not None:
+            progress(min(start + chunk, len(names)), len(names), "tensors compared")
     # the model's outputs, from unmodified runs (marking tensors can change what a runtime fuses)
     outs = run_outputs(subject, feeds, backend)
     if ref_arrays is not None:

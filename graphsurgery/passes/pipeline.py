@@ -119,7 +119,8 @@ class Pipeline:
     where they fit the model's signature; other inputs are generated from it."""
 
     def __init__(self, passes: Iterable[Pass], *, verify: bool = False, inputs: dict[str, np.ndarray] | None = None,
-                 rtol: float = 1e-5, atol: float = 1e-6, progress: Callable[[str], None] | None = None):
+                 rtol: float = 1e-5, atol: float = 1e-6,
+                 progress: Callable[[int, int, str], None] | None = None):
         self.passes = list(passes)
         self.verify = verify
         self.inputs = inputs
@@ -150,9 +151,9 @@ class Pipeline:
                 raise v.VerificationError(f"cannot verify: the input model does not run ({exc}); there is no "
                                           "baseline to compare with. Run without verification, or repair the "
                                           "model first", []) from None
-        for p in self.passes:
+        for i, p in enumerate(self.passes):
             if self.progress:
-                self.progress(p.describe())
+                self.progress(i, len(self.passes), p.describe())
             res = p.run(wrapped)
             out.results.append(res)
             if self.verify:
@@ -161,6 +162,8 @@ class Pipeline:
                     report = self._check(p, res, before, after, wrapped)
                     out.verification.append((p.describe(), report))
                 before = after
+        if self.progress:
+            self.progress(len(self.passes), len(self.passes), "done")
         out.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
         return out
 

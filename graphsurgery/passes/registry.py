@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import Pass, PassError
 from .cleanup import Cleanup
+from .cut import Cut
 from .debug_outputs import DebugOutputs
 from .fix_prelu_slope import FixPReluSlope
 from .fold_constants import FoldConstants
@@ -27,6 +28,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     InstanceNormEpsilon,
     DebugOutputs,
     SetBatch,
+    Cut,
 )}
 
 

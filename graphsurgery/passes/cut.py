@@ -1,0 +1,96 @@
+"""cut: keep the part of the model between new inputs and new outputs."""
+
+from __future__ import annotations
+
+from .. import shapes
+from ..model import Model
+from .base import Option, Pass, PassError, PassResult, parse_list
+
+
+class Cut(Pass):
+    """Keep only what computes ``outputs`` (tensor names; default: the current outputs) from
+    ``inputs`` (tensor names that become graph inputs; default: the current ones):
+    ``cut(outputs=boxes;scores)`` drops a detector's post-processing, ``cut(inputs=features)``
+    drops a preprocessing stem. New inputs and outputs take their types and shapes from shape
+    inference. Refused, naming the tensor, when the cut does not separate the graph: the kept
+    part still reads an original input that ``inputs`` leaves out (a skip connection around
+    the cut), or computes a new input by another path; and when a name does not exist.
+    """
+
+    name = "cut"
+    options = {
+        "outputs": Option(parse_list, None, "tensors that become the graph outputs, separated by ';'"),
+        "inputs": Option(parse_list, None, "tensors that become graph inputs, separated by ';'"),
+    }
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        g = model.graph
+        new_outputs = self.opts["outputs"] or g.output_names
+        new_inputs = self.opts["inputs"] or []
+        for name in list(new_outputs) + list(new_inputs):
+            g.tensor(name)  # raises NotFoundError with suggestions
+        types = shapes.infer(model)
+        # what the outputs need, stopping at the new inputs
+        needed, stack, seen = set(), list(new_outputs), set()
+        while stack:
+            t = stack.pop()
+            if t in seen or t in new_inputs:
+                continue
+            seen.add(t)
+            p = g.producer(t)
+            if p is None:
+                continue
+            if id(p.proto) not in needed:
+                needed.add(id(p.proto))
+                stack.extend(x for x in p.inputs if x)
+                if p.has_subgraphs():
+                    for sub in p.subgraphs().values():
+                        for s in (sub if isinstance(sub, list) else [sub]):
+                            stack.extend(s._free_names())
+        for t in new_inputs:
+            p = g.producer(t)
+            if p is not None and id(p.proto) in needed:
+                raise PassError(f"cut: {t!r} cannot become an input: the kept part still computes it, through node "
+                                f"{p.name!r}, for another path to the outputs; add that path's tensors to inputs too")
+        if new_inputs:
+            originals = (set(g.input_names) - set(g.initializers)) - set(new_inputs)
+            for n in g.nodes:
+                if id(n.proto) in needed:
+                    leak = [t for t in n.inputs if t in originals]
+                    if leak:
+                        raise PassError(f"cut: the inputs {new_inputs} do not separate the outputs from graph input "
+                                        f"{leak[0]!r}, which node {n.name!r} still reads (another path, such as a "
+                                        "skip connection); add a tensor on that path to inputs")
+        if set(new_outputs) == set(g.output_names) and not new_inputs:
+            return
+        # new outputs first (their producers are kept), then drop the rest
+        for t in new_outputs:
+            if t not in g.output_names:
+                t_type = types.get(g, t)
+                dims = shapes.dims(t_type)
+                if t_type is None or not t_type.tensor_type.elem_type:
+                    raise PassError(f"cut: the type of {t!r} is unknown; it cannot be declared as an output")
+                g.add_output(t, t_type.tensor_type.elem_type, dims)
+                result.note(f"output {t!r} added")
+        for t in [o for o in g.output_names if o not in new_outputs]:
+            g.remove_output(t)
+            result.note(f"output {t!r} removed")
+        doomed = [n for n in g.nodes if id(n.proto) not in needed]
+        inputs_values = {}
+        for t in new_inputs:
+            t_type = types.get(g, t)
+            if t_type is None or not t_type.tensor_type.elem_type:
+                raise PassError(f"cut: the type of {t!r} is unknown; it cannot be declared as an input")
+            inputs_values[t] = (t_type.tensor_type.elem_type, shapes.dims(t_type))
+        g._detach(doomed)
+        for t, (elem, dims) in inputs_values.items():
+            if not g.defines(t):
+                g.add_input(t, elem, dims)
+                result.note(f"input {t!r} added")
+        for name in list(g.input_names):
+            if name not in new_inputs and not g.is_used(name) and name not in g.initializers:
+                g.remove_input(name)
+                result.note(f"input {name!r} removed (nothing kept reads it)")
+        counts = g.remove_unused(nodes=False)
+        result.note(f"kept {len(g)} node(s), removed {len(doomed)}; {counts['initializers']} unused initializer(s) "
+                    "dropped")
