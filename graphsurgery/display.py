@@ -142,10 +142,17 @@ class Picture:
         return self.svg
 
 
-def result_html(result) -> str:
+def result_html(result, limit: int = 10) -> str:
     esc = html.escape
-    items = "".join(f"<li>{esc(c)}</li>" for c in result.changes)
-    skipped = "".join(f"<li>{esc(s)}</li>" for s in result.skipped)
+
+    def listing(lines):
+        shown = "".join(f"<li>{esc(c)}</li>" for c in lines[:limit])
+        more = len(lines) - limit
+        return shown + (f"<li>… and {more} more (<code>.changes</code>/<code>.skipped</code> has them all)</li>"
+                        if more > 0 else "")
+
+    items = listing(result.changes)
+    skipped = listing(result.skipped)
     return (f"<div style='{_STYLE}'><b>{esc(result.name)}</b>: "
             + (f"{len(result.changes)} change(s)<ul>{items}</ul>" if result.changed else "no change")
             + (f"<details><summary>skipped ({len(result.skipped)})</summary><ul>{skipped}</ul></details>"

@@ -30,6 +30,11 @@ class Change:
             lines.append("outputs: " + "; ".join(str(d) for d in self.drift))
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        d = self.diff
+        return (f"<Change {self.label}: nodes +{len(d.nodes_added)} -{len(d.nodes_removed)} ~{len(d.nodes_changed)}>"
+                if d is not None else f"<Change {self.label}>")
+
     def _repr_html_(self) -> str:
         esc = html.escape
         parts = [f"<div><b>{esc(self.label)}</b>"]
@@ -118,11 +123,13 @@ class Session:
         if self.inputs is not None:
             from . import verify
 
+            # meaning, not onnxruntime's optimizer: on If-heavy models (silero_vad with its rate frozen)
+            # onnxruntime's own If-inlining crashes the process
             try:
                 feeds_before = verify.fit_inputs(onnx.ModelProto.FromString(before), self.inputs)
-                old = verify.run(before, feeds_before, base_dir=self.model.base_dir)
+                old = verify.run(before, feeds_before, optimize=False, prepack=False, base_dir=self.model.base_dir)
                 new = verify.run(self.model.to_bytes(), verify.fit_inputs(self.model.proto, self.inputs),
-                                 base_dir=self.model.base_dir)
+                                 optimize=False, prepack=False, base_dir=self.model.base_dir)
                 change.drift = verify.compare(old, new)
             except verify.RuntimeFailure as exc:
                 change.drift = [verify.OutputDiff("(run)", float("nan"), float("nan"), False, str(exc)[:200])]

@@ -54,6 +54,9 @@ class PassResult:
         from ..display import result_html
         return result_html(self)
 
+    def __repr__(self) -> str:
+        return f"<PassResult {self.name}: {len(self.changes)} change(s), {len(self.skipped)} skipped>"
+
     def __str__(self) -> str:
         head = f"{self.name}: " + (f"{len(self.changes)} change(s)" if self.changed else "no change")
         lines = [head] + [f"  - {c}" for c in self.changes] + [f"  · skipped: {s}" for s in self.skipped]

@@ -104,6 +104,9 @@ class PipelineResult:
         from ..display import result_html
         return "".join(result_html(r) for r in self.results)
 
+    def __repr__(self) -> str:
+        return f"<PipelineResult {', '.join(r.name for r in self.results)}: {sum(len(r.changes) for r in self.results)} change(s)>"
+
     def __str__(self) -> str:
         lines = [str(r) for r in self.results]
         for name, report in self.verification:
