@@ -144,6 +144,12 @@ class Graph:
             return "main graph"
         return f"{self.parent.describe()} › node {self.owner.name!r}.{self.attr_name}"
 
+    def _mark_unsorted(self) -> None:
+        """An edit may have broken the topological order: re-sort before anyone reads the proto."""
+        self._order_dirty = True
+        if self.model is not None:
+            self.model._unsorted = True
+
     def _invalidate_free(self) -> None:
         g: Graph | None = self
         while g is not None:
@@ -473,7 +479,7 @@ class Graph:
             raise EditError(f"node {reader.name!r} cannot read {name!r}: it is computed from node "
                             f"{reader.name!r}'s own results{via}, so this would make a cycle")
         if not (scope._ranks_valid and producer._rank < anchor._rank):
-            scope._order_dirty = True
+            scope._mark_unsorted()
             scope._ranks_valid = False
 
     def _holder(self, node: Node) -> Node:
@@ -621,13 +627,13 @@ class Graph:
             latest = self._latest_producer_rank(ref)
             if latest is not None and rank <= latest:  # placed before one of its producers
                 self._ranks_valid = False
-                self._order_dirty = True
+                self._mark_unsorted()
             if self._nodes and rank < self._nodes[-1]._rank:  # appended to the proto, ranked earlier
-                self._order_dirty = True
+                self._mark_unsorted()
             self._index_node(node)
             added.append(node)
         if anchor is not None:
-            self._order_dirty = True
+            self._mark_unsorted()
         self._invalidate_free()
         if self.model is not None:
             self.model._names_add([o for p in protos for o in p.output] + [t.name for t in inits])
@@ -694,7 +700,7 @@ class Graph:
             self._sub_nodes.append(node)
         elif listed and not has:
             self._sub_nodes = [n for n in self._sub_nodes if n is not node]
-        self._order_dirty = True
+        self._mark_unsorted()
         self._invalidate_free()
         if self.model is not None:
             self.model._names = None

@@ -44,7 +44,8 @@ class Model:
     """An ONNX model being edited. ``proto`` is the live ModelProto; everything else is a view."""
 
     def __init__(self, proto: onnx.ModelProto, *, base_dir: str | None = None, source_path: str | None = None):
-        self.proto = proto
+        self._proto = proto
+        self._unsorted = False
         self.base_dir = base_dir
         self.source_path = os.path.abspath(source_path) if source_path else None
         self.graph = Graph(proto.graph, self)
@@ -52,6 +53,14 @@ class Model:
         self._names: set[str] | None = None
         self._node_names: set[str] | None = None
         self._counter = itertools.count(1)
+
+    @property
+    def proto(self) -> onnx.ModelProto:
+        """The live ModelProto. Reading it restores topological order first, if an edit may have
+        broken it, so whatever you hand it to (onnx, onnxruntime, other tools) sees a valid model."""
+        if self._unsorted:
+            self._restore_order()
+        return self._proto
 
     def _validate(self) -> None:
         """Refuse, at load, what makes the main graph's names ambiguous and is cheap to see:
@@ -209,6 +218,7 @@ class Model:
 
     def _restore_order(self) -> None:
         """Re-sort graphs whose order an edit may have broken (only those: the rest are as loaded)."""
+        self._unsorted = False
         stack = [self.graph, *(self._functions or {}).values()]
         while stack:
             g = stack.pop()

@@ -377,3 +377,12 @@ def test_graph_attribute_deleted_before_any_index_exists():
     del node.attrs["else_branch"]
     assert list(node.subgraphs()) == ["then_branch"]
     assert [n.name for n in m.graph.consumers("w")] == []
+
+
+def test_model_proto_is_always_in_topological_order():
+    """Edits may append nodes out of order; whoever reads model.proto sees them sorted."""
+    m = gs.load(tiny_chain())
+    g = m.graph
+    g.replace_node(g.node("relu"), [helper.make_node("Abs", ["c"], ["r"], name="abs")])
+    assert [n.op_type for n in m.proto.graph.node] == ["Conv", "Abs", "Add"]
+    onnx.checker.check_model(m.proto, full_check=True)
