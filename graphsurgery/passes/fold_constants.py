@@ -65,9 +65,11 @@ class FoldConstants(Pass):
             values.update(outs)
             doomed.append(node)
         if not doomed:
+            self._reshape_targets(g, types, result)
             return 0
         needed = {name: v for name, v in values.items() if g.is_used(name)}
         g.replace_with_constants(needed, doomed)
+        self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
         for node in doomed:
             if node.op_type != "Constant":
@@ -75,6 +77,57 @@ class FoldConstants(Pass):
         if consts_moved:
             result.note(f"turned {consts_moved} Constant node(s) into initializers in {g.describe()}")
         return len(doomed) - consts_moved
+
+    def _reshape_targets(self, g, types, result) -> None:
+        """``Reshape(y, Concat(...))`` whose target parts are constants or ``Unsqueeze(Gather(
+        Shape(x), k))`` with dim k of x equal to dim k of y: a constant target, copying those dims
+        with 0 (allowzero=0), so the glue goes and the batch stays dynamic."""
+        if types is None:
+            return
+        for node in g.find_nodes("Reshape"):
+            if node.attrs.get("allowzero", 0) or len(node.inputs) < 2:
+                continue
+            concat = g.producer(node.inputs[1])
+            if concat is None or concat.op_type != "Concat" or concat.attrs.get("axis", 0) != 0:
+                continue
+            data_dims = shapes.dims(types.get(g, node.inputs[0]))
+            parts = []
+            for position_start, part in enumerate(concat.inputs):
+                t = g.tensor(part)
+                if t.is_constant:
+                    parts.append(np.asarray(t.numpy()).reshape(-1).astype(np.int64))
+                    continue
+                k = _copied_dim(g, part, types)
+                if k is None or data_dims is None or k >= len(data_dims):
+                    parts = None
+                    break
+                position = sum(len(x) for x in parts)
+                src = _dims_of_shape_output(g, g.producer(g.producer(part).inputs[0]).inputs[0], types)
+                if position != k or src is None or data_dims[k] is None or src[k] != data_dims[k]:
+                    parts = None
+                    break
+                parts.append(np.array([0], np.int64))
+            if parts is None:
+                continue
+            target = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+            name = g.unique_name(f"{node.name or 'reshape'}_target")
+            g.set_initializer(name, target)
+            node.set_input(1, name)
+            result.note(f"Reshape {node.name!r}: target {target.tolist()} (0 copies the input's dim), glue gone")
+
+    def _gather_static_dims(self, g, node, consts, types):
+        """``Gather(Shape(x), i)`` where those dims of x are static: the dims, as a constant."""
+        if node.attrs.get("axis", 0) != 0:
+            return None
+        dims = _dims_of_shape_output(g, node.inputs[0], types)
+        if dims is None:
+            return None
+        idx = np.asarray(consts[node.inputs[1]])
+        picked = [dims[int(i)] for i in idx.reshape(-1)] if all(-len(dims) <= int(i) < len(dims)
+                                                                for i in idx.reshape(-1)) else None
+        if picked is None or not all(isinstance(d, int) for d in picked):
+            return None
+        return {node.outputs[0]: np.array(picked, np.int64).reshape(idx.shape)}
 
     def _evaluate(self, g, node, consts, types, model, result):
         p = node.proto
@@ -88,6 +141,10 @@ class FoldConstants(Pass):
             start = node.attrs.get("start", 0)
             end = node.attrs.get("end", None)
             return {p.output[0]: np.array(shape[slice(start, end)], np.int64)}
+        if p.op_type == "Gather" and len(ins) == 2 and ins[0] not in consts and ins[1] in consts:
+            folded = self._gather_static_dims(g, node, consts, types)
+            if folded is not None:
+                return folded
         if any(x and x not in consts for x in ins):
             return None
         inputs = [consts[x] if x else None for x in ins]
@@ -103,6 +160,39 @@ class FoldConstants(Pass):
                         f"(inputs {in_bytes:,} bytes; max_bytes={self.opts['max_bytes']:,})")
             return None
         return {name: np.asarray(v) for name, v in zip(p.output, outs, strict=False) if name}
+
+
+def _copied_dim(g: Graph, tensor: str, types) -> int | None:
+    """k when ``tensor`` is ``Unsqueeze(Gather(Shape(x), k), [0])``: one dim of x, as a 1-D tensor."""
+    unsq = g.producer(tensor)
+    if unsq is None or unsq.op_type != "Unsqueeze":
+        return None
+    axes = unsq.attrs.get("axes")
+    if axes is None and len(unsq.inputs) > 1 and g.tensor(unsq.inputs[1]).is_constant:
+        axes = np.asarray(g.tensor(unsq.inputs[1]).numpy()).reshape(-1).tolist()
+    if axes != [0]:
+        return None
+    gather = g.producer(unsq.inputs[0])
+    if gather is None or gather.op_type != "Gather" or gather.attrs.get("axis", 0) != 0:
+        return None
+    shape_node = g.producer(gather.inputs[0])
+    if shape_node is None or shape_node.op_type != "Shape" or shape_node.attrs.get("start", 0) != 0:
+        return None
+    idx = g.tensor(gather.inputs[1])
+    if not idx.is_constant or np.asarray(idx.numpy()).size != 1:
+        return None
+    return int(np.asarray(idx.numpy()).reshape(-1)[0])
+
+
+def _dims_of_shape_output(g: Graph, tensor: str, types) -> list | None:
+    """When ``tensor`` is ``Shape(x)`` (with start/end), the dims it holds: ints or symbols."""
+    p = g.producer(tensor)
+    if p is None or p.op_type != "Shape" or types is None:
+        return None
+    dims = shapes.dims(types.get(g, p.inputs[0]))
+    if dims is None:
+        return None
+    return dims[slice(p.attrs.get("start", 0), p.attrs.get("end", None))]
 
 
 def _is_dead(g: Graph) -> bool:

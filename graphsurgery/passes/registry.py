@@ -6,14 +6,20 @@ from typing import Any
 
 from .base import Pass, PassError
 from .cleanup import Cleanup
+from .convert_opset import ConvertOpset
 from .cut import Cut
 from .debug_outputs import DebugOutputs
+from .eliminate_noops import EliminateNoops
 from .fix_prelu_slope import FixPReluSlope
+from .focus_to_conv import FocusToConv
 from .fold_constants import FoldConstants
 from .freeze_inputs import FreezeInputs
+from .fuse_conv_bn import FuseConvBn
 from .instancenorm_epsilon import InstanceNormEpsilon
 from .prelu_to_relu import PReluToRelu
+from .preprocessing import FoldPreprocessing, SplitPreprocessing
 from .remove_if import RemoveIf
+from .rename_io import RenameIO
 from .set_batch import SetBatch
 from .set_shape import SetShape
 
@@ -29,6 +35,13 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     DebugOutputs,
     SetBatch,
     Cut,
+    EliminateNoops,
+    FuseConvBn,
+    RenameIO,
+    ConvertOpset,
+    FoldPreprocessing,
+    SplitPreprocessing,
+    FocusToConv,
 )}
 
 

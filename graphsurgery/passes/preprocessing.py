@@ -1,0 +1,155 @@
+"""fold-preprocessing and split-preprocessing: input normalisation, folded into the first
+Conv or moved into a model of its own."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from .. import shapes
+from ..model import Model
+from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
+from .base import Option, Pass, PassError, PassResult
+
+
+def _per_channel(value: np.ndarray, channels: int | None) -> np.ndarray | None:
+    """``value`` as one number per input channel (NCHW axis 1), or None when it does not
+    broadcast that way (a [C] vector broadcasts against the last axis, not the channels)."""
+    v = np.asarray(value, np.float64)
+    if v.size == 1:
+        return np.full(channels or 1, float(v.reshape(-1)[0]))
+    squeezed_ok = v.ndim >= 3 and all(d == 1 for i, d in enumerate(v.shape) if i != v.ndim - 3)
+    if squeezed_ok and (channels is None or v.shape[v.ndim - 3] == channels):
+        return v.reshape(-1)
+    return None
+
+
+def _chain_rules() -> list[tuple[str, Op]]:
+    """(name, pattern) for normalisation at an input feeding a Conv; bindings: x, mean, std/inv."""
+    conv = lambda inner: Op("Conv", [inner, Const("w"), ANY], name="conv", min_inputs=2)  # noqa: E731
+    return [
+        ("sub-div", conv(Op("Div", [Op("Sub", ["x", Const("mean")], name="sub"), Const("std")], name="div"))),
+        ("sub-mul", conv(Op("Mul", [Op("Sub", ["x", Const("mean")], name="sub"), Const("inv")], name="mul",
+                            commutative=True))),
+        ("div", conv(Op("Div", ["x", Const("std")], name="div"))),
+        ("mul", conv(Op("Mul", ["x", Const("inv")], name="mul", commutative=True))),
+        ("sub", conv(Op("Sub", ["x", Const("mean")], name="sub"))),
+    ]
+
+
+def _fold_rules(types: shapes.Types) -> list[Rule]:
+    def condition(m, g):
+        if m["x"] not in g.input_names:
+            return "the normalised tensor is not a graph input"
+        conv = m.root
+        if conv.attrs.get("group", 1) != 1:
+            return "the Conv is grouped"
+        pads = conv.attrs.get("pads", [0])
+        if any(pads) or conv.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+            return "the Conv pads its input: padded zeros would not be zeros after folding, so it is not exact"
+        if len(conv.inputs) > 2 and conv.inputs[2] and not g.tensor(conv.inputs[2]).is_constant:
+            return "the Conv bias is computed"
+        c = m["w"].shape[1]
+        for key in ("mean", "std", "inv"):
+            if key in m.consts and _per_channel(m.consts[key], c) is None:
+                return f"{key} {list(m.consts[key].shape)} is not one value per channel"
+        return True
+
+    def build(m, g):
+        conv = m.root
+        w = m["w"].astype(np.float64)
+        c = w.shape[1]
+        mean = _per_channel(m.consts["mean"], c) if "mean" in m.consts else np.zeros(c)
+        if "std" in m.consts:
+            scale = 1.0 / _per_channel(m.consts["std"], c)
+        elif "inv" in m.consts:
+            scale = _per_channel(m.consts["inv"], c)
+        else:
+            scale = np.ones(c)
+        shape = (1, -1) + (1,) * (w.ndim - 2)
+        w2 = w * scale.reshape(shape)
+        b = np.asarray(g.tensor(conv.inputs[2]).numpy(), np.float64) if len(conv.inputs) > 2 and conv.inputs[2] \
+            else np.zeros(w.shape[0])
+        b2 = b - (w2 * mean.reshape(shape)).sum(axis=tuple(range(1, w.ndim)))
+        wi = const_init(g, f"{conv.inputs[1]}_folded", w2.astype(m["w"].dtype))
+        bi = const_init(g, f"{conv.name or 'conv'}_folded_bias", b2.astype(m["w"].dtype))
+        node = helper.make_node("Conv", [m["x"], wi.name, bi.name], list(conv.outputs),
+                                name=conv.name or g.unique_name("Conv", kind="node"))
+        node.attribute.extend(conv.proto.attribute)
+        return [node], [wi, bi]
+
+    return [Rule(f"normalise-{name}-conv", pattern, build, condition) for name, pattern in _chain_rules()]
+
+
+class FoldPreprocessing(Pass):
+    """Fold input normalisation — ``(x - mean) / std``, ``(x - mean) * scale``, or either half —
+    into the first Conv's weights and bias, so the model runs end to end on raw input. Only
+    where exact: mean and std one value per channel, the Conv unpadded and ungrouped (with
+    padding, the zeros padded around a normalised image are not zeros of the raw one). Other
+    cases are reported with the reason; ``split-preprocessing`` handles them instead."""
+
+    name = "fold-preprocessing"
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        out = rewrite(model.graph, _fold_rules(shapes.infer(model)))
+        for rule, node in out.applied:
+            result.note(f"{rule}: normalisation folded into Conv {node!r}")
+        if not out.applied:
+            for rule, why in out.near_misses.items():
+                result.skip(f"{rule}: {why}")
+        result.details["folded"] = len(out.applied)
+
+
+class SplitPreprocessing(Pass):
+    """Move elementwise normalisation at a graph input (Sub/Div/Mul by constants, in any order)
+    into a model of its own, written to ``path``, and make the main model start from the
+    normalised tensor (its input keeps the original input's name and takes the normalised
+    type). The NPU runs the main model; the host runs the small one."""
+
+    name = "split-preprocessing"
+    options = {"path": Option(str, None, "where to write the preprocessing model (required)")}
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        from .cut import Cut
+
+        g = model.graph
+        chains = []
+        for name in g.input_names:
+            if name in g.initializers:
+                continue
+            end = _elementwise_chain(g, name)
+            if end != name:
+                chains.append((name, end))
+        if not chains:
+            return
+        if not self.opts["path"]:
+            raise PassError("split-preprocessing needs path=FILE.onnx for the preprocessing model")
+        pre = model.copy()
+        Cut(outputs=[end for _, end in chains]).run(pre)
+        pre.save(self.opts["path"], overwrite=True)
+        Cut(inputs=[end for _, end in chains]).run(model)
+        for inp, end in chains:
+            model.graph.rename(end, inp)
+            result.note(f"normalisation of {inp!r} moved to {self.opts['path']}; the model now starts after it")
+        result.details["preprocessing"] = self.opts["path"]
+
+
+def _elementwise_chain(g, name: str) -> str:
+    """Follow Sub/Div/Mul/Add by constants from ``name`` while each step has one reader."""
+    current = name
+    while True:
+        readers = g.consumers(current)
+        if len(readers) != 1 or current in g.output_names:
+            return current
+        node = readers[0]
+        if node.op_type not in ("Sub", "Div", "Mul", "Add") or node.graph is not g:
+            return current
+        other = [x for x in node.inputs if x != current]
+        if len(other) != 1 or not g.tensor(other[0]).is_constant:
+            return current
+        if node.op_type in ("Sub", "Div") and node.inputs[0] != current:
+            return current  # c - x or c / x is not a normalisation
+        current = node.outputs[0]
+
+
+__all__ = ["FoldPreprocessing", "SplitPreprocessing"]

@@ -1,0 +1,29 @@
+"""rename-io: rename graph inputs and outputs."""
+
+from __future__ import annotations
+
+from ..model import Model
+from .base import Pass, PassError, PassResult
+
+
+class RenameIO(Pass):
+    """Rename graph inputs and outputs: ``rename-io(input.1=image,495=logits)``. Every reader,
+    subgraph reference and value_info follows. Renaming a name that is already the new one
+    changes nothing."""
+
+    name = "rename-io"
+    free_options = True
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        g = model.graph
+        if not self.opts:
+            raise PassError("rename-io needs OLD=NEW pairs, e.g. rename-io(input.1=image)")
+        io = set(g.input_names) | set(g.output_names)
+        for old, new in self.opts.items():
+            if old not in io:
+                if new in io and old not in g._names_in_scope_and_below():
+                    continue  # done already
+                from ..errors import not_found
+                raise not_found("graph input or output", old, io, "the model")
+            g.rename(old, str(new))
+            result.note(f"{old!r} -> {new!r}")
