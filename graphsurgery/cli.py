@@ -61,6 +61,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     same = os.path.exists(args.output) and os.path.samefile(args.output, src)
     with Bar("saving", enabled=not args.quiet) as bar:
         model.save(args.output, overwrite=args.overwrite and same, progress=bar.update)
+    for r in result.results:  # a pass that split a model of its own off (split-preprocessing)
+        extra = r.details.pop("preprocessing_model", None)
+        if extra is not None:
+            side = os.path.splitext(args.output)[0] + ".preprocessing.onnx"
+            load(extra).save(side, overwrite=True)
+            r.details["preprocessing"] = side
+            if not args.quiet and not args.json:
+                print(f"wrote {side}")
     if args.json:
         print(json.dumps({"output": args.output, "passes": [
             {"name": r.name, "changed": r.changed, "changes": r.changes, "skipped": r.skipped,

@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 import graphsurgery as gs
 from graphsurgery import verify
 from graphsurgery.passes import PassError, Pipeline, create
-from graphsurgery.rewrite import ANY, Alias, Const, Op, Rule, rewrite
+from graphsurgery.rewrite import Alias, Const, Op, Rule, rewrite
 from conftest import DATA, run_ort, tiny_chain
 
 FIX = pathlib.Path(__file__).parent / "fixtures"
@@ -197,3 +197,14 @@ def test_every_pass_is_registered_and_documented():
     assert {"cut", "fold-preprocessing", "split-preprocessing", "eliminate-noops", "fuse-conv-bn", "focus-to-conv",
             "rename-io", "convert-opset"} <= names
     assert all(len(p["doc"]) > 80 for p in describe_all())
+
+
+def test_split_preprocessing_from_the_cli_writes_the_small_model_beside_the_output(tmp_path):
+    from graphsurgery.cli import main
+
+    _, ref = fixture("normalized_conv")
+    out = tmp_path / "main.onnx"
+    assert main(["run", str(FIX / "normalized_conv.onnx"), "-o", str(out), "-p", "split-preprocessing", "-q"]) == 0
+    pre = onnx.load(str(tmp_path / "main.preprocessing.onnx"))
+    normalised = next(iter(run_ort(pre, {"x": ref["x"]}).values()))
+    np.testing.assert_allclose(run_ort(onnx.load(str(out)), {"x": normalised})["y"], ref["y"], rtol=1e-5, atol=1e-5)

@@ -92,7 +92,7 @@ class FoldConstants(Pass):
                 continue
             data_dims = shapes.dims(types.get(g, node.inputs[0]))
             parts = []
-            for position_start, part in enumerate(concat.inputs):
+            for part in concat.inputs:
                 t = g.tensor(part)
                 if t.is_constant:
                     parts.append(np.asarray(t.numpy()).reshape(-1).astype(np.int64))

@@ -9,7 +9,7 @@ from onnx import helper
 from .. import shapes
 from ..model import Model
 from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
-from .base import Option, Pass, PassError, PassResult
+from .base import Option, Pass, PassResult
 
 
 def _per_channel(value: np.ndarray, channels: int | None) -> np.ndarray | None:
@@ -104,10 +104,12 @@ class SplitPreprocessing(Pass):
     """Move elementwise normalisation at a graph input (Sub/Div/Mul by constants, in any order)
     into a model of its own, written to ``path``, and make the main model start from the
     normalised tensor (its input keeps the original input's name and takes the normalised
-    type). The NPU runs the main model; the host runs the small one."""
+    type). The NPU runs the main model; the host runs the small one. Without ``path`` the small
+    model is returned in ``result.details["preprocessing_model"]``."""
 
     name = "split-preprocessing"
-    options = {"path": Option(str, None, "where to write the preprocessing model (required)")}
+    options = {"path": Option(str, None, "where to write the preprocessing model (default: kept in the result; "
+                                         "'graphsurgery run' writes OUT.preprocessing.onnx)")}
 
     def apply(self, model: Model, result: PassResult) -> None:
         from .cut import Cut
@@ -122,16 +124,19 @@ class SplitPreprocessing(Pass):
                 chains.append((name, end))
         if not chains:
             return
-        if not self.opts["path"]:
-            raise PassError("split-preprocessing needs path=FILE.onnx for the preprocessing model")
         pre = model.copy()
         Cut(outputs=[end for _, end in chains]).run(pre)
-        pre.save(self.opts["path"], overwrite=True)
+        where = self.opts["path"]
+        if where:
+            pre.save(where, overwrite=True)
+        else:  # kept for the caller ('graphsurgery run' writes it beside its output)
+            result.details["preprocessing_model"] = pre.proto
         Cut(inputs=[end for _, end in chains]).run(model)
         for inp, end in chains:
             model.graph.rename(end, inp)
-            result.note(f"normalisation of {inp!r} moved to {self.opts['path']}; the model now starts after it")
-        result.details["preprocessing"] = self.opts["path"]
+            result.note(f"normalisation of {inp!r} moved to {where or 'a model of its own'}; the model now starts "
+                        "after it")
+        result.details["preprocessing"] = where
 
 
 def _elementwise_chain(g, name: str) -> str:
