@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
+from .errors import InvalidModelError, ModelLoadError
 from .serialization import TWO_GB, validate_header
 
 if TYPE_CHECKING:
@@ -172,4 +172,4 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
             res.problem = res.problem or f"output {name!r} of {where} has no producer"
 
 
-__all__ = ["check", "problems", "scan", "GraphSurgeryError"]
+__all__ = ["check", "problems", "scan"]

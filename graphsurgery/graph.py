@@ -724,14 +724,21 @@ class Graph:
 
     def remove_nodes(self, nodes: Iterable[Node]) -> None:
         """Remove several nodes at once; they may read each other's outputs."""
+        self._detach(self._check_removable(nodes))
+
+    def _check_removable(self, nodes: Iterable[Node], provided: Iterable[str] = ()) -> list[Node]:
+        """Refuse, with an EditError naming who still needs them, unless every output of
+        ``nodes`` is read only by those nodes (or inside their subgraphs) or is in ``provided``
+        (it will be defined another way in the same step). Returns the nodes."""
         self._ensure()
         nodes = [check_is_node(n) for n in nodes]
         for n in nodes:
             self._check_alive(n)
+        provided = set(provided)
         doomed = {id(n.proto) for n in nodes}
         for n in nodes:
             for out in n.proto.output:
-                if not out:
+                if not out or out in provided:
                     continue
                 # readers that go too (themselves removed, or inside a removed node's subgraph) do not count
                 readers = [c for c, _ in self._uses_here(out) if id(self._holder(c).proto) not in doomed]
@@ -746,7 +753,7 @@ class Graph:
                 if refs:
                     raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is returned by "
                                     f"{refs[0].describe()}")
-        self._detach(nodes)
+        return nodes
 
     def _detach(self, nodes: list[Node]) -> None:
         doomed = {id(n.proto) for n in nodes}
@@ -840,18 +847,7 @@ class Graph:
         self._ensure()
         if self.is_function:
             raise EditError("functions have no initializers; use Constant nodes")
-        nodes = [check_is_node(n) for n in nodes]
-        for n in nodes:
-            self._check_alive(n)
-        doomed = {id(n.proto) for n in nodes}
-        for n in nodes:
-            for out in n.proto.output:
-                if out and out not in values and any(
-                        id(self._holder(c).proto) not in doomed for c, _ in self._uses_here(out)):
-                    raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is still read and "
-                                    "has no constant value")
-                if out and out not in values and out in self.output_names:
-                    raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is a graph output")
+        nodes = self._check_removable(nodes, provided=values)
         produced_here = {o for n in nodes for o in n.proto.output if o}
         for name in values:
             if name not in produced_here and name not in self._input_set and name not in self._inits:
