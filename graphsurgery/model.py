@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from . import checks, serialization
-from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
+from .errors import InvalidModelError, ModelLoadError
 from .graph import Graph
 from .node import Node
 
@@ -271,4 +271,4 @@ class Model:
                 f"inputs {self.graph.input_names}, outputs {self.graph.output_names}, opsets {ops}>")
 
 
-__all__ = ["Model", "load", "GraphSurgeryError"]
+__all__ = ["Model", "load"]
