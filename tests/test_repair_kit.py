@@ -208,3 +208,22 @@ def test_split_preprocessing_from_the_cli_writes_the_small_model_beside_the_outp
     pre = onnx.load(str(tmp_path / "main.preprocessing.onnx"))
     normalised = next(iter(run_ort(pre, {"x": ref["x"]}).values()))
     np.testing.assert_allclose(run_ort(onnx.load(str(out)), {"x": normalised})["y"], ref["y"], rtol=1e-5, atol=1e-5)
+
+
+def test_verification_through_passes_that_change_the_interface():
+    """--verify knows how each pass changes the signature: cut compares its new outputs with the
+    same tensors before it, rename-io feeds and reads the old names, set-batch runs sample by
+    sample; a cut that adds inputs is reported as not verifiable rather than failed."""
+    m, _ = fixture("tiny_yolo")
+    raw = m.find_nodes("Conv")[-1].outputs[0]
+    res = Pipeline.from_text(f"cut(outputs={raw}),focus-to-conv", verify=True).run(m)
+    assert [d.name for d in res.verification[0][1]] == [raw] and res.verification[0][1][0].max_abs == 0
+    m, _ = fixture("conv_bn")
+    res = Pipeline.from_text("fuse-conv-bn,rename-io(x=image,y=out)", verify=True).run(m)
+    assert res.verification[-1][1][0].name == "out" and res.verification[-1][1][0].max_abs == 0
+    mg = gs.load(str(DATA / "magika_standard_v3_3.onnx"))
+    res = Pipeline.from_text("set-batch(size=N)", verify=True).run(mg)
+    assert all(d.ok for d in res.verification[0][1])  # batched vs single runs round differently, within scale
+    m, _ = fixture("arcface_prelu")
+    res = Pipeline.from_text("cut(inputs=/blocks/blocks.1/prelu/PRelu_output_0)", verify=True).run(m)
+    assert "cannot be run on the model before it" in res.verification[0][1][0].note

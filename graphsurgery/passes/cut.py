@@ -23,6 +23,18 @@ class Cut(Pass):
         "inputs": Option(parse_list, None, "tensors that become graph inputs, separated by ';'"),
     }
 
+    def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
+        """The new outputs, as the model before the cut computes them."""
+        from ..debug.capture import capture
+        from ..model import load
+        from .. import verify
+
+        if self.opts["inputs"]:
+            raise verify.NotVerifiable("a cut that adds inputs cannot be run on the model before it")
+        previous = load(before, base_dir=after.base_dir)
+        got = next(capture(previous, feeds, tensors=after.graph.output_names, backend="ort-noopt"))
+        return {k: v for k, v in got.items() if k in after.graph.output_names}
+
     def apply(self, model: Model, result: PassResult) -> None:
         g = model.graph
         new_outputs = self.opts["outputs"] or g.output_names

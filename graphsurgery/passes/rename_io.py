@@ -14,6 +14,13 @@ class RenameIO(Pass):
     name = "rename-io"
     free_options = True
 
+    def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
+        """The model before, fed and read under the old names."""
+        new_to_old = {str(new): old for old, new in self.opts.items()}
+        outs = run(before, {new_to_old.get(k, k): v for k, v in feeds.items()})
+        old_to_new = {old: str(new) for old, new in self.opts.items()}
+        return {old_to_new.get(k, k): v for k, v in outs.items()}
+
     def apply(self, model: Model, result: PassResult) -> None:
         g = model.graph
         if not self.opts:
