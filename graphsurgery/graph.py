@@ -355,12 +355,17 @@ class Graph:
             raise not_found("tensor", name, self._visible_names(), self.describe())
         return Value(g, name)
 
+    def _defined_names(self) -> set[str]:
+        """Names this scope defines: node outputs, graph inputs, initializers."""
+        self._ensure()
+        return set().union(self._producer, self._input_set, self._inits, self._sparse)
+
     def _visible_names(self) -> set[str]:
+        """Names defined here or in an enclosing scope."""
         names: set[str] = set()
         g: Graph | None = self
         while g is not None:
-            g._ensure()
-            names.update(g._producer, g._input_set, g._inits, g._sparse)
+            names |= g._defined_names()
             g = g.parent
         return names
 
@@ -568,11 +573,8 @@ class Graph:
         if anchor is not None:
             self._check_alive(check_is_node(anchor))
         freed = set(o for o in _replacing.proto.output if o) if _replacing is not None else set()
-        if _replacing is not None and _replacing.has_subgraphs():
-            # names inside the replaced node's subgraphs go away with it
-            taken = self._visible_names() | self._names_below(exclude=_replacing)
-        else:
-            taken = self._names_in_scope_and_below()
+        # names inside a replaced node's subgraphs go away with it
+        taken = self._visible_names() | self._names_below(exclude=_replacing)
         if inits and self.is_function:
             raise EditError("functions have no initializers; use Constant nodes")
         produced: set[str] = set()
@@ -819,8 +821,7 @@ class Graph:
         stack = [g for n in self._sub_nodes if n is not exclude for g in _flatten(n.subgraphs().values())]
         while stack:
             h = stack.pop()
-            h._ensure()
-            names.update(h._producer, h._input_set, h._inits, h._sparse)
+            names |= h._defined_names()
             stack.extend(h.subgraphs())
         return names
 
@@ -888,14 +889,8 @@ class Graph:
         raise AssertionError("unreachable")
 
     def _names_in_scope_and_below(self) -> set[str]:
-        names = self._visible_names()
-        stack = list(self.subgraphs())
-        while stack:
-            g = stack.pop()
-            g._ensure()
-            names.update(g._producer, g._input_set, g._inits, g._sparse)
-            stack.extend(g.subgraphs())
-        return names
+        """Names a new definition here must avoid: visible ones and those of nested subgraphs."""
+        return self._visible_names() | self._names_below()
 
     def rename(self, old: str, new: str) -> None:
         """Rename tensor ``old`` to ``new`` everywhere: its definition, every reader (subgraphs
@@ -1170,8 +1165,7 @@ class Graph:
                 self.remove_initializer(name)
             counts["initializers"] += len(unused)
         if value_info:
-            keep = self._names_in_scope_and_below() if self.parent is None else self._visible_names() | \
-                self._names_in_scope_and_below()
+            keep = self._names_in_scope_and_below()
             vis = self.proto.value_info
             stale = [i for i in range(len(vis)) if vis[i].name not in keep]
             for i in reversed(stale):

@@ -146,8 +146,8 @@ class Model:
             names: set[str] = set()
             node_names: set[str] = set()
             for g in self.graphs():
-                g._ensure()
-                names.update(g._producer, g._input_set, g._inits, g._sparse, g.output_names)
+                names |= g._defined_names()
+                names.update(g.output_names)
                 node_names.update(n.proto.name for n in g._nodes)
             self._names = names
             self._node_names = node_names

@@ -82,7 +82,7 @@ def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:
                         "convert them to dense first")
     # 1. branch-level names that would clash once they live in g's scope
     taken = g._visible_names() | g._names_below(exclude=node)
-    defined = set(branch._producer) | set(branch._inits) | set(branch._sparse)
+    defined = branch._defined_names()  # an If branch has no inputs: its nodes and initializers
     for name in sorted(defined & taken):
         new = g.unique_name(name)
         branch.rename(name, new)
