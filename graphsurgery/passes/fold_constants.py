@@ -39,14 +39,16 @@ class FoldConstants(Pass):
     def apply(self, model: Model, result: PassResult) -> None:
         types = shapes.infer(model) if self.opts["shapes"] else None
         folded = 0
-        for g in list(model.graphs()):
+        visible: dict[Graph, dict[str, np.ndarray]] = {}  # each graph's constants once it is folded
+        for g in list(model.graphs()):  # parents before their subgraphs
             if g.is_function or _is_dead(g):
                 continue
-            folded += self._fold_graph(model, g, types, result)
+            folded += self._fold_graph(model, g, types, result, visible)
         result.details["folded"] = folded
 
-    def _fold_graph(self, model: Model, g: Graph, types: dict, result: PassResult) -> int:
-        consts = _visible_constants(g)
+    def _fold_graph(self, model: Model, g: Graph, types: dict, result: PassResult, visible: dict) -> int:
+        consts = _visible_constants(g, visible)
+        visible[g] = consts  # updated in place as this graph folds: its subgraphs start from it
         values: dict[str, np.ndarray] = {}
         doomed = []
         for node in g.nodes:
@@ -213,24 +215,21 @@ def _is_dead(g: Graph) -> bool:
     return False
 
 
-def _visible_constants(g: Graph) -> dict[str, np.ndarray]:
-    """Values of initializers and Constant outputs that ``g`` can see (its own and enclosing)."""
-    chain = []
-    h: Graph | None = g
-    while h is not None:
-        chain.append(h)
-        h = h.parent
-    consts: dict[str, np.ndarray] = {}
-    for h in reversed(chain):
-        for name in h.initializers:
-            if name not in h.input_names:  # an initializer that is also an input can be overridden
-                consts[name] = h.initializer(name)
-        for n in h.find_nodes("Constant"):
-            if n.domain in _STANDARD and n.outputs and n.outputs[0]:
-                try:
-                    consts[n.outputs[0]] = h.tensor(n.outputs[0]).numpy()
-                except EditError:  # a form numpy() does not decode (sparse_value): leave it alone
-                    continue
+def _visible_constants(g: Graph, visible: dict) -> dict[str, np.ndarray]:
+    """Values of initializers and Constant outputs that ``g`` can see: what its enclosing graph
+    could see (from ``visible`` when that graph was folded already), then its own."""
+    parent = g.parent
+    consts = dict(visible[parent]) if parent in visible else (
+        _visible_constants(parent, visible) if parent is not None else {})
+    for name in g.initializers:
+        if name not in g.input_names:  # an initializer that is also an input can be overridden
+            consts[name] = g.initializer(name)
+    for n in g.find_nodes("Constant"):
+        if n.domain in _STANDARD and n.outputs and n.outputs[0]:
+            try:
+                consts[n.outputs[0]] = g.tensor(n.outputs[0]).numpy()
+            except EditError:  # a form numpy() does not decode (sparse_value): leave it alone
+                continue
     return consts
 
 
