@@ -101,7 +101,9 @@ class FoldConstants(Pass):
         if not doomed:
             self._reshape_targets(g, types, result)
             return 0
-        needed = {name: v for name, v in values.items() if g.is_used(name)}
+        gone = {id(n.proto) for n in doomed}  # a value only they read is not kept
+        needed = {name: v for name, v in values.items()
+                  if g._output_refs(name) or any(id(r.proto) not in gone for r in g.consumers(name))}
         g.replace_with_constants(needed, doomed)
         self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
@@ -231,10 +233,10 @@ class FoldConstants(Pass):
             largest: dict[int, tuple] = {}
             for n, outs in folded:
                 k = find(id(n.proto))
-                growth[k] = growth.get(k, 0) - n.proto.ByteSize()
+                growth[k] = growth.get(k, 0) - _stored_bytes(n.proto)
                 for name, v in outs.items():
                     if g._output_refs(name) or any(id(r.proto) not in members for r in g.consumers(name)):
-                        growth[k] += v.nbytes
+                        growth[k] += _tensor_bytes(name, v)
                         if v.nbytes > largest.get(k, (-1,))[0]:
                             largest[k] = (v.nbytes, n, name)
             for x, k in first_reader.items():
@@ -242,7 +244,9 @@ class FoldConstants(Pass):
                 if x in maker or owner is None or owner._output_refs(x):
                     continue
                 if all(id(r.proto) in members for r in owner.consumers(x)):
-                    growth[find(k)] -= np.asarray(consts[x]).nbytes
+                    made_by = owner._producer.get(x)  # a Constant node, or an initializer
+                    growth[find(k)] -= _stored_bytes(made_by.proto if made_by is not None else owner._inits.get(x)) \
+                        if made_by is not None or x in owner._inits else np.asarray(consts[x]).nbytes
             bad = {k for k, v in growth.items() if v > allowance and k in largest}
             if not bad:
                 return folded
@@ -262,6 +266,19 @@ class FoldConstants(Pass):
             for name in dropped:
                 consts.pop(name, None)
             folded = kept
+
+
+def _stored_bytes(proto) -> int:
+    """What a node or initializer takes in the file: the message and its field header."""
+    size = proto.ByteSize()
+    return size + 1 + (size.bit_length() + 6) // 7
+
+
+def _tensor_bytes(name: str, value: np.ndarray) -> int:
+    """What ``value`` would take in the file as initializer ``name`` (exact when small)."""
+    if value.nbytes <= 4096:
+        return _stored_bytes(tensors.from_numpy(value, name))
+    return value.nbytes + len(name.encode()) + 11 * value.ndim + 16
 
 
 def _is_tensor_type(t: onnx.TypeProto | None) -> bool:
