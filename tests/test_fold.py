@@ -292,3 +292,22 @@ def test_fix_prelu_slope_other_slopes_settle_a_shared_question():
     m = gs.load(proto)
     r = create("fix-prelu-slope").run(m)
     assert m.graph.initializer("s2").shape == (3, 1, 1) and "other" in " ".join(r.changes)
+
+
+def test_fix_prelu_slope_on_a_pytorch_cnn_where_c_equals_w():
+    """The PyTorch-exported PReLU CNN at 32x32, up to its last PRelu: blocks 1 and 2 have 16
+    channels 16 pixels wide. With its slopes stored as [C], all four must become per channel."""
+    from conftest import DATA
+    path = DATA.parent / "fixtures" / "arcface_prelu.onnx"
+    intended = gs.load(path)
+    create("cut", outputs=intended.find_nodes("PRelu")[-1].outputs[0]).run(intended)
+    create("cleanup").run(intended)
+    create("set-shape", x="2x3x32x32").run(intended)
+    x = {"x": np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)}
+    want = run_ort(intended.proto, x)
+    m = gs.load(intended.to_bytes())
+    for node in m.find_nodes("PRelu"):
+        m.graph.set_initializer(node.inputs[1], np.ascontiguousarray(m.graph.initializer(node.inputs[1]).reshape(-1)))
+    r = create("fix-prelu-slope").run(m)
+    assert len(r.changes) == 4 and sum("comes from Conv" in c for c in r.changes) == 2, r
+    assert_close(run_ort(m.proto, x), want)
