@@ -311,3 +311,25 @@ def test_fix_prelu_slope_on_a_pytorch_cnn_where_c_equals_w():
     r = create("fix-prelu-slope").run(m)
     assert len(r.changes) == 4 and sum("comes from Conv" in c for c in r.changes) == 2, r
     assert_close(run_ort(m.proto, x), want)
+
+
+def test_remove_if_keeps_an_optional_an_optional():
+    """A constant If whose taken branch returns Optional(a): inlined, the value stays an
+    optional (made by the Optional node), not a tensor initializer."""
+    opt_t = helper.make_optional_type_proto(helper.make_tensor_type_proto(TensorProto.FLOAT, [2]))
+    then_g = helper.make_graph([helper.make_node("Optional", ["a"], ["t_out"], name="t_opt")], "then", [],
+                               [helper.make_value_info("t_out", opt_t)])
+    else_g = helper.make_graph([helper.make_node("Optional", [], ["e_out"], name="e_opt",
+                                                 type=helper.make_tensor_type_proto(TensorProto.FLOAT, [2]))],
+                               "else", [], [helper.make_value_info("e_out", opt_t)])
+    nodes = [helper.make_node("Equal", ["k", "k2"], ["cond"], name="eq"),
+             helper.make_node("If", ["cond"], ["o"], name="if", then_branch=then_g, else_branch=else_g),
+             helper.make_node("OptionalHasElement", ["o"], ["has"], name="has"),
+             helper.make_node("Add", ["x", "x"], ["y"], name="add")]
+    proto = model_of(nodes, [vi("x")], [vi("has", TensorProto.BOOL, ()), vi("y")],
+                     [init("k", np.array(1)), init("k2", np.array(1)), init("a", np.array([1, 2], np.float32))], opset=18)
+    once, fixed = fold_twice(proto, "remove-if")
+    onnx.checker.check_model(once, full_check=True)
+    assert fixed and "If" not in [n.op_type for n in once.graph.node]
+    assert [n.output[0] for n in once.graph.node if n.op_type == "Optional"] == ["o"]
+    assert run_ort(once, {"x": np.ones(2, np.float32)})["has"]
