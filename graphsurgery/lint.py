@@ -6,9 +6,6 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
-from . import shapes
 from .model import Model
 
 # Older onnx-tensorrt parsers (TensorRT 7.0 and before) clamped InstanceNormalization epsilon
@@ -46,7 +43,7 @@ def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP) -> list[Find
         found.append(Finding("duplicate-names", "model", f"{len(dups)} node name(s) used more than once "
                              f"({', '.join(repr(d) for d in dups[:3])}{', ...' if len(dups) > 3 else ''}); "
                              "tools that look nodes up by name get the wrong one", None))
-    types = None
+    verdicts = None
     shape_glue = 0
     constants = 0
     for node in model.find_nodes():
@@ -70,18 +67,22 @@ def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP) -> list[Find
                                          f"{', '.join(map(repr, shaped))}; with static shapes it folds away",
                                          f"set-shape({shaped[0]}=DIMS),remove-if"))
         elif op == "PRelu":
-            slope = gr.tensor(node.inputs[1])
-            if slope.is_constant:
-                value = np.asarray(slope.numpy())
-                if types is None:
-                    types = shapes.infer(model)
-                dims = shapes.dims(types.get(gr, node.inputs[0]))
-                if value.ndim == 1 and value.size > 1 and dims and len(dims) >= 3 and dims[1] == value.size \
-                        and dims[-1] != value.size:
-                    found.append(Finding("prelu-slope", where, f"slope {list(value.shape)} broadcasts against the "
-                                         f"last axis of a {dims} input, not the channels; onnxruntime fails with "
-                                         "'Attempting to broadcast an axis by a dimension other than 1'",
-                                         "fix-prelu-slope"))
+            if verdicts is None:
+                from .passes.fix_prelu_slope import classify  # the pass's own reading of the graph
+                verdicts = {id(v.node.proto): v for v in classify(model)}
+            v = verdicts.get(id(node.proto))
+            if v is not None and v.verdict == "channel" and v.dims[-1] != v.length:
+                found.append(Finding("prelu-slope", where, f"slope [{v.length}] broadcasts against the "
+                                     f"last axis of a {v.dims} input, not the channels; onnxruntime fails with "
+                                     "'Attempting to broadcast an axis by a dimension other than 1'",
+                                     "fix-prelu-slope"))
+            elif v is not None and v.verdict == "channel":
+                found.append(Finding("prelu-slope", where, f"{v.why}: as written it scales the last axis",
+                                     "fix-prelu-slope"))
+            elif v is not None and v.verdict == "ambiguous":
+                found.append(Finding("prelu-slope-ambiguous", where, f"{v.why}; nothing in the graph says which is "
+                                     "meant; as written it scales the last axis (if per channel was meant, fix-prelu-slope(axis=1))",
+                                     "fix-prelu-slope(axis=1)"))
             found.append(Finding("prelu", where, "PRelu: some backends and NPU toolchains reject it",
                                  "prelu-to-relu"))
         elif op == "InstanceNormalization":

@@ -251,8 +251,10 @@ def test_fix_prelu_slope_proves_the_channel_axis():
     assert not create("fix-prelu-slope").run(m).changed
     ambiguous = model_of([helper.make_node("PRelu", ["x", "slope"], ["y"], name="p")], [vi("x", shape=(1, 3, 4, 3))],
                          [vi("y", shape=(1, 3, 4, 3))], [slope])
-    r = create("fix-prelu-slope").run(gs.load(ambiguous))
-    assert not r.changed and "cannot be proven" in r.skipped[0]
+    before = ambiguous.SerializeToString()
+    with pytest.raises(PassError, match="'p'.*axis=1"):  # W == C and nothing else tells: refuse
+        create("fix-prelu-slope").run(ambiguous)
+    assert ambiguous.SerializeToString() == before
     unknown = model_of([helper.make_node("PRelu", ["x", "slope"], ["y"], name="p")], [vi("x", shape=None)],
                        [vi("y", shape=None)], [slope])
     r = create("fix-prelu-slope").run(gs.load(unknown))

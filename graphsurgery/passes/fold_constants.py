@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from .. import shapes
+from .. import shapes, tensors
 from ..errors import EditError
 from ..graph import Graph
 from ..model import Model
@@ -16,6 +16,7 @@ from .base import Option, Pass, PassResult, parse_bool
 _NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
                      "Bernoulli", "Dropout"}
 _STANDARD = ("", "ai.onnx")
+_MAX_ROUNDS = 8
 
 
 class FoldConstants(Pass):
@@ -24,53 +25,85 @@ class FoldConstants(Pass):
 
     Constant nodes become initializers (``constant_nodes=false`` keeps them). Never folds
     nodes with random results, custom-domain nodes or nodes holding subgraphs
-    (``remove-if`` handles constant-condition ``If``). A result larger than ``max_bytes``
-    and larger than its inputs (Tile, Expand, ConstantOfShape) is left in place, so folding
-    never bloats the model; every such refusal is reported.
+    (``remove-if`` handles constant-condition ``If``), and never a value that is not a tensor
+    (sequences, optionals: an initializer is a tensor). Inside a subgraph, a folded value the
+    subgraph returns becomes a Constant node, not an initializer (onnx does not type a
+    subgraph output that is an initializer of that subgraph).
+
+    Size rule: folding never makes the file larger. Folds that share values or constant
+    inputs form a group; a group is kept only when what it materialises (values that nodes
+    left in place still read) is no larger than what dies with it (its nodes, and constants
+    nothing else reads), give or take ``grow_bytes`` (default 0). So ``Transpose(W)`` of a
+    weight that a Gather still reads stays a Transpose, and Tile/Expand/ConstantOfShape of
+    small constants stay unless what reads them folds too. Independently, no single result
+    above ``max_bytes`` that is larger than its inputs is computed. Every refusal is reported.
+    The pass runs to a fixed point: a second run changes nothing.
     """
 
     name = "fold-constants"
     options = {
-        "max_bytes": Option(int, 1 << 20, "largest folded result, unless it is no larger than its inputs"),
+        "max_bytes": Option(int, 1 << 20, "largest result computed, unless it is no larger than its inputs"),
+        "grow_bytes": Option(int, 0, "results up to this size are folded even when they grow the model"),
         "shapes": Option(parse_bool, True, "fold Shape/Size of tensors with a static shape"),
         "constant_nodes": Option(parse_bool, True, "turn Constant nodes into initializers"),
     }
 
     def apply(self, model: Model, result: PassResult) -> None:
-        types = shapes.infer(model) if self.opts["shapes"] else None
         folded = 0
-        visible: dict[Graph, dict[str, np.ndarray]] = {}  # each graph's constants once it is folded
-        for g in list(model.graphs()):  # parents before their subgraphs
-            if g.is_function or _is_dead(g):
-                continue
-            folded += self._fold_graph(model, g, types, result, visible)
+        skipped: dict[str, None] = {}  # each refusal once, however many rounds saw it
+        for _ in range(_MAX_ROUNDS):  # folding can make more shapes static: repeat to a fixed point
+            types = shapes.infer(model) if self.opts["shapes"] else None
+            visible: dict[Graph, dict[str, np.ndarray]] = {}  # each graph's constants once it is folded
+            changes = len(result.changes)
+            skips: list[str] = []
+            for g in list(model.graphs()):  # parents before their subgraphs
+                if g.is_function or _is_dead(g) or g.model is None:
+                    continue
+                folded += self._fold_graph(model, g, types, result, visible, skips)
+            skipped.update(dict.fromkeys(skips))
+            if len(result.changes) == changes:
+                break
+        for line in skipped:
+            result.skip(line)
         result.details["folded"] = folded
 
-    def _fold_graph(self, model: Model, g: Graph, types: dict, result: PassResult, visible: dict) -> int:
+    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, visible: dict,
+                    skips: list[str]) -> int:
         consts = _visible_constants(g, visible)
         visible[g] = consts  # updated in place as this graph folds: its subgraphs start from it
+        # What a subgraph returns is left as it is: onnx gives no type to a subgraph output that
+        # is an initializer of that subgraph (the checker then rejects the model), and a static
+        # value there lets runtimes check, at load, readers of the enclosing node that only
+        # ever saw an unknown shape (onnxruntime then refuses models that ran before).
+        returned = set(g.output_names) if g.parent is not None else set()
         values: dict[str, np.ndarray] = {}
         doomed = []
+        folded: list[tuple] = []  # (node, its outputs' values), in order
         for node in g.nodes:
             p = node.proto
             if p.domain not in _STANDARD or p.op_type in _NONDETERMINISTIC or node.has_subgraphs():
                 continue
+            if returned.intersection(p.output):
+                continue  # see above
             if p.op_type == "Constant":
                 if self.opts["constant_nodes"] and p.output and p.output[0] in consts:
                     values[p.output[0]] = consts[p.output[0]]
                     doomed.append(node)
                 continue
-            outs = self._evaluate(g, node, consts, types, model, result)
+            outs = self._evaluate(g, node, consts, types, model, skips)
             if outs is None:
                 continue
-            for name, value in outs.items():
-                consts[name] = value
+            consts.update(outs)
+            folded.append((node, outs))
+        for node, outs in self._within_size(g, folded, consts, skips):
             values.update(outs)
             doomed.append(node)
         if not doomed:
             self._reshape_targets(g, types, result)
             return 0
-        needed = {name: v for name, v in values.items() if g.is_used(name)}
+        gone = {id(n.proto) for n in doomed}  # a value only they read is not kept
+        needed = {name: v for name, v in values.items()
+                  if g._output_refs(name) or any(id(r.proto) not in gone for r in g.consumers(name))}
         g.replace_with_constants(needed, doomed)
         self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
@@ -132,7 +165,7 @@ class FoldConstants(Pass):
             return None
         return {node.outputs[0]: np.array(picked, np.int64).reshape(idx.shape)}
 
-    def _evaluate(self, g, node, consts, types, model, result):
+    def _evaluate(self, g, node, consts, types, model, skips):
         p = node.proto
         ins = [x for x in p.input]
         if p.op_type in ("Shape", "Size") and ins and ins[0] not in consts:
@@ -150,19 +183,114 @@ class FoldConstants(Pass):
                 return folded
         if any(x and x not in consts for x in ins):
             return None
+        if types is not None and not all(_is_tensor_type(types.get(g, o)) for o in p.output if o):
+            return None  # a sequence, optional or map: it cannot be an initializer
         inputs = [consts[x] if x else None for x in ins]
         try:
             outs = _run_node(p, inputs, model)
         except Exception as exc:  # the reference evaluator raises many kinds; report, do not fold
-            result.skip(f"{p.op_type} {p.name!r}: could not evaluate ({type(exc).__name__}: {str(exc)[:120]})")
+            skips.append(f"{p.op_type} {p.name!r}: could not evaluate ({type(exc).__name__}: {str(exc)[:120]})")
             return None
+        if not all(_is_tensor_value(v) for v in outs):
+            return None  # the evaluator returned a sequence, an optional or None: not a tensor
+        outs = [np.asarray(v) for v in outs]
+        out_bytes = sum(v.nbytes for v in outs)
         in_bytes = sum(x.nbytes for x in inputs if x is not None)
-        out_bytes = sum(np.asarray(v).nbytes for v in outs)
-        if out_bytes > self.opts["max_bytes"] and out_bytes > in_bytes:
-            result.skip(f"{p.op_type} {p.name!r}: result of {out_bytes:,} bytes would grow the model "
-                        f"(inputs {in_bytes:,} bytes; max_bytes={self.opts['max_bytes']:,})")
+        limit = self.opts["max_bytes"]
+        if out_bytes > limit and out_bytes > in_bytes:  # Tile, Expand, ConstantOfShape: not worth holding
+            skips.append(f"{p.op_type} {p.name!r}: result of {out_bytes:,} bytes would grow the model "
+                         f"(inputs {in_bytes:,} bytes; max_bytes={limit:,})")
             return None
-        return {name: np.asarray(v) for name, v in zip(p.output, outs, strict=False) if name}
+        return {name: v for name, v in zip(p.output, outs, strict=False) if name}
+
+    def _within_size(self, g: Graph, folded: list, consts: dict, skips: list[str]) -> list:
+        """The folds to keep so that the file does not grow.
+
+        Folds that share values or constant inputs form a group. A group's growth is what it
+        materialises (values read by nodes that stay, however nested, or returned) minus what
+        dies with it (constants read by nothing but the group, and the group's nodes). While a
+        group would grow the model by more than ``grow_bytes``, its largest materialised result
+        is not folded, nor anything computed from it. Values not folded leave ``consts``."""
+        allowance = self.opts["grow_bytes"]
+        while True:
+            members = {id(n.proto) for n, _ in folded}
+            maker = {name: id(n.proto) for n, outs in folded for name in outs}
+            root = {k: k for k in members}
+
+            def find(k):
+                while root[k] != k:
+                    root[k] = root[root[k]]
+                    k = root[k]
+                return k
+
+            first_reader: dict[str, int] = {}
+            for n, _ in folded:
+                for x in dict.fromkeys(i for i in n.inputs if i):
+                    other = maker.get(x, first_reader.setdefault(x, id(n.proto)) if x in consts else None)
+                    if other is not None:
+                        root[find(id(n.proto))] = find(other)
+            growth: dict[int, int] = {}
+            largest: dict[int, tuple] = {}
+            for n, outs in folded:
+                k = find(id(n.proto))
+                growth[k] = growth.get(k, 0) - _stored_bytes(n.proto)
+                for name, v in outs.items():
+                    if g._output_refs(name) or any(id(r.proto) not in members for r in g.consumers(name)):
+                        growth[k] += _tensor_bytes(name, v)
+                        if v.nbytes > largest.get(k, (-1,))[0]:
+                            largest[k] = (v.nbytes, n, name)
+            for x, k in first_reader.items():
+                owner = g._resolve(x)
+                if x in maker or owner is None or owner._output_refs(x):
+                    continue
+                if all(id(r.proto) in members for r in owner.consumers(x)):
+                    made_by = owner._producer.get(x)  # a Constant node, or an initializer
+                    growth[find(k)] -= _stored_bytes(made_by.proto if made_by is not None else owner._inits.get(x)) \
+                        if made_by is not None or x in owner._inits else np.asarray(consts[x]).nbytes
+            bad = {k for k, v in growth.items() if v > allowance and k in largest}
+            if not bad:
+                return folded
+            dropped: set[str] = set()
+            for k in bad:
+                size, n, name = largest[k]
+                skips.append(f"{n.op_type} {n.name!r}: not folded, it would grow the model by {growth[k]:,} bytes "
+                             f"(a {size:,}-byte result {name!r}; what it is computed from stays or is smaller; "
+                             f"grow_bytes={allowance:,})")
+                dropped.update(o for o in n.outputs if o)
+            kept = []
+            for n, outs in folded:  # in order: what reads a dropped value is dropped too
+                if dropped.intersection(outs) or dropped.intersection(n.inputs):
+                    dropped.update(outs)
+                else:
+                    kept.append((n, outs))
+            for name in dropped:
+                consts.pop(name, None)
+            folded = kept
+
+
+def _stored_bytes(proto) -> int:
+    """What a node or initializer takes in the file: the message and its field header."""
+    size = proto.ByteSize()
+    return size + 1 + (size.bit_length() + 6) // 7
+
+
+def _tensor_bytes(name: str, value: np.ndarray) -> int:
+    """What ``value`` would take in the file as initializer ``name`` (exact when small)."""
+    if value.nbytes <= 4096:
+        return _stored_bytes(tensors.from_numpy(value, name))
+    return value.nbytes + len(name.encode()) + 11 * value.ndim + 16
+
+
+def _is_tensor_type(t: onnx.TypeProto | None) -> bool:
+    """True unless inference says the value is a sequence, optional or map (unknown counts as tensor)."""
+    return t is None or t.WhichOneof("value") in (None, "tensor_type")
+
+
+def _is_tensor_value(v) -> bool:
+    if v is None or isinstance(v, (list, tuple, dict)):
+        return False
+    a = np.asarray(v)
+    return a.dtype != object or all(isinstance(x, (str, bytes)) for x in a.reshape(-1))
 
 
 def _copied_dim(g: Graph, tensor: str, types) -> int | None:
