@@ -191,11 +191,11 @@ def mismatch(spec: InputSpec, arr) -> str | None:
     return None
 
 
-def check_given(spec: InputSpec, arr: np.ndarray, where: str) -> None:
+def check_given(spec: InputSpec, arr: np.ndarray, where: str, given_as: str | None = None) -> None:
     """Raise :class:`InputMismatch` unless ``arr`` fits ``spec`` (dtype, rank, static dims)."""
     problem = mismatch(spec, arr)
     if problem:
-        raise InputMismatch(f"--inputs: array {spec.name!r} has {problem}, but input {spec.name!r} of {where} "
+        raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} of {where} "
                             f"takes {spec.text()[len(spec.name) + 1:]}; give an array of that type and shape")
 
 

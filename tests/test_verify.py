@@ -211,3 +211,19 @@ def test_external_data_is_contained_and_no_file_is_written(tmp_path):
     os.link(tmp_path / "w.bin", tmp_path / "elsewhere.bin")  # a second name: may be a file outside the folder
     with pytest.raises(ExternalDataError, match="hard links"):
         verify.run(data, {"x": np.zeros(1024, np.float32)}, base_dir=str(tmp_path))
+
+
+def test_inputs_given_under_a_name_rename_io_changes_are_used(monkeypatch):
+    m = gs.load(str(FIX / "conv_bn.onnx"))
+    spec = verify.input_specs(m.proto)[0]
+    x = np.random.default_rng(3).uniform(-1, 1, [d if isinstance(d, int) else 1 for d in spec.dims]).astype(np.float32)
+    seen = []
+    real_run = verify.run
+    monkeypatch.setattr(verify, "run", lambda model, feeds, **kw: seen.append(dict(feeds)) or real_run(model, feeds, **kw))
+    res = Pipeline.from_text(f"fuse-conv-bn,rename-io({spec.name}=image)", verify=True, inputs={spec.name: x}).run(m)
+    assert all(d.ok for _, rep in res.verification for d in rep)
+    assert any(np.array_equal(f.get("image", f.get(spec.name)), x) for f in seen)
+    assert all(np.array_equal(f.get("image", f.get(spec.name)), x) for f in seen)
+    with pytest.raises(verify.InputMismatch, match="array 'x' \\(renamed 'image'\\) has dtype float64"):
+        Pipeline.from_text(f"fuse-conv-bn,rename-io({spec.name}=image)", verify=True,
+                           inputs={spec.name: x.astype(np.float64)}).run(gs.load(str(FIX / "conv_bn.onnx")))

@@ -227,10 +227,10 @@ class _Verifier:
     def run(self) -> list[tuple[str, list]]:
         from .. import verify as v
 
+        given = self._given()
         if not self.steps:
             return []
         k = len(self.steps)
-        given = self._given()
         guesses = _GUESSES if self._guessing(k, given) else _GUESSES[:1]
         first_error = None
         chain = None
@@ -299,7 +299,14 @@ class _Verifier:
         fit it; one given for an input a pass froze must hold the frozen value."""
         from .. import verify as v
 
-        given = {k: np.asarray(a) for k, a in (self.pl.inputs or {}).items()}
+        given, as_given = {}, {}
+        for name, arr in (self.pl.inputs or {}).items():
+            first = name
+            for p, _, _, _ in self.steps:  # an input rename-io renamed: given under its old name
+                if p.name == "rename-io" and name in p.opts:
+                    name = str(p.opts[name])
+            given[name] = np.asarray(arr)
+            as_given[name] = repr(first) if first == name else f"{first!r} (renamed {name!r})"
         if not given:
             return {}
         k = len(self.steps)
@@ -308,13 +315,13 @@ class _Verifier:
             if name in specs_final:
                 if v.mismatch(specs_final[name], arr):
                     given[name] = arr = self._into_batch(name, arr, specs_final[name])
-                v.check_given(specs_final[name], arr, "the model after the pipeline")
+                v.check_given(specs_final[name], arr, "the model after the pipeline", as_given[name])
                 continue
             for j in range(k - 1, -1, -1):
                 specs = {s.name: s for s in v.input_specs(self.proto(j))}
                 if name in specs:
                     where = "the input model" if j == 0 else f"the model after {self.steps[j - 1][0].describe()}"
-                    v.check_given(specs[name], arr, where)
+                    v.check_given(specs[name], arr, where, as_given[name])
                     after = self.model(j + 1)
                     if name in after.graph.initializers:
                         frozen = np.asarray(after.graph.initializer(name))
