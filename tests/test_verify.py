@@ -53,6 +53,8 @@ def test_example_getting_started_pipeline_verifies_from_the_first_model_that_run
     drift = next(x for x in out.splitlines() if x.startswith("verified after instancenorm-epsilon"))
     assert "changed on purpose: reported, not checked" in drift and "max abs 0," not in drift
     assert "verified after cleanup: logits: max abs 0, max rel 0" in out
+    rc, out, err = cli(capsys, "--example", "-o", str(tmp_path / "fixed.onnx"), "--verify", "-q", "-p", pipeline)
+    assert rc == 0 and out == "" and err.startswith("graphsurgery: note: fix-prelu-slope not verified: the model ")
 
 
 def test_set_batch_is_not_blamed_for_the_original_models_batch_noise(tmp_path, capsys):
@@ -227,3 +229,14 @@ def test_inputs_given_under_a_name_rename_io_changes_are_used(monkeypatch):
     with pytest.raises(verify.InputMismatch, match="array 'x' \\(renamed 'image'\\) has dtype float64"):
         Pipeline.from_text(f"fuse-conv-bn,rename-io({spec.name}=image)", verify=True,
                            inputs={spec.name: x.astype(np.float64)}).run(gs.load(str(FIX / "conv_bn.onnx")))
+
+
+def test_a_static_dim_set_shape_changes_is_reported_not_failed():
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["i"], name="id"), helper.make_node("Relu", ["i"], ["y"])],
+                          "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10))
+    res = Pipeline.from_text("set-shape(x=2x4),eliminate-noops", verify=True).run(m)
+    [first], [second] = res.verification[0][1], res.verification[1][1]
+    assert first.name == "(not verified)" and "changed input 'x' from float32 [1, 4] to float32 [2, 4]" in first.note
+    assert second.name == "y" and second.ok and second.max_abs == 0

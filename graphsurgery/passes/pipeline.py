@@ -190,6 +190,7 @@ class _Verifier:
                       for i, (p, r) in enumerate(zip(pipeline.passes, results, strict=True)) if r.changed]
         self.models = [snapshots[0]] + [s[3] for s in self.steps]
         self._protos: dict[int, onnx.ModelProto] = {}
+        self.unverifiable: dict[int, str] = {}  # step -> why it cannot be compared
         self._loaded: dict[int, Model] = {}
 
     def proto(self, k: int) -> onnx.ModelProto:
@@ -266,6 +267,8 @@ class _Verifier:
         from .. import verify as v
 
         p, res, before, after = self.steps[t]
+        if t in self.unverifiable:
+            return [v.OutputDiff("(not verified)", 0.0, 0.0, True, self.unverifiable[t])]
         after_model = self.model(t + 1)
         merged: dict[str, v.OutputDiff] = {}
         for feeds in feeds_list:
@@ -371,6 +374,7 @@ class _Verifier:
         from .. import verify as v
 
         k = len(self.steps)
+        self.unverifiable = {}
         chain: list[list[dict]] = [[] for _ in range(k + 1)]
         chain[k] = [self._generate(k, given, batch, size)]
         for t in range(k - 1, -1, -1):
@@ -380,8 +384,32 @@ class _Verifier:
                          for f in p.feeds_before(after_feeds, self.proto(t), self.model(t + 1), res)]
             except v.NotVerifiable:
                 feeds = [self._generate(t, given, batch, size)]
+            else:
+                reason = self._reshaped(t, feeds[0])
+                if reason:
+                    self.unverifiable[t] = reason
+                    feeds = [self._generate(t, given, batch, size)]
             chain[t] = feeds[:_MAX_FEEDS]
         return chain
+
+    def _reshaped(self, t: int, feeds: dict) -> str | None:
+        """Why step ``t`` cannot be compared when it gave an input other static dims (same dtype
+        and rank: set-shape) that the model before it cannot take; None otherwise. Any other
+        misfit is left for :meth:`runs` to report as an error."""
+        from .. import verify as v
+
+        after = {s.name: s for s in v.input_specs(self.proto(t + 1))}
+        for spec in v.input_specs(self.proto(t)):
+            arr = feeds.get(spec.name)
+            new = after.get(spec.name)
+            if arr is None or new is None or not v.mismatch(spec, arr):
+                continue
+            if new.dtype == spec.dtype and new.dims is not None and spec.dims is not None \
+                    and len(new.dims) == len(spec.dims) and new.dims != spec.dims:
+                return (f"{self.steps[t][0].describe()} changed input {spec.name!r} from "
+                        f"{spec.text()[len(spec.name) + 1:]} to {new.text()[len(new.name) + 1:]}; the model before "
+                        "it cannot take the new shape")
+        return None
 
     def _generate(self, k: int, given: dict, batch: int, size: int) -> dict:
         from .. import verify as v
