@@ -240,3 +240,16 @@ def test_a_static_dim_set_shape_changes_is_reported_not_failed():
     [first], [second] = res.verification[0][1], res.verification[1][1]
     assert first.name == "(not verified)" and "changed input 'x' from float32 [1, 4] to float32 [2, 4]" in first.note
     assert second.name == "y" and second.ok and second.max_abs == 0
+
+
+def test_inputs_a_pass_cannot_map_back_are_reported_not_failed(capsys, tmp_path):
+    """set-batch with its default inputs takes silero's state axis 0 (2 layers, static) for a
+    batch; the per-sample inputs it maps back do not fit the model before it: not verified,
+    said so, not an error about onnxruntime."""
+    m = gs.load(SILERO)
+    inputs = {"input": np.zeros((2, 512), np.float32), "state": np.zeros((2, 2, 128), np.float32),
+              "sr": np.array(16000, np.int64)}
+    res = Pipeline.from_text("set-batch(size=2),fold-constants", verify=True, inputs=inputs).run(m)
+    [unverified] = res.verification[0][1]
+    assert unverified.name == "(not verified)" and "input 'state' would get shape [1, 2, 128]" in unverified.note
+    assert res.verification[1][1][0].name == "output" and res.verification[1][1][0].max_abs == 0

@@ -393,22 +393,25 @@ class _Verifier:
         return chain
 
     def _reshaped(self, t: int, feeds: dict) -> str | None:
-        """Why step ``t`` cannot be compared when it gave an input other static dims (same dtype
-        and rank: set-shape) that the model before it cannot take; None otherwise. Any other
-        misfit is left for :meth:`runs` to report as an error."""
+        """Why step ``t`` cannot be compared when the inputs it maps back do not fit the model
+        before it in their dims only (same dtype and rank): set-shape gave an input other static
+        dims, or set-batch cut a batch along an axis the model before declares otherwise. None
+        when they fit; any other misfit is left for :meth:`runs` to report as an error."""
         from .. import verify as v
 
         after = {s.name: s for s in v.input_specs(self.proto(t + 1))}
+        p = self.steps[t][0]
         for spec in v.input_specs(self.proto(t)):
             arr = feeds.get(spec.name)
-            new = after.get(spec.name)
-            if arr is None or new is None or not v.mismatch(spec, arr):
+            if not isinstance(arr, np.ndarray) or not v.mismatch(spec, arr) or arr.dtype != spec.dtype \
+                    or spec.dims is None or arr.ndim != len(spec.dims):
                 continue
-            if new.dtype == spec.dtype and new.dims is not None and spec.dims is not None \
-                    and len(new.dims) == len(spec.dims) and new.dims != spec.dims:
-                return (f"{self.steps[t][0].describe()} changed input {spec.name!r} from "
-                        f"{spec.text()[len(spec.name) + 1:]} to {new.text()[len(new.name) + 1:]}; the model before "
-                        "it cannot take the new shape")
+            new = after.get(spec.name)
+            if new is not None and new.dims is not None and new.dims != spec.dims:
+                return (f"{p.describe()} changed input {spec.name!r} from {spec.text()[len(spec.name) + 1:]} to "
+                        f"{new.text()[len(new.name) + 1:]}; the model before it cannot take the new shape")
+            return (f"the inputs {p.describe()} maps back do not fit the model before it (input {spec.name!r} would "
+                    f"get shape {list(arr.shape)} but takes {spec.text()[len(spec.name) + 1:]})")
         return None
 
     def _generate(self, k: int, given: dict, batch: int, size: int) -> dict:
