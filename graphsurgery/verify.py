@@ -59,15 +59,20 @@ class InputSpec:
     dtype: np.dtype
     dims: list | None  # None: rank unknown
 
-    def text(self, values: dict | None = None) -> str:
+    def type_text(self) -> str:
+        """``float32 [1, 512]``; ``?`` for an unknown dim."""
         if self.dims is None:
-            return f"{self.name} {self.dtype} [rank unknown]"
-        return f"{self.name} {self.dtype} [{', '.join(str(d if d is not None else '?') for d in self.dims)}]"
+            return f"{self.dtype} [rank unknown]"
+        return f"{self.dtype} [{', '.join(str(d if d is not None else '?') for d in self.dims)}]"
+
+    def text(self) -> str:
+        """``input float32 [1, 512]``."""
+        return f"{self.name} {self.type_text()}"
 
 
 def input_specs(model_proto: onnx.ModelProto) -> list[InputSpec]:
-    """The graph inputs that are not initializers, with their declared dtype and dims; a dim
-    that is 0 or negative (``-1`` written by some exporters) counts as unknown."""
+    """The graph inputs that are not initializers, with their declared dtype and dims; a
+    negative dim (``-1`` written by some exporters) counts as unknown."""
     inits = {t.name for t in model_proto.graph.initializer}
     out = []
     for vi in model_proto.graph.input:
@@ -83,7 +88,7 @@ def input_specs(model_proto: onnx.ModelProto) -> list[InputSpec]:
         if tt.HasField("shape"):
             dims = []
             for d in tt.shape.dim:
-                if d.HasField("dim_value") and d.dim_value > 0:
+                if d.HasField("dim_value") and d.dim_value >= 0:
                     dims.append(int(d.dim_value))
                 elif d.HasField("dim_param") and d.dim_param:
                     dims.append(d.dim_param)
@@ -137,11 +142,13 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
 
 def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
                 ranges: dict[str, tuple[float, float]] | None = None, size: int = 1,
-                known: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+                known: dict[str, int] | None = None, batch_first_unknown: bool = False) -> dict[str, np.ndarray]:
     """Random inputs for every graph input that is not an initializer, from its declared type.
 
-    Unknown dims become ``batch`` on axis 0 and ``size`` elsewhere; a symbolic dim takes the
-    same value wherever it appears (``known`` fixes some by name). Floats are uniform in
+    Unknown dims become ``batch`` on axis 0 and ``size`` elsewhere; with
+    ``batch_first_unknown``, ``batch`` goes to each input's first dim that is not a number
+    instead (a recurrent state ``[2, ?, 128]`` has its batch on axis 1). A symbolic dim takes
+    the same value wherever it appears (``known`` fixes some by name). Floats are uniform in
     [-1, 1], integers in [0, 10] (an integer input the graph compares with constants takes the
     first of them), bools random; ``ranges`` overrides per input.
     """
@@ -149,19 +156,26 @@ def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
     hints = integer_hints(model_proto)
     symbols = dict(known or {})
     specs = input_specs(model_proto)
-    for spec in specs:  # a symbol on any axis 0 is a batch
-        if spec.dims and isinstance(spec.dims[0], str):
-            symbols.setdefault(spec.dims[0], batch)
+
+    def batch_axis(dims):
+        if not batch_first_unknown:
+            return 0
+        return next((i for i, d in enumerate(dims) if not isinstance(d, int)), 0)
+
+    for spec in specs:  # a symbol where an input has its batch is a batch
+        if spec.dims and isinstance(spec.dims[batch_axis(spec.dims)], str):
+            symbols.setdefault(spec.dims[batch_axis(spec.dims)], batch)
     feeds = {}
     for spec in specs:
         shape = []
+        axis = batch_axis(spec.dims or [])
         for i, d in enumerate(spec.dims or []):
             if isinstance(d, int):
                 shape.append(d)
             elif isinstance(d, str):
-                shape.append(symbols.setdefault(d, batch if i == 0 else size))
+                shape.append(symbols.setdefault(d, batch if i == axis else size))
             else:
-                shape.append(batch if i == 0 else size)
+                shape.append(batch if i == axis else size)
         dtype = spec.dtype
         lo, hi = (ranges or {}).get(spec.name, (-1.0, 1.0) if np.issubdtype(dtype, np.floating) else (0, 10))
         if spec.name in hints and np.issubdtype(dtype, np.integer) and not (ranges and spec.name in ranges):
@@ -196,7 +210,7 @@ def check_given(spec: InputSpec, arr: np.ndarray, where: str, given_as: str | No
     problem = mismatch(spec, arr)
     if problem:
         raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} of {where} "
-                            f"takes {spec.text()[len(spec.name) + 1:]}; give an array of that type and shape")
+                            f"takes {spec.type_text()}; give an array of that type and shape")
 
 
 def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:
@@ -207,7 +221,7 @@ def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:
             return f"no value for input {spec.name!r}"
         problem = mismatch(spec, feeds[spec.name])
         if problem:
-            return f"input {spec.name!r} would get {problem} but takes {spec.text()[len(spec.name) + 1:]}"
+            return f"input {spec.name!r} would get {problem} but takes {spec.type_text()}"
     return None
 
 

@@ -175,8 +175,10 @@ class Pipeline:
 
 # a batch cut into samples multiplies the runs of every earlier check; this many samples suffice there
 _MAX_FEEDS = 2
-# sizes tried for dims nothing declares, (leading dim, other dims), until the input model runs
-_GUESSES = [(2, 32), (1, 32), (1, 128), (1, 512), (1, 1), (2, 1)]
+# sizes tried for dims nothing declares, until the input model runs: (batch, other dims, whether
+# the batch is each input's first unknown dim rather than its axis 0, as in a state [2, ?, 128])
+_GUESSES = [(2, 32, False), (1, 32, False), (1, 32, True), (1, 128, True), (1, 512, True), (1, 1, False),
+            (2, 1, False)]
 
 
 class _Verifier:
@@ -235,8 +237,8 @@ class _Verifier:
         guesses = _GUESSES if self._guessing(k, given) else _GUESSES[:1]
         first_error = None
         chain = None
-        for batch, size in guesses:
-            candidate = self._chain(given, batch, size)
+        for guess in guesses:
+            candidate = self._chain(given, *guess)
             exc = self.runs(0, candidate[0][0])
             if exc is not None:
                 first_error = first_error or exc
@@ -368,7 +370,7 @@ class _Verifier:
         return any(not isinstance(d, int) for s in v.input_specs(self.proto(k)) if s.name not in given
                    for d in (s.dims or []))
 
-    def _chain(self, given: dict, batch: int, size: int) -> list[list[dict]]:
+    def _chain(self, given: dict, batch: int, size: int, first_unknown: bool) -> list[list[dict]]:
         """Feeds for every model, last first: generated from the last model's signature (given
         arrays in place), then mapped back through each pass."""
         from .. import verify as v
@@ -376,19 +378,19 @@ class _Verifier:
         k = len(self.steps)
         self.unverifiable = {}
         chain: list[list[dict]] = [[] for _ in range(k + 1)]
-        chain[k] = [self._generate(k, given, batch, size)]
+        chain[k] = [self._generate(k, given, batch, size, first_unknown)]
         for t in range(k - 1, -1, -1):
             p, res = self.steps[t][0], self.steps[t][1]
             try:
                 feeds = [f for after_feeds in chain[t + 1]
                          for f in p.feeds_before(after_feeds, self.proto(t), self.model(t + 1), res)]
             except v.NotVerifiable:
-                feeds = [self._generate(t, given, batch, size)]
+                feeds = [self._generate(t, given, batch, size, first_unknown)]
             else:
                 reason = self._reshaped(t, feeds[0])
                 if reason:
                     self.unverifiable[t] = reason
-                    feeds = [self._generate(t, given, batch, size)]
+                    feeds = [self._generate(t, given, batch, size, first_unknown)]
             chain[t] = feeds[:_MAX_FEEDS]
         return chain
 
@@ -408,13 +410,13 @@ class _Verifier:
                 continue
             new = after.get(spec.name)
             if new is not None and new.dims is not None and new.dims != spec.dims:
-                return (f"{p.describe()} changed input {spec.name!r} from {spec.text()[len(spec.name) + 1:]} to "
-                        f"{new.text()[len(new.name) + 1:]}; the model before it cannot take the new shape")
+                return (f"{p.describe()} changed input {spec.name!r} from {spec.type_text()} to "
+                        f"{new.type_text()}; the model before it cannot take the new shape")
             return (f"the inputs {p.describe()} maps back do not fit the model before it (input {spec.name!r} would "
-                    f"get shape {list(arr.shape)} but takes {spec.text()[len(spec.name) + 1:]})")
+                    f"get shape {list(arr.shape)} but takes {spec.type_text()})")
         return None
 
-    def _generate(self, k: int, given: dict, batch: int, size: int) -> dict:
+    def _generate(self, k: int, given: dict, batch: int, size: int, first_unknown: bool) -> dict:
         from .. import verify as v
 
         proto = self.proto(k)
@@ -424,7 +426,7 @@ class _Verifier:
                 for d, n in zip(s.dims, given[s.name].shape):
                     if isinstance(d, str):
                         known.setdefault(d, int(n))
-        feeds = v.make_inputs(proto, batch=batch, size=size, known=known)
+        feeds = v.make_inputs(proto, batch=batch, size=size, known=known, batch_first_unknown=first_unknown)
         feeds.update({n: a for n, a in given.items() if n in feeds})
         return feeds
 
