@@ -256,14 +256,15 @@ def _fits(arr: np.ndarray, vi: onnx.ValueInfoProto) -> bool:
 
 
 def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True,
-        prepack: bool = True, base_dir: str | None = None) -> dict[str, np.ndarray]:
+        prepack: bool = True, base_dir: str | None = None, threads: int | None = None) -> dict[str, np.ndarray]:
     """Outputs of ``model`` in onnxruntime's CPU provider, by name.
 
     ``prepack=False`` stops onnxruntime from pre-packing constant weights (LSTM, Conv, MatMul),
     which picks different kernels and so changes the last bits of results: use it to check
     that two models compute exactly the same thing. A model with external data reads it from
     ``base_dir`` after the same containment checks as :func:`graphsurgery.load` (no link, no
-    ``..``, no file outside the folder); nothing is written to disk.
+    ``..``, no file outside the folder); nothing is written to disk. ``threads`` sets
+    onnxruntime's intra-op thread count (default: its own choice).
     """
     try:
         import onnxruntime as ort
@@ -278,6 +279,8 @@ def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimiz
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if not prepack:
         so.add_session_config_entry("session.disable_prepacking", "1")
+    if threads is not None:
+        so.intra_op_num_threads = threads
     if _check_external(proto if proto is not None else onnx.ModelProto.FromString(data), base_dir):
         import os
 

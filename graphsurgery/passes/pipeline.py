@@ -273,6 +273,7 @@ class _Verifier:
             return [v.OutputDiff("(not verified)", 0.0, 0.0, True, self.unverifiable[t])]
         after_model = self.model(t + 1)
         merged: dict[str, v.OutputDiff] = {}
+        computed = []
         for feeds in feeds_list:
             try:
                 actual = p.outputs_after(after, after_model, feeds, res, self.run_)
@@ -287,17 +288,47 @@ class _Verifier:
                                           f"the inputs derived for it ({exc}); give inputs with --inputs", []) from None
             noise = p.reference_noise(before, after_model, feeds, res, self.run_, expected) if not p.changes_outputs \
                 else {}
-            for d in v.compare(expected, actual, rtol=self.pl.rtol, atol=self.pl.atol, noise=noise,
-                               on_purpose=p.changes_outputs):
-                old = merged.get(d.name)
-                if old is None or (old.ok and not d.ok) or (old.ok == d.ok and d.max_abs > old.max_abs):
-                    merged[d.name] = d
+            computed.append((feeds, actual, expected, noise))
+            _worst(merged, v.compare(expected, actual, rtol=self.pl.rtol, atol=self.pl.atol, noise=noise,
+                                     on_purpose=p.changes_outputs))
         report = list(merged.values())
         bad = [d for d in report if not d.ok]
+        if bad and not p.changes_outputs:  # before blaming the pass: how far is the reference from itself?
+            report = self._recheck(t, computed, report)
+            bad = [d for d in report if not d.ok]
         if bad:
             raise v.VerificationError(f"pass {p.describe()} changed the outputs beyond tolerance (rtol={self.pl.rtol}, "
                                       f"atol={self.pl.atol}): " + "; ".join(str(d) for d in bad), report)
         return report
+
+    def _recheck(self, t: int, computed: list, report: list) -> list:
+        """Compare again, the tolerance widened by the reference's own run-to-run noise: the
+        reference computed a second time on one onnxruntime thread (another split of the work,
+        which some kernels round differently). Only done when a check fails, so a pass is not
+        blamed for what onnxruntime does on its own."""
+        from .. import verify as v
+
+        p, res, before, after = self.steps[t]
+        after_model = self.model(t + 1)
+
+        def one_thread(data, feeds):
+            return v.run(data, feeds, optimize=False, prepack=False, base_dir=self.base_dir, threads=1)
+
+        merged: dict[str, v.OutputDiff] = {}
+        for feeds, actual, expected, noise in computed:
+            try:
+                again = p.reference(before, after_model, feeds, res, one_thread)
+            except v.RuntimeFailure:
+                return report
+            noise = dict(noise)
+            for name, e in expected.items():
+                a2 = again.get(name)
+                if a2 is None or a2.shape != e.shape or not np.issubdtype(e.dtype, np.number):
+                    continue
+                spread = np.nan_to_num(np.abs(a2.astype(np.float64) - e.astype(np.float64)), nan=0.0)
+                noise[name] = max(noise.get(name, 0.0), float(spread.max(initial=0.0)))
+            _worst(merged, v.compare(expected, actual, rtol=self.pl.rtol, atol=self.pl.atol, noise=noise))
+        return list(merged.values())
 
     def _given(self) -> dict[str, np.ndarray]:
         """The arrays given, checked: each must name an input of some model of the pipeline and
@@ -438,6 +469,14 @@ class _Verifier:
         source = "the inputs given" if given else "inputs generated from its signature"
         return (f"cannot verify: the input model does not run in onnxruntime on {source} ({error}), nor does any "
                 f"model after it; give real inputs with --inputs X.npz (numpy.savez) holding {how}")
+
+
+def _worst(merged: dict, diffs: list) -> None:
+    """Keep, per output, the worst of several comparisons (a failure, else the largest drift)."""
+    for d in diffs:
+        old = merged.get(d.name)
+        if old is None or (old.ok and not d.ok) or (old.ok == d.ok and d.max_abs > old.max_abs):
+            merged[d.name] = d
 
 
 def _short(arr: np.ndarray) -> str:
