@@ -58,6 +58,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             bar.close()
             print(f"graphsurgery: error: {exc}", file=sys.stderr)
             return 3
+    if not args.json:  # a pass --verify could not check is said even with -q
+        for name, report in result.verification:
+            for d in report:
+                if d.name == "(not verified)":
+                    print(f"graphsurgery: note: {name} not verified: {d.note}", file=sys.stderr)
     same = os.path.exists(args.output) and os.path.samefile(args.output, src)
     with Bar("saving", enabled=not args.quiet) as bar:
         model.save(args.output, overwrite=args.overwrite and same, progress=bar.update)

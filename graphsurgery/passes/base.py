@@ -77,6 +77,9 @@ class Pass:
     free_options: ClassVar[bool] = False
     #: model-level fields this pass may change (see :func:`fidelity_snapshot`); others must stay
     touches: ClassVar[frozenset[str]] = frozenset()
+    #: True for passes whose purpose is to change outputs (instancenorm-epsilon): ``--verify``
+    #: reports their drift instead of failing on it, and still checks every other pass
+    changes_outputs: ClassVar[bool] = False
 
     def __init__(self, **opts: Any):
         if not self.free_options:
@@ -119,16 +122,32 @@ class Pass:
     def __call__(self, model):
         return self.run(model).model
 
+    def feeds_before(self, feeds: dict, before: onnx.ModelProto, after: Model, result: PassResult) -> list[dict]:
+        """Inputs of the model before this pass that correspond to ``feeds``, inputs of the model
+        after it: what :meth:`reference` runs. Inputs this pass turned into constants take their
+        constant values; inputs the model after it no longer has are generated. Passes that change
+        the signature in other ways override this (set-batch: one feed per sample). Raise
+        :class:`graphsurgery.verify.NotVerifiable` when there is no such mapping."""
+        return [_frozen_feeds(feeds, before, after)]
+
     def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
         """What the model after this pass should output for ``feeds``, computed from the model
         before it (``run(model_bytes, feeds)`` runs a model). Inputs this pass turned into
         constants are fed their constant values. Passes that change the signature in other
         ways (set-batch) override this."""
-        before_proto = onnx.ModelProto.FromString(before)
-        inits = after.graph.initializers
-        extra = {vi.name: np.asarray(after.graph.initializer(vi.name)) for vi in before_proto.graph.input
-                 if vi.name not in feeds and vi.name in inits}
-        return run(before, {**feeds, **extra})
+        return run(before, _frozen_feeds(feeds, onnx.ModelProto.FromString(before), after))
+
+    def outputs_after(self, after_bytes: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
+        """What the model after this pass outputs for ``feeds``, to compare with :meth:`reference`
+        (split-preprocessing runs its two models in turn)."""
+        return run(after_bytes, feeds)
+
+    def reference_noise(self, before: bytes, after: Model, feeds: dict, result: PassResult, run,
+                        expected: dict) -> dict[str, float]:
+        """How much the reference disagrees with itself, per output (largest absolute
+        difference between two ways of computing it that should agree, e.g. a batched run and
+        single runs): added to the tolerance, so a pass is not blamed for noise it did not add."""
+        return {}
 
     def describe(self) -> str:
         """The pass in pipeline text form, e.g. ``set-batch(size=3,inputs=input;state:1)``."""
@@ -139,6 +158,32 @@ class Pass:
 
     def __repr__(self) -> str:
         return f"<pass {self.describe()}>"
+
+
+def _frozen_feeds(feeds: dict, before: onnx.ModelProto, after: Model) -> dict:
+    """``feeds`` plus, for inputs of ``before`` that ``feeds`` lacks, their constant value in
+    ``after`` (a frozen input) or else a generated value."""
+    inits = after.graph.initializers
+    out = dict(feeds)
+    missing = []
+    for vi in before.graph.input:
+        if vi.name in out:
+            continue
+        if vi.name in inits:
+            out[vi.name] = np.asarray(after.graph.initializer(vi.name))
+        else:
+            missing.append(vi.name)
+    if missing:
+        from .. import verify
+
+        known = {}
+        for spec in verify.input_specs(before):
+            for d, n in zip(spec.dims or [], getattr(out.get(spec.name), "shape", ())):
+                if isinstance(d, str):
+                    known.setdefault(d, int(n))
+        generated = verify.make_inputs(before, known=known)
+        out.update({k: generated[k] for k in missing if k in generated})
+    return out
 
 
 def parse_bool(text: str | bool) -> bool:

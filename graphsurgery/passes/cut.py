@@ -23,6 +23,14 @@ class Cut(Pass):
         "inputs": Option(parse_list, None, "tensors that become graph inputs, separated by ';'"),
     }
 
+    def feeds_before(self, feeds, before, after, result):
+        """The same inputs (generated for the ones the cut dropped); none for a cut that adds inputs."""
+        from .. import verify
+
+        if self.opts["inputs"]:
+            raise verify.NotVerifiable("a cut that adds inputs cannot be run on the model before it")
+        return super().feeds_before(feeds, before, after, result)
+
     def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
         """The new outputs, as the model before the cut computes them."""
         from ..debug.capture import capture

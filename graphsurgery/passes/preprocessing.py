@@ -111,6 +111,21 @@ class SplitPreprocessing(Pass):
     options = {"path": Option(str, None, "where to write the preprocessing model (default: kept in the result; "
                                          "'graphsurgery run' writes OUT.preprocessing.onnx)")}
 
+    def outputs_after(self, after_bytes, after, feeds, result, run):
+        """The two models in turn: ``feeds`` are raw inputs, the preprocessing model normalises
+        them, the main model takes the result: their composition must equal the model before."""
+        from ..model import load
+
+        split = result.details.get("split") or {}
+        if not split:
+            return run(after_bytes, feeds)
+        pre = result.details.get("preprocessing_model")
+        if pre is None:
+            pre = load(result.details["preprocessing"]).proto
+        pre_bytes = pre if isinstance(pre, bytes) else pre.SerializeToString()
+        normalised = run(pre_bytes, feeds)
+        return run(after_bytes, {**feeds, **{inp: normalised[end] for inp, end in split.items()}})
+
     def apply(self, model: Model, result: PassResult) -> None:
         from .cut import Cut
 
@@ -132,6 +147,7 @@ class SplitPreprocessing(Pass):
         else:  # kept for the caller ('graphsurgery run' writes it beside its output)
             result.details["preprocessing_model"] = pre.proto
         Cut(inputs=[end for _, end in chains]).run(model)
+        result.details["split"] = {inp: end for inp, end in chains}  # main input <- preprocessing output
         for inp, end in chains:
             model.graph.rename(end, inp)
             result.note(f"normalisation of {inp!r} moved to {where or 'a model of its own'}; the model now starts "

@@ -14,10 +14,14 @@ class RenameIO(Pass):
     name = "rename-io"
     free_options = True
 
+    def feeds_before(self, feeds, before, after, result):
+        """The same arrays under the old names."""
+        new_to_old = {str(new): old for old, new in self.opts.items()}
+        return [{new_to_old.get(k, k): v for k, v in feeds.items()}]
+
     def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
         """The model before, fed and read under the old names."""
-        new_to_old = {str(new): old for old, new in self.opts.items()}
-        outs = run(before, {new_to_old.get(k, k): v for k, v in feeds.items()})
+        outs = run(before, self.feeds_before(feeds, None, after, result)[0])
         old_to_new = {old: str(new) for old, new in self.opts.items()}
         return {old_to_new.get(k, k): v for k, v in outs.items()}
 

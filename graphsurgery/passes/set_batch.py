@@ -90,23 +90,38 @@ class SetBatch(Pass):
             o: _batch_axes(shapes.dims(t1.get(p1.graph, o)), shapes.dims(t2.get(p2.graph, o)))
             for o in g.output_names}
 
+    def feeds_before(self, feeds, before, after, result):
+        """One feed per sample: the batch axes sliced, as :meth:`reference` runs them."""
+        return [f for s in _samples(feeds, result) for f in super(SetBatch, self).feeds_before(s, before, after, result)]
+
     def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
         """The model before the pass, run one sample at a time, stacked along the batch axes."""
-        targets = result.details.get("inputs") or []
-        if not targets:
+        samples = _samples(feeds, result)
+        if len(samples) == 1 and samples[0] is feeds:
             return super().reference(before, after, feeds, result, run)
-        n = feeds[targets[0][0]].shape[targets[0][1]]
-        runs = []
-        for i in range(n):
-            sample = dict(feeds)
-            for name, axis in targets:
-                sample[name] = np.take(feeds[name], [i], axis=axis)
-            runs.append(super().reference(before, after, sample, result, run))
+        runs = [super(SetBatch, self).reference(before, after, s, result, run) for s in samples]
         stacked = {}
         for name in runs[0]:
             axes = result.details["output_axes"].get(name) or []
             stacked[name] = np.concatenate([r[name] for r in runs], axis=axes[0]) if axes else runs[0][name]
         return stacked
+
+    def reference_noise(self, before, after, feeds, result, run, expected):
+        """Where the model before the pass also takes the whole batch, how far its batched run
+        is from its single runs: kernels that depend on the batch size round differently, and
+        that is not this pass's doing."""
+        from .. import verify
+
+        if len(_samples(feeds, result)) < 2:
+            return {}
+        try:
+            batched = super().reference(before, after, feeds, result, run)
+        except verify.RuntimeFailure:
+            return {}
+        return {k: float(np.nan_to_num(np.abs(batched[k].astype(np.float64) - v.astype(np.float64)), nan=0.0).max(
+                    initial=0.0))
+                for k, v in expected.items() if k in batched and batched[k].shape == v.shape
+                and np.issubdtype(v.dtype, np.number)}
 
     def _targets(self, g: Graph) -> list[tuple[str, int]]:
         inits = set(g.initializers)
@@ -129,6 +144,15 @@ class SetBatch(Pass):
         if not out:
             raise PassError("set-batch: no input has a rank to set a batch on")
         return out
+
+
+def _samples(feeds: dict, result: PassResult) -> list[dict]:
+    """``feeds`` cut into single samples along the batch axes set-batch changed."""
+    targets = [(n, a) for n, a in result.details.get("inputs") or [] if n in feeds]
+    if not targets:
+        return [feeds]
+    count = feeds[targets[0][0]].shape[targets[0][1]]
+    return [{**feeds, **{n: np.take(feeds[n], [i], axis=a) for n, a in targets}} for i in range(count)]
 
 
 def _dim(vi, axis):
