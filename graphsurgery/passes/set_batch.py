@@ -296,6 +296,28 @@ class _ReshapeTarget(_Patch):
                 "(0 copies the batch from the input)")
 
 
+class _ReshapeTargetFromInput(_Patch):
+    """Reshape(x, [old, ...], allowzero=1), x's axis 0 the batch: 0 would mean a zero dim, so
+    the leading entry is read from x at run time."""
+
+    def __init__(self, node_name: str, target_name: str, value: np.ndarray):
+        self.node_name, self.target_name, self.value = node_name, target_name, value
+
+    def apply(self, model: Model) -> None:
+        g = model.graph
+        node = g.node(self.node_name)
+        batch = g.op.Shape(node.inputs[0], _name=g.unique_name(f"{self.node_name}/batch_shape", kind="node"),
+                           start=0, end=1)
+        rest = g.unique_name(f"{self.target_name}_rest")
+        g.set_initializer(rest, np.ascontiguousarray(self.value[1:]).astype(np.int64))
+        target = g.op.Concat(batch, rest, axis=0, _name=g.unique_name(f"{self.node_name}/batch_concat", kind="node"))
+        node.set_input(1, target)
+
+    def describe(self) -> str:
+        return (f"Reshape {self.node_name!r}: target {self.value.tolist()} takes its batch from its input at "
+                "run time")
+
+
 class _ConstantOfShapeBatch(_Patch):
     """ConstantOfShape([old, ...]): the leading entry is read from a batch input at run time."""
 
@@ -520,10 +542,10 @@ class _Trace:
                                 "the batch would give a model that runs with wrong results; nothing was changed") from None
             except _Unknown as exc:
                 raise PassError(f"set-batch: cannot follow the batch through node {node.name!r} ({node.op_type}): "
-                                f"{exc}. Nothing was changed") from None
+                                f"{exc}; nothing was changed") from None
             except (IndexError, TypeError, ValueError, KeyError) as exc:  # a malformed node: no proof
                 raise PassError(f"set-batch: cannot follow the batch through node {node.name!r} ({node.op_type}): "
-                                f"{type(exc).__name__}: {exc}. Nothing was changed") from None
+                                f"{type(exc).__name__}: {exc}; nothing was changed") from None
 
     def step(self, scope: _Scope, node: onnx.NodeProto) -> None:
         self._step(scope, node)
@@ -858,9 +880,9 @@ class _Trace:
                 elems = [(BATCH if i == b else (d[i] if i < len(d) else None)) if e == 0 else e
                          for i, e in enumerate(elems)]
             if (BATCH not in elems and self.old is not None and b == 0 and elems and elems[0] == self.old
-                    and scope.parent is None
-                    and scope.lookup("consts", ins[1]) is not None and not allowzero):
-                self.patches.append(_ReshapeTarget(node.name, ins[1], np.asarray(scope.lookup("consts", ins[1]))))
+                    and scope.parent is None and scope.lookup("consts", ins[1]) is not None):
+                kind = _ReshapeTargetFromInput if allowzero else _ReshapeTarget
+                self.patches.append(kind(node.name, ins[1], np.asarray(scope.lookup("consts", ins[1]))))
                 elems[0] = BATCH
             if MIXED in elems or elems.count(BATCH) > 1:
                 raise _Unknown("its target combines the batch size with other dims")
@@ -1211,7 +1233,14 @@ class _Trace:
             end = _norm_clamp(_attr(node, "end", r), r)
             return _Val(elems[start:end])
         if op == "Size":
-            return _Val([MIXED if self.ax(scope, ins[0]) is not None else None], True)
+            if self.ax(scope, ins[0]) is not None:
+                return _Val([MIXED], True)
+            v, d = vals[0], scope.dims(ins[0])
+            if v is not None and not v.scalar and (v.array is None or v.array.ndim == 1):
+                return _Val([len(v.elems)], True)  # the size of a shape: a rank
+            if d is not None and all(isinstance(x, int) for x in d):
+                return _Val([int(np.prod(d))], True)
+            return None
         if op in ("Cast", "Identity", "CastLike") and vals[0] is not None:
             return _Val(vals[0].elems, vals[0].scalar)
         if op == "Gather" and vals[0] is not None and vals[1] is not None and not vals[1].batchy:
