@@ -649,6 +649,8 @@ class _Trace:
             return {}
         if op in _DATA_SIZED:
             raise _Lost("how many elements it returns depends on the data of every sample together")
+        if op == "DynamicQuantizeLinear":
+            raise _Lost("its scale and zero point are computed over the whole tensor, every sample together")
         if dep_vals and op not in ("Reshape", "Expand", "ConstantOfShape", "Slice", "Concat", "Gather", "Unsqueeze",
                                    "Squeeze", "Cast", "Identity", "Tile", "Pad", "Resize") and op not in _ELEMENTWISE:
             raise _Unknown(f"input {ins[dep_vals[0]]!r} is computed from the batch size")
@@ -725,10 +727,21 @@ class _Trace:
             if d1 is None or d2 is None or None in d1 or None in d2:
                 raise _Unknown("shape inference does not know its output shape")
             found = _batch_axes(d1, d2)
+            merged = [i for i, (a, b) in enumerate(zip(d1, d2, strict=False))
+                      if isinstance(a, int) and isinstance(b, int) and a % B1 == 0 and b % B2 == 0
+                      and a // B1 == b // B2 > 1 and all(x == 1 for x in d1[:i])]  # batch outermost
+            if not found and merged and batched:
+                raise _Unknown(f"it merges the batch with other dims into axis {merged[0]} of {o!r} "
+                               f"({d1[merged[0]]} = {B1} x {d1[merged[0]] // B1} with batch {B1}), which set-batch "
+                               "does not follow")
             if len(found) > 1:
                 raise _Unknown(f"the batch shows on several axes of {o!r}")
             out[o] = found[0] if found else None
         if batched and not any(v is not None for v in out.values()):
+            unnamed = [o for o in out if any(isinstance(x, str) and x.startswith("unk__") for x in scope.dims(o))]
+            if unnamed:  # a dim inference could not name may hold the batch (merged with others)
+                raise _Unknown(f"shape inference cannot name the dims of {unnamed[0]!r} "
+                               f"({_show_dims(scope.dims(unnamed[0]))}), so where the batch goes is not known")
             shown = ", ".join(f"{o} {scope.dims(o)}" for o in out)
             src = node.input[batched[0]]
             raise _Lost(f"with batch {B1} its input {src!r} is {scope.dims(src)} but its output is {shown}")
@@ -906,7 +919,8 @@ class _Trace:
             return 0
         if b >= f and all(x == 1 for x in d[:f]) and all(x == 1 for x in d[f:b]):
             return 1
-        raise _Lost(f"it merges the batch axis {b} with other dims ({d}, axis={f})")
+        raise _Unknown(f"it merges the batch axis {b} with other dims ({_show_dims(d)}, axis={f}), which set-batch "
+                       "does not follow")
 
     def squeeze(self, scope, node, ins, axes, vals) -> int | None:
         b = axes[0]
@@ -1088,6 +1102,9 @@ class _Trace:
     def rnn(self, scope, node, ins, axes) -> dict:
         layout = _attr(node, "layout", 0)
         want = {0: 0 if layout else 1, 4: 0, 5: 0 if layout else 1, 6: 0 if layout else 1}
+        if axes[0] is not None and axes[0] == (1 if layout else 0):
+            raise _Lost(f"it runs its recurrence along the batch axis {axes[0]} of {node.input[0]!r}: each sample "
+                        "would start from the state the one before it left")
         for i, a in enumerate(axes):
             if a is not None and want.get(i) != a:
                 raise _Unknown(f"input {node.input[i]!r} carries the batch on axis {a}, not the batch axis of "
@@ -1362,6 +1379,9 @@ def _arith(op, x, y):
         return x
     if op == "Equal" and BATCH in (x, y) and any(isinstance(v, int) and v <= 0 for v in (x, y)):
         return 0  # a batch size is never 0 or -1
+    if op == "Equal" and any(isinstance(v, str) and v != MIXED for v in (x, y)) and \
+            any(isinstance(v, int) and v < 0 for v in (x, y)):
+        return 0  # a dim is never negative
     if BATCH in (x, y) or MIXED in (x, y):
         return MIXED
     if isinstance(x, int) and isinstance(y, int):
