@@ -328,3 +328,29 @@ def test_a_reshape_merging_the_batch_is_not_called_lost():
                      [numpy_helper.from_array(np.array([-1, 32], np.int64), "t")])
     with pytest.raises(PassError, match="cannot follow the batch through node 'merge'.*merges the batch"):
         create("set-batch", size="4").run(gs.load(proto))
+
+
+def test_shape_glue_of_a_tensor_inference_lost_still_follows_the_batch():
+    """PaddleOCR v4 rec: a Reshape target shape inference cannot compute, then Shape of its
+    output sliced into the next target. Its non-batch dims are not the batch, known or not."""
+    proto = model_of([helper.make_node("Where", ["c", "ta", "tb"], ["t1"], name="pick"),
+                      helper.make_node("Reshape", ["x", "t1"], ["y1"], name="r1"),
+                      helper.make_node("Shape", ["y1"], ["s"], name="shape"),
+                      helper.make_node("Slice", ["s", "one", "two"], ["s1"], name="slice"),
+                      helper.make_node("Concat", ["zero", "s1", "one"], ["t2"], name="concat", axis=0),
+                      helper.make_node("Reshape", ["y1", "t2"], ["y"], name="r2")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                     [numpy_helper.from_array(np.array([True]), "c"),
+                      numpy_helper.from_array(np.array([0, 24], np.int64), "ta"),
+                      numpy_helper.from_array(np.array([0, 24], np.int64), "tb"),
+                      numpy_helper.from_array(np.array([0], np.int64), "zero"),
+                      numpy_helper.from_array(np.array([1], np.int64), "one"),
+                      numpy_helper.from_array(np.array([2], np.int64), "two")])
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    r = create("set-batch", size="3").run(m)
+    assert r.details["output_axes"] == {"y": [0]}
+    x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32)
+    out = run_ort(m.proto, {"x": x})["y"]
+    assert out.shape == (3, 24, 1) and np.array_equal(out, per_sample(original, {"x": x})["y"])

@@ -1240,7 +1240,7 @@ class _Trace:
         op = node.op_type
         ins = node.input
         if op == "Shape":
-            d = scope.dims(ins[0])
+            d = self.dims_or_rank(scope, ins[0])  # dims inference lost are still not the batch
             if d is None:
                 return None
             b = self.ax(scope, ins[0])
