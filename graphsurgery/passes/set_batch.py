@@ -1170,7 +1170,9 @@ class _Trace:
                 self.ranks[(id(scope), o)] = ranks.pop()
             got = {r[i][0] for r in results if i < len(r)}
             if len(got) > 1:
-                raise _Unknown(f"its branches give output {o!r} the batch on different axes")
+                raise _Unknown(f"its branches give output {o!r} the batch on different axes, and which one runs "
+                               "is not known; fix the input shapes and fold the If first (set-shape, "
+                               "fold-constants, remove-if)")
             a = got.pop() if got else None
             if a is not None and o:
                 tags = [r[i][1] for r in results if r[i][1] is not None]
