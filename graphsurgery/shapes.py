@@ -91,3 +91,97 @@ def dims(t: onnx.TypeProto | None) -> list[int | str | None] | None:
     if t is None or not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
         return None
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in t.tensor_type.shape.dim]
+
+
+def _is_generated(name: str) -> bool:
+    """Names onnx's shape inference makes up for dims it cannot name."""
+    return name.startswith("unk__")
+
+
+def refresh_declared(model, forced: dict | None = None) -> list[str]:
+    """Bring the declared shapes (graph outputs, ``value_info`` in every graph) in line with
+    the current input shapes, after a pass changed them; returns one line per change.
+
+    Shapes are inferred afresh on a copy whose declared outputs and value_info are cleared, so
+    old records cannot pin old dims. A declared dim takes the inferred dim when that is a number
+    or a real name; where inference cannot tell, the declared dim stands. ``forced`` maps a tensor name to ``{axis: dim}`` for dims the
+    caller knows better (set-batch knows where the batch went). A value_info entry takes the
+    inferred shape, or is dropped when its rank cannot be inferred.
+    """
+    forced = forced or {}
+    probe = model.copy()
+    for g in probe.graphs():
+        if g.is_function:
+            continue
+        for vi in g.proto.output:
+            vi.type.tensor_type.ClearField("shape")
+        del g.proto.value_info[:]
+    types = infer(probe)
+    notes: list[str] = []
+    for g, pg in zip(model.graphs(), probe.graphs(), strict=True):
+        if g.is_function:
+            continue
+        outputs = g.proto.output if g.parent is None else []
+        for vi in outputs:
+            if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+                continue
+            old = dims(vi.type)
+            new = _merge(old, dims(types.get(pg, vi.name)), forced.get(vi.name, {}))
+            if new != old:
+                _write(vi.type.tensor_type.shape, new)
+                notes.append(f"output {vi.name!r}: shape {_show(old)} -> {_show(new)}")
+        keep = []
+        dropped = 0
+        for vi in g.proto.value_info:
+            inferred = dims(types.get(pg, vi.name))
+            old = dims(vi.type)
+            fix = forced.get(vi.name, {})
+            if old is not None and ((inferred is not None and len(inferred) == len(old))
+                                    or (fix and max(fix) < len(old))):
+                new = _merge(old, inferred, fix)
+            elif inferred is not None:
+                new = [None if isinstance(d, str) and _is_generated(d) else d for d in inferred]
+            else:
+                dropped += 1
+                continue
+            entry = onnx.ValueInfoProto()
+            entry.CopyFrom(vi)
+            _write(entry.type.tensor_type.shape, new)
+            keep.append(entry)
+        if dropped or any(a.SerializeToString() != b.SerializeToString() for a, b in zip(keep, g.proto.value_info)):
+            del g.proto.value_info[:]
+            g.proto.value_info.extend(keep)
+            if dropped:
+                notes.append(f"dropped {dropped} value_info entr{'y' if dropped == 1 else 'ies'} whose shape cannot be "
+                             "inferred any more")
+    return notes
+
+
+def _merge(old, inferred, fix) -> list:
+    if old is None:
+        return old
+    out = []
+    for i, d in enumerate(old):
+        if i in fix:
+            out.append(fix[i])
+            continue
+        got = inferred[i] if inferred is not None and len(inferred) == len(old) else None
+        if isinstance(got, int) or (isinstance(got, str) and not _is_generated(got)):
+            out.append(got)
+        else:
+            out.append(d)  # inference cannot tell: the declared dim stands
+    return out
+
+
+def _write(shape: onnx.TensorShapeProto, values) -> None:
+    shape.ClearField("dim")
+    for v in values:
+        d = shape.dim.add()
+        if isinstance(v, int):
+            d.dim_value = v
+        elif isinstance(v, str):
+            d.dim_param = v
+
+
+def _show(values) -> str:
+    return "[" + ", ".join("?" if v is None else str(v) for v in values) + "]"
