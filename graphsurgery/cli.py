@@ -56,6 +56,7 @@ def _read_npz(path: str, option: str) -> dict:
         raise UsageError(f"{option} {path}: file does not exist")
     if os.path.isdir(path):
         raise UsageError(f"{option} {path} is a folder; give an .npz file (numpy.savez(path, name=array, ...))")
+    _not_a_device(path, option)
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError:  # numpy's guess when the file is neither .npy nor .npz: pickle, refused
@@ -86,6 +87,8 @@ def _check_output(path: str, option: str, inputs: list[str | None], overwrite: b
         raise UsageError(f"{option} needs a file name")
     if os.path.isdir(path):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {os.path.join(path, 'model.onnx')}")
+    if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: never replace those
+        raise UsageError(f"{option} {path} exists and is not a regular file; give a file name")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.exists(folder):
         raise UsageError(f"{option} {path}: folder {folder} does not exist")
@@ -108,16 +111,36 @@ def _check_output(path: str, option: str, inputs: list[str | None], overwrite: b
 
 
 def _save(model, path: str, **kwargs) -> None:
-    """Save, turning an operating system error into one line naming the file."""
+    """Save, turning an operating system error into one line naming the file. A save that fails
+    leaves no new file behind (a model file whose external data file was not written, say)."""
+    data = path + ".data"
+    new = [p for p in (path, data) if not os.path.lexists(p)]
     try:
         model.save(path, **kwargs)
-    except OSError as exc:
-        raise GraphSurgeryError(_os_error(exc, f"cannot write {path}")) from None
+    except BaseException as exc:
+        for p in new:
+            _remove_quietly(p)
+        if isinstance(exc, OSError):
+            raise GraphSurgeryError(_os_error(exc, f"cannot write {path}")) from None
+        raise
+
+
+def _not_a_device(path: str, what: str) -> None:
+    """A character or block device (/dev/zero, /dev/sda) would be read without end: refuse it."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # the reader names the problem
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        raise UsageError(f"{what} {path} is a device, not a file")
 
 
 def _load(path: str):
     from .model import load
 
+    _not_a_device(path, "model file")
     try:
         return load(path)
     except OSError as exc:
@@ -405,9 +428,25 @@ class _Failure(GraphSurgeryError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, but a wrong command line is one line (and JSON with --json), not usage text."""
+    """argparse, but a wrong command line is one line (and JSON with --json), not usage text,
+    and options are spelt in full (``--over`` is not taken for ``--overwrite``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
+        import difflib
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if m:  # argument COMMAND: invalid choice: 'inspectt' (choose from 'inspect', ...)
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            close = difflib.get_close_matches(m.group(1), choices, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            what = message[:m.start()]
+            what = "unknown command" if what == "argument COMMAND: " else f"{what}unknown value"
+            message = f"{what} {m.group(1)!r}; {hint}choose from {', '.join(choices)}"
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 

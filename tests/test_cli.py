@@ -145,6 +145,16 @@ def test_run_output_paths_that_cannot_be_written(model, tmp_path, capsys, monkey
     fails_cleanly(capsys, ["extract", model, "-o", out, "--outputs", "logits"], tmp_path)
 
 
+def test_output_that_is_not_a_regular_file_is_never_replaced(model, tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # like /dev/null: saving would replace it by a regular file
+    line, _ = fails_cleanly(capsys, ["run", model, "-o", str(fifo), "-p", "cleanup"], tmp_path)
+    assert "not a regular file" in line
+    import stat
+
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
 def test_output_is_the_input_by_another_name(model, tmp_path, capsys):
     link = tmp_path / "link.onnx"
     os.symlink(model, link)
@@ -360,6 +370,13 @@ def test_model_paths_that_are_not_models(tmp_path, capsys):
         fails_cleanly(capsys, ["show", bad, "--no-browser", "--no-wait"])
 
 
+def test_a_device_is_refused_not_read_without_end(capsys):
+    line, _ = fails_cleanly(capsys, ["inspect", os.devnull])  # /dev/zero would be read until memory runs out
+    assert "is a device" in line
+    line, _ = fails_cleanly(capsys, ["debug", example_path(), "--backend", "reference", "--inputs", os.devnull])
+    assert "is a device" in line
+
+
 def test_show_help_does_not_start_anything(capsys):
     assert main(["show", "--help"]) == 0
     assert "--port" in capsys.readouterr().out
@@ -370,3 +387,37 @@ def test_gitignore_covers_the_readme_virtualenv():
 
     lines = (pathlib.Path(__file__).parent.parent / ".gitignore").read_text().split()
     assert ".venv/" in lines
+
+
+def test_a_save_that_fails_half_way_leaves_no_model_file(tmp_path, capsys, monkeypatch):
+    # a model with external data is written as two files; the second failing must not leave the first
+    real = os.replace
+    calls = []
+
+    def fail_second(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise PermissionError(13, "Permission denied", src)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", fail_second)
+    src = str(DATA.parent / "fixtures" / "arcface_prelu_dynamo.onnx")
+    out = tmp_path / "out"
+    out.mkdir()
+    fails_cleanly(capsys, ["run", src, "-o", str(out / "o.onnx"), "-p", "cleanup"], out)
+    assert len(calls) == 2
+
+
+def test_misspelt_command_and_options(capsys):
+    line, _ = fails_cleanly(capsys, ["inspectt", "m.onnx"])
+    assert "unknown command 'inspectt'; did you mean 'inspect'?" in line
+    line, _ = fails_cleanly(capsys, ["run", "--example", "-o", "x.onnx", "-p", "cleanup", "--over"])
+    assert "--over" in line  # not taken for --overwrite
+
+
+def test_verification_failure_json_exit_3(tmp_path, capsys):
+    # the bundled example does not run on onnxruntime before its repair: nothing to verify against
+    line, out = fails_cleanly(capsys, ["run", "--example", "-o", str(tmp_path / "o.onnx"), "-p", "cleanup",
+                                       "--verify", "--json"], tmp_path, code=3)
+    obj = json.loads(out)
+    assert obj["exit_code"] == 3 and obj["type"] == "VerificationError" and obj["error"] in line
