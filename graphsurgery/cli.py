@@ -85,6 +85,10 @@ def _check_output(path: str, option: str, inputs: list[str | None], overwrite: b
     """Refuse, before any work is done, an output that cannot be written or is an input."""
     if not path or not path.strip():
         raise UsageError(f"{option} needs a file name")
+    if path == "-":
+        raise UsageError(f"{option} -: a model cannot be written to stdout; give a file name")
+    if path.endswith(("/", os.sep)):
+        raise UsageError(f"{option} {path} ends with a slash, so it names a folder; give a file name")
     if os.path.isdir(path):
         raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {os.path.join(path, 'model.onnx')}")
     if os.path.exists(path) and not os.path.isfile(path):  # /dev/null, a pipe: never replace those

@@ -170,13 +170,20 @@ def cases(f: dict[str, str], out: str) -> list[list[str]]:
     return c
 
 
+def _limit_memory() -> None:
+    """At most 4 GiB of address space per case: a command that reads /dev/zero must not take the machine."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
 def run_case(args: list[str], out: str, guard: tuple[str, bytes], fifo: str) -> dict:
     for name in os.listdir(out):  # each case starts with an empty output folder
         p = os.path.join(out, name)
         shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
     try:
         r = subprocess.run([sys.executable, "-m", "graphsurgery", *args], capture_output=True, text=True,
-                           timeout=30, stdin=subprocess.DEVNULL)
+                           timeout=30, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         return {"args": args, "rc": None, "problems": ["timeout"], "err": ""}
     except ValueError as exc:  # e.g. NUL in an argument: the OS refuses it before graphsurgery runs

@@ -138,7 +138,7 @@ def test_output_rename_fails_after_the_work_no_file_left(model, tmp_path, capsys
     assert open(model, "rb").read() == data
 
 
-@pytest.mark.parametrize("out", [".", "", "/proc/out.onnx", "nofolder/o.onnx", "m.onnx/o.onnx"])
+@pytest.mark.parametrize("out", [".", "", "/proc/out.onnx", "nofolder/o.onnx", "m.onnx/o.onnx", "new/", "-"])
 def test_run_output_paths_that_cannot_be_written(model, tmp_path, capsys, monkeypatch, out):
     monkeypatch.chdir(tmp_path)
     fails_cleanly(capsys, ["run", model, "-o", out, "-p", "cleanup"], tmp_path)
@@ -421,3 +421,62 @@ def test_verification_failure_json_exit_3(tmp_path, capsys):
                                        "--verify", "--json"], tmp_path, code=3)
     obj = json.loads(out)
     assert obj["exit_code"] == 3 and obj["type"] == "VerificationError" and obj["error"] in line
+
+
+def test_sampled_sweep_of_malformed_command_lines(tmp_path, capsys):
+    # a sample of scripts/cli_sweep.py's cases, in-process: each that fails, fails cleanly
+    import pathlib
+    import stat
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "scripts"))
+    try:
+        import cli_sweep
+    finally:
+        sys.path.pop(0)
+    files = tmp_path / "files"
+    files.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    f = cli_sweep.fixtures(str(files))
+    good = open(f["good"], "rb").read()
+    cases = cli_sweep.cases(f, str(out))
+    assert len(cases) > 300
+    failed = 0
+    for argv in cases[::3]:
+        if any("\x00" in a for a in argv) or argv[:1] == ["show"] and len(argv) > 1 and argv[1] == f["good"]:
+            continue
+        for name in os.listdir(out):
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and rc in (0, 1, 2, 3), argv
+        if rc in (2, 3):
+            failed += 1
+            assert len(err.strip().splitlines()) == 1, (argv, err)
+            assert not os.listdir(out), argv
+        assert open(f["good"], "rb").read() == good, argv
+        assert stat.S_ISFIFO(os.lstat(f["fifo"]).st_mode), argv
+    assert failed > 80
+
+
+def test_unreadable_files(model, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    import graphsurgery.serialization as ser
+
+    npz = tmp_path / "x.npz"
+    np.savez(npz, image=np.zeros((1, 3, 8, 8), np.float32))
+    real_open = builtins.open
+
+    def no_permission(path, *a, **k):  # what chmod 000 does, even when the tests run as root
+        if os.fspath(path) in (model, str(npz)):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(ser, "open", no_permission, raising=False)
+    monkeypatch.setattr(builtins, "open", no_permission)
+    line, _ = fails_cleanly(capsys, ["inspect", model])
+    assert "Permission denied" in line and model in line
+    line, _ = fails_cleanly(capsys, ["debug", example_path(), "--backend", "reference", "--inputs", str(npz)])
+    assert "Permission denied" in line and "--inputs" in line
