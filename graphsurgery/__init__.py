@@ -24,7 +24,17 @@ from .model import Model, load
 from .node import Node
 from .session import Session
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("graphsurgery")
+    except metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "EditError",

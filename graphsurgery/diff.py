@@ -33,9 +33,28 @@ class ModelDiff:
                 "nodes": {"added": self.nodes_added, "removed": self.nodes_removed, "changed": self.nodes_changed},
                 "initializers": self.initializers, "ops": {k: list(v) for k, v in self.ops.items()}}
 
-    def __str__(self) -> str:
+    def summary(self) -> list[str]:
+        """A few lines of counts: what kinds of things changed, and how many."""
         if self.empty:
-            return "no structural difference"
+            return ["no structural difference"]
+        lines = []
+        for title, d in (("inputs", self.inputs), ("outputs", self.outputs), ("initializers", self.initializers)):
+            counts = [f"{len(d.get(k, []))} {k}" + (f" ({_names(d[k])})" if title != "initializers" else "")
+                      for k in ("added", "removed", "changed") if d.get(k)]
+            if counts:
+                lines.append(f"{title}: {', '.join(counts)}")
+        if self.opsets:
+            lines.append("opsets: " + ", ".join(f"{dom or 'ai.onnx'} {a} -> {b}" for dom, (a, b) in self.opsets.items()))
+        counts = [f"{len(x)} {k}" for k, x in (("added", self.nodes_added), ("removed", self.nodes_removed),
+                                               ("changed", self.nodes_changed)) if x]
+        if counts:
+            lines.append(f"nodes: {', '.join(counts)}")
+        if self.ops:
+            lines.append("ops: " + ", ".join(f"{op} {a}->{b}" for op, (a, b) in self.ops.items()))
+        return lines
+
+    def details(self) -> list[str]:
+        """One line per changed input, output, initializer, opset and node."""
         lines = []
         for title, d in (("inputs", self.inputs), ("outputs", self.outputs), ("initializers", self.initializers)):
             for kind in ("added", "removed", "changed"):
@@ -49,9 +68,17 @@ class ModelDiff:
             lines.append(f"+ {n}")
         for n in self.nodes_changed:
             lines.append(f"~ {n}")
-        if self.ops:
-            lines.append("ops: " + ", ".join(f"{op} {a}->{b}" for op, (a, b) in self.ops.items()))
+        return lines
+
+    def format(self, details: bool = True) -> str:
+        """The summary first; then, with ``details``, every change one per line."""
+        lines = self.summary()
+        if details and not self.empty:
+            lines += [""] + self.details()
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format(details=True)
 
     def _repr_html_(self) -> str:
         import html
@@ -99,6 +126,12 @@ def diff(a: Any, b: Any) -> ModelDiff:
     ha, hb = ma.op_histogram(), mb.op_histogram()
     out.ops = {op: (ha.get(op, 0), hb.get(op, 0)) for op in sorted(set(ha) | set(hb)) if ha.get(op) != hb.get(op)}
     return out
+
+
+def _names(items: list[str], limit: int = 5) -> str:
+    """The tensor names of signature entries (``name type`` or ``name: a -> b``)."""
+    names = [x.split(" ", 1)[0].rstrip(":") for x in items]
+    return ", ".join(names[:limit]) + (f", ... {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _io(a, b) -> dict[str, list]:

@@ -18,9 +18,37 @@ def parse_value(text):
     if low in ("true", "false"):
         return low == "true"
     try:
-        return ast.literal_eval(text.strip().replace(";", ","))
-    except (ValueError, SyntaxError):
-        raise PassError(f"freeze-inputs: cannot read value {text!r}; give a number, a bool or a [list]") from None
+        value = ast.literal_eval(text.strip().replace(";", ","))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        value = None
+    if not _numeric(value):
+        raise PassError(f"freeze-inputs: cannot read value {text!r}; give a number, a bool or a [list] of them")
+    return value
+
+
+def _check_exact(name: str, raw, value, arr: np.ndarray) -> None:
+    """Refuse a value the input's type would silently change: 0.5 into an int, 5 into a bool,
+    1e40 into a float32 (inf)."""
+    if isinstance(value, np.ndarray) or arr.dtype.kind not in "biuf":
+        return
+    ref = np.asarray(value, dtype=np.float64)
+    kind = arr.dtype.kind
+    if kind in "iu" and not np.array_equal(ref, np.trunc(ref)):
+        why = "it is not a whole number"
+    elif kind == "b" and not np.isin(ref, (0.0, 1.0)).all():
+        why = "it is not true/false (or 1/0)"
+    elif kind == "f" and not np.array_equal(np.isfinite(arr), np.isfinite(ref)):
+        why = "it is out of range"
+    else:
+        return
+    raise PassError(f"freeze-inputs: value {raw!r} does not fit input {name!r} of type {arr.dtype.name}: {why}")
+
+
+def _numeric(value) -> bool:
+    """A number, a bool, or a (nested) list or tuple of them: what can become a tensor."""
+    if isinstance(value, (list, tuple)):
+        return all(_numeric(v) for v in value)
+    return isinstance(value, (bool, int, float)) and not isinstance(value, complex)
 
 
 class FreezeInputs(Pass):
@@ -47,7 +75,13 @@ class FreezeInputs(Pass):
             dtype = t.dtype
             if dtype is None:
                 raise PassError(f"freeze-inputs: the element type of input {name!r} is unknown")
-            arr = np.asarray(value, dtype=dtype)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused just below
+                    arr = np.asarray(value, dtype=dtype)
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise PassError(f"freeze-inputs: value {raw!r} does not fit input {name!r} of type "
+                                f"{np.dtype(dtype).name}: {exc}") from None
+            _check_exact(name, raw, value, arr)
             shape = t.shape
             if shape is not None and all(isinstance(d, int) for d in shape):
                 if arr.size != int(np.prod(shape, dtype=np.int64)):

@@ -18,8 +18,13 @@ log = logging.getLogger("graphsurgery")
 
 def parse(text: str) -> list[tuple[str, dict[str, str]]]:
     """``a,b(k=v,k2=v2)`` → ``[("a", {}), ("b", {"k": "v", "k2": "v2"})]``. Commas inside
-    parentheses or brackets separate options, not passes."""
+    parentheses or brackets separate options, not passes. An empty pipeline, an empty step
+    (``a,,b``), a step without a name, an empty or repeated option are errors: each would
+    otherwise be silently ignored."""
     items: list[tuple[str, dict[str, str]]] = []
+    if not text.strip():
+        raise PassError("the pipeline is empty; name at least one pass, e.g. -p cleanup "
+                        "(graphsurgery passes lists them)")
     depth = 0
     buf = ""
     parts = []
@@ -38,22 +43,30 @@ def parse(text: str) -> list[tuple[str, dict[str, str]]]:
     if depth:
         raise PassError(f"pipeline {text!r}: unbalanced '('")
     parts.append(buf)
-    for part in parts:
+    for i, part in enumerate(parts, 1):
         part = part.strip()
         if not part:
-            continue
+            raise PassError(f"pipeline {text!r}: step {i} of {len(parts)} is empty; remove the extra comma")
         if "(" in part:
             if not part.endswith(")"):
                 raise PassError(f"pipeline step {part!r}: expected name(key=value,...)")
             name, inner = part[:-1].split("(", 1)
-            opts = {}
-            for kv in _split_top(inner):
-                if not kv.strip():
-                    continue
-                if "=" not in kv:
-                    raise PassError(f"pipeline step {part!r}: option {kv!r} is not key=value")
-                k, v = kv.split("=", 1)
-                opts[k.strip()] = v.strip()
+            if not name.strip():
+                raise PassError(f"pipeline step {part!r}: the pass name is missing before '('")
+            opts: dict[str, str] = {}
+            if inner.strip():
+                for kv in _split_top(inner):
+                    if not kv.strip():
+                        raise PassError(f"pipeline step {part!r}: empty option; remove the extra comma")
+                    if "=" not in kv:
+                        raise PassError(f"pipeline step {part!r}: option {kv.strip()!r} is not key=value")
+                    k, v = kv.split("=", 1)
+                    k = k.strip()
+                    if not k:
+                        raise PassError(f"pipeline step {part!r}: option {kv.strip()!r} has no name before '='")
+                    if k in opts:
+                        raise PassError(f"pipeline step {part!r}: option {k!r} is given twice")
+                    opts[k] = v.strip()
             items.append((name.strip(), opts))
         else:
             items.append((part, {}))

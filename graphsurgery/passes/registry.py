@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .base import Pass, PassError
@@ -67,7 +68,17 @@ def describe_all() -> list[dict[str, Any]]:
     return out
 
 
+_ABBREVIATIONS = ("e.g.", "i.e.", "etc.", "vs.", "cf.", "approx.", "resp.")
+
+
 def _first_sentence(doc: str) -> str:
+    """The whole first sentence of the first paragraph: it ends at a full stop followed by the
+    end or by a capital letter, never at an abbreviation (``e.g.``) or a decimal point."""
     text = " ".join(doc.split("\n\n")[0].split()).replace("``", "")
-    end = text.find(". ")
-    return text if end < 0 else text[: end + 1]
+    for m in re.finditer(r"[.!?](?=\s+[A-Z(\"']|\s*$)", text):
+        end = m.end()
+        word = text[:end].rsplit(" ", 1)[-1].lower()
+        if word.lstrip("(") in _ABBREVIATIONS:
+            continue
+        return text[:end]
+    return text
