@@ -35,6 +35,7 @@ model is recorded and the run goes on.
 from __future__ import annotations
 
 import argparse
+import copy
 import fnmatch
 import json
 import os
@@ -82,11 +83,23 @@ def node_cache() -> str:
             f.write(c.model.SerializeToString())
         inits = {t.name for t in c.model.graph.initializer}
         names = [vi.name for vi in c.model.graph.input if vi.name not in inits]
-        inputs = c.data_sets[0][0] if c.data_sets else []
+        inputs = [_value(x) for x in (c.data_sets[0][0] if c.data_sets else [])]
         with open(os.path.join(folder, "inputs.pkl"), "wb") as f:
             pickle.dump(dict(zip(names, inputs)), f)
     open(os.path.join(root, "COMPLETE"), "w").close()
     return root
+
+
+def _value(x):
+    """A test input as onnxruntime takes it (some tests give TensorProtos for exotic types)."""
+    import onnx
+    from onnx import numpy_helper
+
+    if isinstance(x, onnx.TensorProto):
+        return numpy_helper.to_array(x)
+    if isinstance(x, (list, tuple)):
+        return [_value(v) for v in x]
+    return x
 
 
 def list_models(node: bool, corpora: list[str]) -> list[str]:
@@ -153,7 +166,9 @@ def ort_session(data: bytes):
 def ort_run(sess, feeds) -> dict:
     names = [o.name for o in sess.get_outputs()]
     wanted = {i.name for i in sess.get_inputs()}
-    return dict(zip(names, sess.run(None, {k: v for k, v in feeds.items() if k in wanted}), strict=True))
+    # copies: some kernels (BatchNormalization in training mode) write into their inputs
+    return dict(zip(names, sess.run(None, {k: copy.deepcopy(v) for k, v in feeds.items() if k in wanted}),
+                    strict=True))
 
 
 def first_line(exc: BaseException) -> str:
@@ -477,7 +492,8 @@ def worker() -> None:
         except Exception as exc:
             send({"baseline_error": first_line(exc)})
             continue
-        send({"baseline": {"checker": base.checker, "loads": base.loads, "runs": base.runs, "inputs": base.source}})
+        send({"baseline": {"checker": base.checker, "loads": base.loads, "runs": base.runs, "inputs": base.source,
+                           "ort_error": getattr(base, "ort_error", None)}})
         for name in task["passes"]:
             send({"start": name})
             try:
