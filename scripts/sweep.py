@@ -75,9 +75,13 @@ def node_cache() -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cases = collect_testcases()
-    os.makedirs(root, exist_ok=True)
+    import shutil
+    import tempfile
+
+    os.makedirs(os.path.dirname(root), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(root))  # made whole, then moved in place
     for c in cases:
-        folder = os.path.join(root, c.name)
+        folder = os.path.join(tmp, c.name)
         os.makedirs(folder, exist_ok=True)
         with open(os.path.join(folder, "model.onnx"), "wb") as f:
             f.write(c.model.SerializeToString())
@@ -86,7 +90,15 @@ def node_cache() -> str:
         inputs = [_value(x) for x in (c.data_sets[0][0] if c.data_sets else [])]
         with open(os.path.join(folder, "inputs.pkl"), "wb") as f:
             pickle.dump(dict(zip(names, inputs)), f)
-    open(os.path.join(root, "COMPLETE"), "w").close()
+    open(os.path.join(tmp, "COMPLETE"), "w").close()
+    try:
+        os.rename(tmp, root)
+    except OSError:  # made meanwhile by another process, or a stale partial one
+        if not os.path.exists(os.path.join(root, "COMPLETE")):
+            shutil.rmtree(root, ignore_errors=True)
+            os.rename(tmp, root)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return root
 
 
@@ -698,9 +710,6 @@ def main(argv=None) -> int:
     records.sort(key=lambda r: (r["model"], passes.index(r["pass"])))
     md = markdown(records, passes, len(models), baselines)
     defects = defect_lines(records)
-    print(md)
-    for line in defects:
-        print(line)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "sweep.json"), "w") as f:
@@ -711,6 +720,9 @@ def main(argv=None) -> int:
             f.write(md)
         with open(os.path.join(args.out, "defects.txt"), "w") as f:
             f.write("\n".join(defects) + ("\n" if defects else ""))
+    print(md)
+    for line in defects:
+        print(line)
     return 1 if defects else 0
 
 

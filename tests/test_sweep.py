@@ -1,0 +1,120 @@
+"""Every pass over a sample of onnx's operator test models: no defect (scripts/sweep.py runs them all)."""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+import random
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import graphsurgery as gs
+from graphsurgery.passes import PASSES, PassError, create
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _sweep_module():
+    spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "scripts" / "sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# Models chosen for what breaks passes: control flow (If, Loop, Scan), sequences and optionals
+# in and out of control flow, function-expanded graphs (ranks shape inference cannot tell),
+# float16, NaN and infinity inputs, IR < 4 models (initializers must stay inputs), batch-sensitive
+# ops, training-mode BatchNormalization (writes into its inputs), PRelu, InstanceNormalization.
+CHOSEN = [
+    "test_if", "test_if_seq", "test_if_opt", "test_loop11", "test_loop13_seq", "test_loop16_seq_none",
+    "test_scan_sum", "test_scan9_sum", "test_sequence_insert_at_back", "test_split_to_sequence_1",
+    "test_sequence_map_add_2_sequences", "test_sequence_map_add_2_sequences_expanded",
+    "test_optional_get_element_optional_tensor", "test_optional_has_element_empty_optional_input",
+    "test_identity_opt", "test_affine_grid_2d_expanded", "test_reduce_log_sum_default_expanded",
+    "test_layer_normalization_2d_axis0_expanded", "test_softmax_axis_0_expanded", "test_attention_4d_fp16",
+    "test_cast_FLOAT_to_FLOAT16", "test_isinf_float16", "test_isnan", "test_and2d", "test_ai_onnx_ml_binarizer",
+    "test_convtranspose", "test_reversesequence_batch", "test_batchnorm_example_training_mode",
+    "test_prelu_example", "test_instancenorm_example", "test_conv_with_strides_padding", "test_range_float_type_positive_delta_expanded",
+]
+SAMPLE, SEED = 8, 9  # plus a seeded sample of the rest, so the set drifts over the whole suite in time
+
+
+def _function_model() -> onnx.ModelProto:
+    """A model whose main graph calls a model-local function (no operator test model has one)."""
+    fn = helper.make_function("local", "AddRelu", ["a", "b"], ["y"],
+                              [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["y"])],
+                              [helper.make_opsetid("", 17)])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "two"], ["m"]), helper.make_node("AddRelu", ["m", "x"], ["r"], domain="local"),
+         helper.make_node("Neg", ["r"], ["out"])],
+        "with_function", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                             functions=[fn], ir_version=9)
+
+
+def test_sampled_sweep_finds_no_defect(tmp_path):
+    sweep = _sweep_module()
+    everything = sweep.list_models(True, [])
+    chosen = [f"node:{n}" for n in CHOSEN]
+    missing = [m for m in chosen if m not in everything]
+    assert not missing, f"operator test models not found: {missing}"
+    rest = sorted(set(everything) - set(chosen))
+    onnx.save(_function_model(), str(tmp_path / "with_function.onnx"))
+    models = chosen + random.Random(SEED).sample(rest, SAMPLE) + sweep.list_models(False, [str(tmp_path)])
+    records, baselines = sweep.drive(models, list(PASSES), jobs=2, timeout=60)
+    assert len(records) == len(models) * len(PASSES)
+    assert all(b.get("runs") for m, b in baselines.items() if m.endswith("with_function.onnx"))
+    defects = sweep.defect_lines(records)
+    assert not defects, f"{len(defects)} defect(s) in {len(records)} runs:\n" + "\n".join(defects)
+
+
+def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
+    """The sweep's own oracle: a correct change passes, a refusal is no defect, wrong numbers are."""
+    sweep = _sweep_module()
+    base = sweep.Baseline("node:test_instancenorm_example")
+    assert base.runs
+    assert sweep.run_one("instancenorm-epsilon", base)["class"] == "changed"
+    assert sweep.run_one("set-batch", base)["class"] in ("changed", "refused")
+    assert sweep.compare(np.float32([1.0, 2.0]), np.float32([1.0, 2.0 + 1e-6])) is None  # scale-relative
+    assert sweep.compare(np.float32([1.0, 2.0]), np.float32([1.0, 2.1]))[0] == "differ"
+    assert sweep.compare(np.float16([1000.0]), np.float16([1000.5]))[0] == "fp16"  # one unit in the last place
+    assert sweep.compare(np.float16([1000.0]), np.float16([1010.0]))[0] == "differ"
+    assert sweep.compare([np.int64([1])], [np.int64([2])])[0] == "differ"
+    assert sweep.compare(np.float32([np.nan]), np.float32([0.0]))[0] == "differ"
+
+
+# ---- cut: a new output or input needs a rank; a refusal changes nothing ------------------------
+def _reshape_by_input_model() -> onnx.ModelProto:
+    """``r = Reshape(x, shape)`` with ``shape`` a graph input: shape inference cannot tell r's rank."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Reshape", ["a", "shape"], ["r"]),
+         helper.make_node("Abs", ["r"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3]),
+              helper.make_tensor_value_info("shape", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_cut_refuses_an_output_of_unknown_rank_and_changes_nothing():
+    m = gs.load(_reshape_by_input_model())
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=r"rank of 'r' is unknown"):
+        create("cut", outputs="r").run(m)
+    assert m.to_bytes() == before
+    # one good output and one of unknown rank: still nothing changes
+    with pytest.raises(PassError, match=r"rank of 'r' is unknown"):
+        create("cut", outputs="a;r").run(m)
+    assert m.to_bytes() == before
+    # an input of unknown rank is refused before the outputs are touched
+    with pytest.raises(PassError, match=r"rank of 'r' is unknown"):
+        create("cut", inputs="r", outputs="y").run(m)
+    assert m.to_bytes() == before
+    # a tensor of known rank cuts to a checker-valid model
+    create("cut", outputs="a").run(m)
+    assert m.graph.output_names == ["a"]
+    onnx.checker.check_model(m.proto, full_check=True)
