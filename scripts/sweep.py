@@ -315,14 +315,20 @@ def expected_outputs(name, opts, base_bytes, base_out, feeds, result, out_proto)
         return feeds, ort_run(ort_session(ref.SerializeToString()), feeds)
     if name == "cut":
         wanted = [o.name for o in out_proto.graph.output]
-        ref = onnx.ModelProto.FromString(base_bytes)
-        have = {o.name for o in ref.graph.output}
-        for t in wanted:
-            if t not in have:
-                vi = next((v for v in onnx.shape_inference.infer_shapes(ref).graph.value_info if v.name == t), None)
-                ref.graph.output.append(vi if vi is not None else onnx.ValueInfoProto(name=t))
-        got = ort_run(ort_session(ref.SerializeToString()), feeds)
+        got = _intermediates(base_bytes, wanted, feeds)
         return feeds, {t: got[t] for t in wanted}
+    if name == "debug-outputs":
+        # the original outputs, and every main-graph tensor exposed under its own name: its value
+        # in the model before the pass
+        ref = onnx.ModelProto.FromString(base_bytes)
+        made = {t for n in ref.graph.node for t in n.output if t}
+        carried = result.details.get("outputs") or {}
+        extra = [t for t, o in carried.items() if t == o and t in made and t not in base_out]
+        try:
+            got = _intermediates(base_bytes, extra, feeds) if extra else {}
+        except Exception:
+            return feeds, base_out
+        return feeds, {**base_out, **{t: got[t] for t in extra}}
     if name == "set-batch":
         targets = result.details.get("inputs") or []
         if not targets:
@@ -354,6 +360,20 @@ def expected_outputs(name, opts, base_bytes, base_out, feeds, result, out_proto)
     # debug-outputs: the original outputs must stay; set-shape: same data, same shapes;
     # convert-opset, fold/remove/cleanup/eliminate/fuse/focus/prelu/preprocessing: same values
     return feeds, base_out
+
+
+def _intermediates(base_bytes: bytes, names: list[str], feeds) -> dict:
+    """Values of main-graph tensors ``names`` in the original model: a copy of it with them as outputs."""
+    import onnx
+
+    ref = onnx.ModelProto.FromString(base_bytes)
+    have = {o.name for o in ref.graph.output}
+    missing = [t for t in names if t not in have]
+    if missing:
+        inferred = {v.name: v for v in onnx.shape_inference.infer_shapes(ref).graph.value_info}
+        for t in missing:
+            ref.graph.output.append(inferred.get(t) or onnx.ValueInfoProto(name=t))
+    return ort_run(ort_session(ref.SerializeToString()), feeds)
 
 
 def _set_in_eps(g, eps):
