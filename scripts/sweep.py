@@ -259,11 +259,24 @@ def tensor_inputs(proto, feeds):
             and vi.name in feeds]
 
 
+# other option sets for some passes, run as "PASS:VARIANT" (``--variants``)
+VARIANTS = ["cut:inputs", "rename-io:output"]
+
+
+def pass_of(name: str) -> str:
+    return name.partition(":")[0]
+
+
 def options_for(name: str, proto, feeds) -> dict:
     import numpy as np
 
     g = proto.graph
     inits = {t.name for t in g.initializer}
+    if name == "cut:inputs":  # the model after an intermediate tensor: it becomes the input
+        t = intermediate(proto)
+        return {"inputs": [t]} if t and t not in {o.name for o in g.output} else {}
+    if name == "rename-io:output":
+        return {g.output[0].name: g.output[0].name + "_renamed"} if len(g.output) else {}
     if name == "freeze-inputs":
         ins = tensor_inputs(proto, feeds)
         return {ins[-1].name: np.asarray(feeds[ins[-1].name])} if ins else {}
@@ -305,8 +318,14 @@ def expected_outputs(name, opts, base_bytes, base_out, feeds, result, out_proto)
 
     if name == "freeze-inputs":
         return {k: v for k, v in feeds.items() if k not in opts}, base_out
-    if name == "rename-io":
+    if name in ("rename-io", "rename-io:output"):
         return {opts.get(k, k): v for k, v in feeds.items()}, {opts.get(k, k): v for k, v in base_out.items()}
+    if name == "cut:inputs":  # fed the cut tensors' values in the model before the pass
+        new_inputs = [vi.name for vi in out_proto.graph.input]
+        wanted = [o.name for o in out_proto.graph.output]
+        got = _intermediates(base_bytes, [t for t in new_inputs + wanted if t not in feeds], feeds)
+        return ({t: feeds[t] if t in feeds else got[t] for t in new_inputs},
+                {t: got[t] if t in got else base_out[t] for t in wanted})
     if name == "instancenorm-epsilon":
         ref = onnx.ModelProto.FromString(base_bytes)
         _set_in_eps(ref.graph, opts["epsilon"])
@@ -428,7 +447,7 @@ def run_one(name: str, base: Baseline) -> dict:
     rec = {"pass": name, "options": {k: _short(v) for k, v in opts.items()}}
     model = graphsurgery.load(base.bytes)
     try:
-        result = create(name, **opts).run(model)
+        result = create(pass_of(name), **opts).run(model)
     except GraphSurgeryError as exc:
         dirty = model.to_bytes() != base.bytes
         return {**rec, "class": "refused dirty" if dirty else "refused", "error": first_line(exc)}
@@ -476,7 +495,7 @@ def run_one(name: str, base: Baseline) -> dict:
                         noise = diff[1]
     try:
         again = graphsurgery.load(out)
-        create(name, **opts).run(again)
+        create(pass_of(name), **opts).run(again)
         twice = again.to_bytes()
     except Exception as exc:
         return {**rec, "class": "not idempotent", "error": "second run: " + first_line(exc)}
@@ -696,6 +715,8 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", action="append", default=[], help="a folder of real models (repeatable)")
     ap.add_argument("--node", action=argparse.BooleanOptionalAction, default=None,
                     help="include onnx's operator test models (default: yes unless --corpus is given)")
+    ap.add_argument("--variants", action="store_true",
+                    help=f"also run passes with other options: {', '.join(VARIANTS)}")
     ap.add_argument("--sample", type=int, help="a random sample of N models")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -709,8 +730,8 @@ def main(argv=None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from graphsurgery.passes import PASSES
 
-    passes = args.passes.split(",") if args.passes else list(PASSES)
-    unknown = [p for p in passes if p not in PASSES]
+    passes = args.passes.split(",") if args.passes else list(PASSES) + (VARIANTS if args.variants else [])
+    unknown = [p for p in passes if pass_of(p) not in PASSES or (":" in p and p not in VARIANTS)]
     if unknown:
         ap.error(f"unknown pass(es) {unknown}")
     node = args.node if args.node is not None else not args.corpus

@@ -66,8 +66,9 @@ def test_sampled_sweep_finds_no_defect(tmp_path):
     rest = sorted(set(everything) - set(chosen))
     onnx.save(_function_model(), str(tmp_path / "with_function.onnx"))
     models = chosen + random.Random(SEED).sample(rest, SAMPLE) + sweep.list_models(False, [str(tmp_path)])
-    records, baselines = sweep.drive(models, list(PASSES), jobs=2, timeout=60)
-    assert len(records) == len(models) * len(PASSES)
+    passes = list(PASSES) + sweep.VARIANTS
+    records, baselines = sweep.drive(models, passes, jobs=2, timeout=60)
+    assert len(records) == len(models) * len(passes)
     assert all(b.get("runs") for m, b in baselines.items() if m.endswith("with_function.onnx"))
     defects = sweep.defect_lines(records)
     assert not defects, f"{len(defects)} defect(s) in {len(records)} runs:\n" + "\n".join(defects)
