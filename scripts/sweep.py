@@ -547,6 +547,8 @@ def worker() -> None:
                            "ort_error": getattr(base, "ort_error", None)}})
         for name in task["passes"]:
             send({"start": name})
+            if os.environ.get("SWEEP_DIE_ON") == f"{name}@{task['model']}":  # tests: a worker that dies
+                os._exit(3)
             try:
                 rec = run_one(name, base)
             except Exception as exc:
@@ -561,6 +563,7 @@ class Worker:
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.buf = b""
+        self.eof = False
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
 
@@ -576,7 +579,8 @@ class Worker:
             if left <= 0 or not self.sel.select(left):
                 return None
             chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
-            if not chunk:
+            if not chunk:  # the worker closed its end: it died
+                self.eof = True
                 return None
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
@@ -604,21 +608,28 @@ def drive(models: list[str], passes: list[str], jobs: int, timeout: float, progr
     done = [0]
 
     def loop():
-        w = Worker()
+        w = None
         while True:
             with lock:
                 if not queue:
                     break
                 model, todo = queue.pop(0)
+            w = w or Worker()
             w.send({"model": model, "passes": todo})
             current, finished = None, []
             while True:
                 msg = w.recv(timeout)
                 if msg is None:  # hung or died: record the run in progress, go on with the rest
-                    rc = w.proc.poll()
-                    why = f"timeout after {timeout:g} s" if rc is None else f"worker died (exit code {rc})"
+                    if w.eof:
+                        try:
+                            rc = w.proc.wait(timeout=10)
+                        except subprocess.TimeoutExpired:
+                            rc = "unknown"
+                        why = f"worker died (exit code {rc})"
+                    else:
+                        why = f"timeout after {timeout:g} s"
                     w.kill()
-                    w = Worker()
+                    w = None
                     with lock:
                         if current == "(baseline)" or current is None:
                             baselines[model] = {"error": why}
@@ -650,7 +661,8 @@ def drive(models: list[str], passes: list[str], jobs: int, timeout: float, progr
                 done[0] += 1
                 if progress:
                     progress(done[0], len(models), model)
-        w.close()
+        if w is not None:
+            w.close()
 
     threads = [threading.Thread(target=loop, daemon=True) for _ in range(max(1, jobs))]
     for t in threads:

@@ -89,6 +89,23 @@ def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
     assert sweep.compare(np.float32([np.nan]), np.float32([0.0]))[0] == "differ"
 
 
+def test_a_dying_or_hanging_worker_is_recorded_and_the_sweep_goes_on(monkeypatch):
+    sweep = _sweep_module()
+    models = ["node:test_relu", "node:test_neg"]
+    monkeypatch.setenv("SWEEP_DIE_ON", "cleanup@node:test_relu")
+    records, _ = sweep.drive(models, ["eliminate-noops", "cleanup", "rename-io"], jobs=1, timeout=60)
+    by = {(r["model"], r["pass"]): r for r in records}
+    assert len(records) == 6
+    assert by[("node:test_relu", "cleanup")]["class"] == "crashed"
+    assert "worker died (exit code 3)" in by[("node:test_relu", "cleanup")]["error"]
+    assert by[("node:test_relu", "rename-io")]["class"] == "changed"  # the rest of that model still ran
+    assert all(r["class"] != "crashed" for k, r in by.items() if k != ("node:test_relu", "cleanup"))
+    monkeypatch.delenv("SWEEP_DIE_ON")
+    records, baselines = sweep.drive(models[:1], ["cleanup", "rename-io"], jobs=1, timeout=0.001)
+    assert [r["class"] for r in records] == ["crashed", "crashed"]
+    assert all("timeout" in r["error"] for r in records)
+
+
 # ---- cut: a new output or input needs a rank; a refusal changes nothing ------------------------
 def _reshape_by_input_model() -> onnx.ModelProto:
     """``r = Reshape(x, shape)`` with ``shape`` a graph input: shape inference cannot tell r's rank."""
