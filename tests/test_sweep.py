@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import graphsurgery as gs
-from graphsurgery.passes import PASSES, PassError, create
+from graphsurgery.passes import PASSES, Pass, PassError, create
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -72,6 +72,46 @@ def test_sampled_sweep_finds_no_defect(tmp_path):
     assert all(b.get("runs") for m, b in baselines.items() if m.endswith("with_function.onnx"))
     defects = sweep.defect_lines(records)
     assert not defects, f"{len(defects)} defect(s) in {len(records)} runs:\n" + "\n".join(defects)
+
+
+class _Broken(Pass):
+    """Stands in for a registered pass, to see the sweep classify what a faulty pass does."""
+
+    free_options = True
+    how = ""
+
+    def apply(self, model, result):
+        g = model.graph
+        node = g.nodes[0]
+        if self.how == "wrong":  # a silent wrong result: y = x * 1.5 instead of the op
+            scale = g.unique_name("scale")
+            g.set_initializer(scale, np.float32(1.5))
+            g.replace_node(node, [helper.make_node("Mul", [node.inputs[0], scale], [node.outputs[0]])])
+        elif self.how == "crash":
+            raise KeyError("boom")
+        elif self.how == "dirty":
+            node.proto.name = "renamed before refusing"
+            raise PassError("refused, but too late")
+        elif self.how == "again":  # one more output on every run
+            out = g.proto.output[0]
+            copy = g.unique_name("copy")
+            g.add_node(helper.make_node("Identity", [out.name], [copy]))
+            g.add_output(copy, out.type.tensor_type.elem_type, [d.dim_value for d in out.type.tensor_type.shape.dim])
+        elif self.how == "invalid":  # an attribute the operator does not have
+            node.proto.attribute.append(helper.make_attribute("no_such_attribute", 1))
+        result.note(self.how)
+
+
+@pytest.mark.parametrize("how, expected", [("wrong", "outputs differ"), ("crash", "crashed"),
+                                           ("dirty", "refused dirty"), ("again", "not idempotent"),
+                                           ("invalid", "checker-invalid")])
+def test_sweep_classifies_a_faulty_pass(monkeypatch, how, expected):
+    sweep = _sweep_module()
+    base = sweep.Baseline("node:test_relu")
+    assert base.runs and base.checker is None
+    monkeypatch.setitem(PASSES, "cleanup", type("Broken", (_Broken,), {"name": "cleanup", "how": how}))
+    rec = sweep.run_one("cleanup", base)
+    assert rec["class"] == expected, rec
 
 
 def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
