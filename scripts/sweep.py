@@ -78,7 +78,13 @@ def node_cache() -> str:
     import shutil
     import tempfile
 
-    os.makedirs(os.path.dirname(root), exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(root), exist_ok=True)
+    except OSError:  # no writable home: a temporary folder, made again by each process
+        root = os.path.join(tempfile.gettempdir(), f"graphsurgery-sweep-{os.getuid()}", f"onnx-{onnx.__version__}")
+        if os.path.exists(os.path.join(root, "COMPLETE")):
+            return root
+        os.makedirs(os.path.dirname(root), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(root))  # made whole, then moved in place
     for c in cases:
         folder = os.path.join(tmp, c.name)
@@ -118,6 +124,7 @@ def list_models(node: bool, corpora: list[str]) -> list[str]:
     ids = []
     if node:
         root = node_cache()
+        os.environ["SWEEP_CACHE"] = root  # the workers find it there
         ids += [f"node:{d}" for d in sorted(os.listdir(root)) if os.path.exists(os.path.join(root, d, "model.onnx"))]
     for corpus in corpora:
         for dirpath, _, files in os.walk(corpus):
