@@ -176,3 +176,29 @@ def test_cut_refuses_an_output_of_unknown_rank_and_changes_nothing():
     create("cut", outputs="a").run(m)
     assert m.graph.output_names == ["a"]
     onnx.checker.check_model(m.proto, full_check=True)
+
+
+# ---- fuse-conv-bn: only statistics with one value per output channel fold into the weights ----
+def _conv_bn_per_element_model() -> onnx.ModelProto:
+    """Conv (one output channel) then BatchNormalization with spatial=0 (opset 7): statistics per
+    element of the [1, 4, 4] feature map, not per channel."""
+    rng = np.random.default_rng(0)
+    stats = [helper.make_tensor(n, TensorProto.FLOAT, [1, 4, 4], v.ravel())
+             for n, v in (("scale", rng.uniform(0.5, 2, 16)), ("bias", rng.uniform(-1, 1, 16)),
+                          ("mean", rng.uniform(-1, 1, 16)), ("var", rng.uniform(0.5, 2, 16)))]
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+         helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["y"], name="bn", spatial=0)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 3, 3], rng.uniform(-1, 1, 9))] + stats)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)], ir_version=4)
+
+
+def test_fuse_conv_bn_leaves_per_element_statistics_alone():
+    onnx.checker.check_model(_conv_bn_per_element_model(), full_check=True)
+    m = gs.load(_conv_bn_per_element_model())
+    before = m.to_bytes()
+    r = create("fuse-conv-bn").run(m)
+    assert not r.changed and m.to_bytes() == before
+    assert any("not one value per output channel" in s for s in r.skipped), r.skipped
