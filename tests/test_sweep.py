@@ -202,3 +202,31 @@ def test_fuse_conv_bn_leaves_per_element_statistics_alone():
     r = create("fuse-conv-bn").run(m)
     assert not r.changed and m.to_bytes() == before
     assert any("not one value per output channel" in s for s in r.skipped), r.skipped
+
+
+# ---- fold-preprocessing: a per-channel constant lines up with axis 1 of the input, whatever its rank ----
+def _normalised_conv3d(mean_shape) -> onnx.ModelProto:
+    rng = np.random.default_rng(1)
+    mean = rng.uniform(0.2, 0.8, mean_shape).astype(np.float32)
+    w = rng.uniform(-1, 1, (4, 3, 1, 1, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Sub", ["x", "mean"], ["s"]), helper.make_node("Conv", ["s", "w"], ["y"], name="conv")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 3, 2, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 3, 2, 1])],
+        [helper.make_tensor("mean", TensorProto.FLOAT, mean.shape, mean.ravel()),
+         helper.make_tensor("w", TensorProto.FLOAT, w.shape, w.ravel())])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("mean_shape, folds", [((3, 1, 1), False), ((1, 3, 1, 1, 1), True)])
+def test_fold_preprocessing_reads_the_channel_axis_of_a_3d_conv_input(mean_shape, folds):
+    """[3, 1, 1] against an NCDHW input subtracts along the depth, not the channels: no fold."""
+    from conftest import run_ort
+
+    proto = _normalised_conv3d(mean_shape)
+    x = np.random.default_rng(2).random((1, 3, 3, 2, 1)).astype(np.float32)
+    expected = run_ort(proto, {"x": x})["y"]
+    m = gs.load(proto.SerializeToString())
+    r = create("fold-preprocessing").run(m)
+    assert r.changed == folds
+    np.testing.assert_allclose(run_ort(m.proto, {"x": x})["y"], expected, rtol=1e-5, atol=1e-6)
