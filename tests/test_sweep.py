@@ -230,3 +230,23 @@ def test_fold_preprocessing_reads_the_channel_axis_of_a_3d_conv_input(mean_shape
     r = create("fold-preprocessing").run(m)
     assert r.changed == folds
     np.testing.assert_allclose(run_ort(m.proto, {"x": x})["y"], expected, rtol=1e-5, atol=1e-6)
+
+
+# ---- eliminate-noops: initializers are duplicates only when their values are ----
+def test_eliminate_noops_does_not_merge_initializers_that_differ_only_where_their_names_appear():
+    """Initializers '1' = [49] and '2' = [50] (int32): each one's bytes with its own name's byte
+    removed are the same, but their values are not."""
+    from conftest import run_ort
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "1"], ["a"]), helper.make_node("Mul", ["a", "2"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.INT32, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [1])],
+        [onnx.numpy_helper.from_array(np.array([49], np.int32), "1"),
+         onnx.numpy_helper.from_array(np.array([50], np.int32), "2")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.array([1], np.int32)
+    m = gs.load(proto.SerializeToString())
+    create("eliminate-noops").run(m)
+    assert sorted(m.graph.initializers) == ["1", "2"]
+    assert run_ort(m.proto, {"x": x})["y"].tolist() == [(1 + 49) * 50]

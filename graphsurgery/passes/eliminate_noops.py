@@ -110,7 +110,7 @@ def _cse(model: Model) -> list[str]:
         for name, t in sorted(g.initializers.items()):
             if name in g.input_names or name in g.output_names:
                 continue
-            key = (t.data_type, tuple(t.dims), t.SerializeToString().replace(t.name.encode(), b""))
+            key = (t.data_type, tuple(t.dims), _without_name(t))
             first = seen_init.get(key)
             if first is None:
                 seen_init[key] = name
@@ -138,3 +138,13 @@ def _cse(model: Model) -> list[str]:
                 g.remove_node(node)
                 lines.append(f"{node.op_type} {node.name!r} duplicates {first.name!r}")
     return lines
+
+
+def _without_name(t) -> bytes:
+    """The tensor's serialized bytes with its name left out (and nothing else)."""
+    import onnx
+
+    anonymous = onnx.TensorProto()
+    anonymous.CopyFrom(t)
+    anonymous.ClearField("name")
+    return anonymous.SerializeToString()
