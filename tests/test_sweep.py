@@ -250,3 +250,18 @@ def test_eliminate_noops_does_not_merge_initializers_that_differ_only_where_thei
     create("eliminate-noops").run(m)
     assert sorted(m.graph.initializers) == ["1", "2"]
     assert run_ort(m.proto, {"x": x})["y"].tolist() == [(1 + 49) * 50]
+
+
+def test_eliminate_noops_keeps_two_training_mode_dropouts_apart():
+    """Dropout in training mode draws its own mask: two on the same input are not duplicates."""
+    graph = helper.make_graph(
+        [helper.make_node("Dropout", ["x", "ratio", "train"], ["a"], name="d1"),
+         helper.make_node("Dropout", ["x", "ratio", "train"], ["b"], name="d2"),
+         helper.make_node("Sub", ["a", "b"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [onnx.numpy_helper.from_array(np.array(0.5, np.float32), "ratio"),
+         onnx.numpy_helper.from_array(np.array(True), "train")])
+    m = gs.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    create("eliminate-noops").run(m)
+    assert [n.name for n in m.find_nodes("Dropout")] == ["d1", "d2"]
