@@ -265,3 +265,20 @@ def test_eliminate_noops_keeps_two_training_mode_dropouts_apart():
     m = gs.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     create("eliminate-noops").run(m)
     assert [n.name for n in m.find_nodes("Dropout")] == ["d1", "d2"]
+
+
+# ---- prelu-to-relu: Relu and Neg have no unsigned versions ----
+def test_prelu_to_relu_leaves_an_unsigned_prelu_alone():
+    graph = helper.make_graph(
+        [helper.make_node("PRelu", ["x", "slope"], ["y"], name="p")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.UINT32, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT32, [2, 3])],
+        [onnx.numpy_helper.from_array(np.array([2], np.uint32), "slope")])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    onnx.checker.check_model(proto, full_check=True)
+    m = gs.load(proto.SerializeToString())
+    before = m.to_bytes()
+    r = create("prelu-to-relu").run(m)
+    assert not r.changed and m.to_bytes() == before
+    assert any("unsigned" in s for s in r.skipped)
+    onnx.checker.check_model(m.proto, full_check=True)
