@@ -30,7 +30,8 @@ class PReluToRelu(Pass):
                 t = types.get(g, x)
                 if t is not None and t.HasField("tensor_type") and t.tensor_type.elem_type in UNSIGNED:
                     # Relu and Neg have no unsigned versions (and PRelu of an unsigned x is x itself)
-                    result.skip(f"PRelu {node.name!r} in {g.describe()}: its input is unsigned, which Relu and Neg do not take")
+                    result.skip(f"PRelu {node.name!r} in {g.describe()}: its input is unsigned, which Relu and Neg "
+                                "do not take")
                     continue
                 y = node.outputs[0]
                 base = node.name or "prelu"
