@@ -83,25 +83,17 @@ class Cut(Pass):
                                         "skip connection); add a tensor on that path to inputs")
         if set(new_outputs) == set(g.output_names) and not new_inputs:
             return
+        # every new input and output must be declarable before anything changes: a refusal edits nothing
+        outputs_values = {t: _declared(types, g, t, "an output") for t in new_outputs if t not in g.output_names}
+        inputs_values = {t: _declared(types, g, t, "an input") for t in new_inputs}
         # new outputs first (their producers are kept), then drop the rest
-        for t in new_outputs:
-            if t not in g.output_names:
-                t_type = types.get(g, t)
-                dims = shapes.dims(t_type)
-                if t_type is None or not t_type.tensor_type.elem_type:
-                    raise PassError(f"cut: the type of {t!r} is unknown; it cannot be declared as an output")
-                g.add_output(t, t_type.tensor_type.elem_type, dims)
-                result.note(f"output {t!r} added")
+        for t, (elem, dims) in outputs_values.items():
+            g.add_output(t, elem, dims)
+            result.note(f"output {t!r} added")
         for t in [o for o in g.output_names if o not in new_outputs]:
             g.remove_output(t)
             result.note(f"output {t!r} removed")
         doomed = [n for n in g.nodes if id(n.proto) not in needed]
-        inputs_values = {}
-        for t in new_inputs:
-            t_type = types.get(g, t)
-            if t_type is None or not t_type.tensor_type.elem_type:
-                raise PassError(f"cut: the type of {t!r} is unknown; it cannot be declared as an input")
-            inputs_values[t] = (t_type.tensor_type.elem_type, shapes.dims(t_type))
         g._detach(doomed)
         for t, (elem, dims) in inputs_values.items():
             if not g.defines(t):
@@ -114,3 +106,18 @@ class Cut(Pass):
         counts = g.remove_unused(nodes=False)
         result.note(f"kept {len(g)} node(s), removed {len(doomed)}; {counts['initializers']} unused initializer(s) "
                     "dropped")
+
+
+def _declared(types: shapes.Types, g, t: str, role: str) -> tuple[int, list]:
+    """Element type and dims of ``t`` for declaring it as a graph input or output. ONNX requires
+    both of a graph's inputs and outputs, so a tensor whose element type or rank shape inference
+    cannot tell is refused."""
+    t_type = types.get(g, t)
+    if t_type is None or not t_type.HasField("tensor_type") or not t_type.tensor_type.elem_type:
+        raise PassError(f"cut: the type of {t!r} is unknown (or not a tensor); it cannot be declared as {role}")
+    dims = shapes.dims(t_type)
+    if dims is None:
+        raise PassError(f"cut: the rank of {t!r} is unknown (shape inference cannot tell it) and ONNX requires "
+                        f"{role} to declare one; cut at a tensor whose rank is known, or fix the input shapes "
+                        "first (set-shape)")
+    return t_type.tensor_type.elem_type, dims

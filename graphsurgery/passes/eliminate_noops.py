@@ -14,6 +14,11 @@ def _axes(value, rank=None) -> list[int]:
     return sorted(int(a) % rank if rank else int(a) for a in np.asarray(value).reshape(-1))
 
 
+# operators whose results are drawn at random: two of them on the same inputs are not duplicates
+# (Dropout is, in training mode; RandomNormal, RandomUniform, ... start with "Random")
+RANDOM = frozenset({"Multinomial", "Bernoulli", "Dropout"})
+
+
 def rules(types: shapes.Types) -> list[Rule]:
     """The no-op rules. Each takes the shape facts it needs from ``types``."""
 
@@ -110,7 +115,7 @@ def _cse(model: Model) -> list[str]:
         for name, t in sorted(g.initializers.items()):
             if name in g.input_names or name in g.output_names:
                 continue
-            key = (t.data_type, tuple(t.dims), t.SerializeToString().replace(t.name.encode(), b""))
+            key = (t.data_type, tuple(t.dims), _without_name(t))
             first = seen_init.get(key)
             if first is None:
                 seen_init[key] = name
@@ -120,8 +125,7 @@ def _cse(model: Model) -> list[str]:
                 lines.append(f"initializer {name!r} is a duplicate of {first!r}")
         seen: dict[tuple, object] = {}
         for node in g.nodes:
-            if node.has_subgraphs() or node.op_type.startswith("Random") or node.op_type in ("Multinomial",
-                                                                                              "Bernoulli"):
+            if node.has_subgraphs() or node.op_type.startswith("Random") or node.op_type in RANDOM:
                 continue
             key = (node.domain, node.op_type, node.inputs,
                    tuple(sorted(a.SerializeToString() for a in node.proto.attribute)), len(node.outputs))
@@ -138,3 +142,13 @@ def _cse(model: Model) -> list[str]:
                 g.remove_node(node)
                 lines.append(f"{node.op_type} {node.name!r} duplicates {first.name!r}")
     return lines
+
+
+def _without_name(t) -> bytes:
+    """The tensor's serialized bytes with its name left out (and nothing else)."""
+    import onnx
+
+    anonymous = onnx.TensorProto()
+    anonymous.CopyFrom(t)
+    anonymous.ClearField("name")
+    return anonymous.SerializeToString()

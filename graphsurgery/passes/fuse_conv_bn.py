@@ -17,6 +17,11 @@ def _conv_bn(m, g):
     if bn.attrs.get("training_mode", 0):
         return "it is in training mode"
     conv = m.nodes["conv"]
+    cout = m["w"].shape[0] if m["w"].ndim else 0
+    for key in ("scale", "bias", "mean", "var"):
+        if m[key].shape != (cout,):  # e.g. spatial=0 in opsets before 9: statistics per element
+            return (f"its {key} has shape {list(m[key].shape)}, not one value per output channel of the Conv "
+                    f"({cout})")
     if len(conv.inputs) > 2 and conv.inputs[2] and not g.tensor(conv.inputs[2]).is_constant:
         return "the Conv bias is computed, not a constant"
     return True

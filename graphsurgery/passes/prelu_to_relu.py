@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from onnx import helper
+from onnx import TensorProto, helper
 
+from .. import shapes
 from ..model import Model
 from .base import Pass, PassResult
+
+UNSIGNED = frozenset({TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64})
 
 
 class PReluToRelu(Pass):
@@ -18,11 +21,18 @@ class PReluToRelu(Pass):
 
     def apply(self, model: Model, result: PassResult) -> None:
         count = 0
+        types = shapes.infer(model)
         for g in list(model.graphs()):
             for node in g.find_nodes("PRelu"):
                 if node.domain not in ("", "ai.onnx"):
                     continue
                 x, slope = node.inputs[0], node.inputs[1]
+                t = types.get(g, x)
+                if t is not None and t.HasField("tensor_type") and t.tensor_type.elem_type in UNSIGNED:
+                    # Relu and Neg have no unsigned versions (and PRelu of an unsigned x is x itself)
+                    result.skip(f"PRelu {node.name!r} in {g.describe()}: its input is unsigned, which Relu and Neg "
+                                "do not take")
+                    continue
                 y = node.outputs[0]
                 base = node.name or "prelu"
                 pos, neg_x, neg, scaled = (g.unique_name(f"{base}/{s}") for s in ("pos", "neg_x", "neg", "scaled"))

@@ -12,14 +12,17 @@ from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
 from .base import Option, Pass, PassResult
 
 
-def _per_channel(value: np.ndarray, channels: int | None) -> np.ndarray | None:
-    """``value`` as one number per input channel (NCHW axis 1), or None when it does not
-    broadcast that way (a [C] vector broadcasts against the last axis, not the channels)."""
+def _per_channel(value: np.ndarray, channels: int | None, rank: int = 4) -> np.ndarray | None:
+    """``value`` as one number per channel (axis 1) of an input of rank ``rank``, or None when
+    it does not broadcast that way: a [C] vector broadcasts against the last axis, a [C, 1, 1]
+    one against axis 1 of an NCHW input but against the depth of an NCDHW one."""
     v = np.asarray(value, np.float64)
-    if v.size == 1:
+    if v.size == 1 and v.ndim <= rank:
         return np.full(channels or 1, float(v.reshape(-1)[0]))
-    squeezed_ok = v.ndim >= 3 and all(d == 1 for i, d in enumerate(v.shape) if i != v.ndim - 3)
-    if squeezed_ok and (channels is None or v.shape[v.ndim - 3] == channels):
+    axis = v.ndim - (rank - 1)  # the axis of ``v`` that lines up with the input's axis 1
+    if axis < 0 or v.ndim > rank or any(d != 1 for i, d in enumerate(v.shape) if i != axis):
+        return None
+    if channels is None or v.shape[axis] == channels:
         return v.reshape(-1)
     return None
 
@@ -51,7 +54,7 @@ def _fold_rules(types: shapes.Types) -> list[Rule]:
             return "the Conv bias is computed"
         c = m["w"].shape[1]
         for key in ("mean", "std", "inv"):
-            if key in m.consts and _per_channel(m.consts[key], c) is None:
+            if key in m.consts and _per_channel(m.consts[key], c, m["w"].ndim) is None:
                 return f"{key} {list(m.consts[key].shape)} is not one value per channel"
         return True
 
@@ -59,11 +62,12 @@ def _fold_rules(types: shapes.Types) -> list[Rule]:
         conv = m.root
         w = m["w"].astype(np.float64)
         c = w.shape[1]
-        mean = _per_channel(m.consts["mean"], c) if "mean" in m.consts else np.zeros(c)
+        rank = w.ndim
+        mean = _per_channel(m.consts["mean"], c, rank) if "mean" in m.consts else np.zeros(c)
         if "std" in m.consts:
-            scale = 1.0 / _per_channel(m.consts["std"], c)
+            scale = 1.0 / _per_channel(m.consts["std"], c, rank)
         elif "inv" in m.consts:
-            scale = _per_channel(m.consts["inv"], c)
+            scale = _per_channel(m.consts["inv"], c, rank)
         else:
             scale = np.ones(c)
         shape = (1, -1) + (1,) * (w.ndim - 2)
