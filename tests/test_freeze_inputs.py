@@ -66,3 +66,14 @@ def test_freeze_inputs_refuses_a_sequence_input_and_a_value_the_model_rejects():
     assert win.proto.SerializeToString() == before
     create("freeze-inputs", size="4").run(win)
     assert run_ort(win.proto, {})["w"].shape == (4,)
+
+
+def test_freeze_inputs_twice_with_strings_changes_nothing():
+    g = helper.make_graph([helper.make_node("StringConcat", ["x", "y"], ["z"], name="concat")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.STRING, [2]),
+                           helper.make_tensor_value_info("y", TensorProto.STRING, [2])],
+                          [helper.make_tensor_value_info("z", TensorProto.STRING, [2])])
+    m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 20)], ir_version=9))
+    value = np.array(["a", "b"], dtype=object)
+    assert create("freeze-inputs", y=value).run(m).changed
+    assert not create("freeze-inputs", y=value).run(m).changed

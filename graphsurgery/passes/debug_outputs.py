@@ -18,12 +18,15 @@ class DebugOutputs(Pass):
     they are): all node outputs by default, or those chosen by ``names`` (``a;b``), ``op_types``
     (``Conv;Relu``), ``pattern`` (shell pattern on node names) or ``first`` (outputs of the first
     N nodes of the main graph, in topological order). Element types and shapes come from shape
-    inference; a tensor whose type is unknown is reported and skipped.
+    inference; a tensor of unknown rank is carried in an Optional (opset 15 to 27); a tensor
+    that cannot be carried (unknown type, not a tensor) is reported in ``skipped`` and left.
 
     Tensors inside If/Loop/Scan bodies are threaded out through the enclosing node, level by
     level: an extra branch output for If (the other branch returns an empty tensor of the same
-    element type), an extra scan output for Loop and Scan (one slice per iteration).
-    ``details["outputs"]`` maps each chosen tensor to the graph output that carries it.
+    element type), an extra scan output for Loop and Scan (one slice per iteration; only for
+    tensors whose shape there is static, as every iteration must give the same shape).
+    ``details["outputs"]`` maps each chosen tensor to the graph output that carries it, also
+    for tensors exposed already; running the pass again changes nothing.
     """
 
     name = "debug-outputs"
@@ -157,9 +160,11 @@ def _cannot_carry(model: Model, types: _Flat, g: Graph, name: str) -> str | None
         return f"it is a {(t.WhichOneof('value') or 'value').replace('_type', '')}, not a tensor"
     if not t.tensor_type.elem_type:
         return "its element type is unknown"
-    if shapes.dims(t) is None and (model.opset("") or 0) < 15:
-        return (f"its rank is unknown, and a graph output needs one (opset {model.opset('')} has no Optional "
-                "to carry it in)")
+    if shapes.dims(t) is None and not 15 <= (model.opset("") or 0) < 28:
+        # Optional (opset 15) carries a tensor of any rank; onnxruntime has no kernel for the
+        # Optional of opset 28 yet, so there it would stop the model from loading
+        return (f"its rank is unknown, and a graph output needs one (carried in an Optional from opset 15 "
+                f"to 27; this model has opset {model.opset('')})")
     level, cur, through_if = g, t, False
     while level.parent is not None:
         node = level.owner

@@ -120,6 +120,8 @@ def _same_value(current: np.ndarray, wanted: np.ndarray) -> bool:
     current, wanted = np.asarray(current), np.asarray(wanted)
     if current.dtype != wanted.dtype or current.shape != wanted.shape:
         return False
+    if current.dtype == object:  # strings: compare the values, not the object pointers
+        return current.tolist() == wanted.tolist()
     return current.tobytes() == wanted.tobytes()
 
 
