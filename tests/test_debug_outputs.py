@@ -105,7 +105,8 @@ def test_debug_outputs_in_loops_skips_tensors_whose_shape_may_change():
          helper.make_node("Add", ["d", "x"], ["e"], name="add")], "body",
         [vi("i", TensorProto.INT64, ()), vi("cond_in", TensorProto.BOOL, ()), vi("acc_in", shape=(None,))],
         [vi("cond_out", TensorProto.BOOL, ()), vi("acc_out", shape=(None,)), vi("e")])
-    inits = [numpy_helper.from_array(np.array(3, np.int64), "n"), numpy_helper.from_array(np.ones(1, np.float32), "one"),
+    inits = [numpy_helper.from_array(np.array(3, np.int64), "n"),
+             numpy_helper.from_array(np.ones(1, np.float32), "one"),
              numpy_helper.from_array(np.zeros(1, np.float32), "start"),
              numpy_helper.from_array(np.full(2, 2, np.float32), "two")]
     proto = model_of([helper.make_node("Loop", ["n", "", "start"], ["acc", "es"], name="loop", body=body)],

@@ -157,7 +157,8 @@ def _cannot_carry(model: Model, types: _Flat, g: Graph, name: str) -> str | None
     if t is None:
         return "its type is unknown"
     if not t.HasField("tensor_type"):
-        return f"it is a {(t.WhichOneof('value') or 'value').replace('_type', '')}, not a tensor"
+        kind = (t.WhichOneof("value") or "value").replace("_type", "")
+        return f"it is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not a tensor"
     if not t.tensor_type.elem_type:
         return "its element type is unknown"
     if shapes.dims(t) is None and not 15 <= (model.opset("") or 0) < 28:

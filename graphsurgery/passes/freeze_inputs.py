@@ -78,7 +78,9 @@ class FreezeInputs(Pass):
         vtype = t.type
         if vtype is not None and not vtype.HasField("tensor_type"):
             kind = vtype.WhichOneof("value") or "untyped"
-            raise PassError(f"freeze-inputs: input {name!r} is a {kind.replace('_type', '')}, not a tensor; "
+            kind = kind.replace("_type", "")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise PassError(f"freeze-inputs: input {name!r} is {article} {kind}, not a tensor; "
                             "only tensor inputs can be frozen")
         dtype = t.dtype
         if dtype is None:
