@@ -423,7 +423,7 @@ def _cmd_passes(args: argparse.Namespace) -> int:
         for key, opt in p["options"].items():
             print(f"{'':<{width}}    {key}={opt['default']}: {opt['help']}")
         if p["free_options"]:
-            print(f"{'':<{width}}    NAME=VALUE for each graph input")
+            print(f"{'':<{width}}    {p['free_help']}")
     return 0
 
 

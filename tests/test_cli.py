@@ -303,6 +303,12 @@ def test_passes_shows_whole_first_sentences(capsys):
     info = {p["name"]: p["summary"] for p in describe_all()}
     assert "(shell-style, e.g. */in1*)" in info["instancenorm-epsilon"]
     assert info["instancenorm-epsilon"].endswith("(TensorRT's parser clamps small values, changing results).")
+    # a summary says what the pass does, not what exporters do
+    assert info["fix-prelu-slope"].startswith("Reshape a per-channel PRelu slope")
+    # free NAME=VALUE options are explained per pass: rename-io renames outputs too
+    assert main(["passes"]) == 0
+    out = capsys.readouterr().out
+    assert "OLD=NEW for each graph input or output to rename" in out and "NAME=DIMS for each graph input" in out
 
 
 def test_run_prints_one_line_per_pass_details_with_v(tmp_path, capsys):

@@ -75,6 +75,8 @@ class Pass:
     options: ClassVar[dict[str, Option]] = {}
     #: passes that take arbitrary NAME=VALUE options (e.g. freeze-inputs) set this
     free_options: ClassVar[bool] = False
+    #: what the free options mean, for ``graphsurgery passes``
+    free_help: ClassVar[str] = "NAME=VALUE for each graph input"
     #: model-level fields this pass may change (see :func:`fidelity_snapshot`); others must stay
     touches: ClassVar[frozenset[str]] = frozenset()
     #: True for passes whose purpose is to change outputs (instancenorm-epsilon): ``--verify``

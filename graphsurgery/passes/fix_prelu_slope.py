@@ -110,7 +110,8 @@ def classify(model: Model, types=None) -> list[SlopeVerdict]:
 
 
 class FixPReluSlope(Pass):
-    """Exporters such as MXNet store a per-channel PRelu slope as ``[C]``. ONNX broadcasts it
+    """Reshape a per-channel PRelu slope stored as ``[C]`` to ``[C, 1, ..., 1]`` where the graph
+    shows the channel was meant. Exporters such as MXNet store it as ``[C]``; ONNX broadcasts it
     against the *last* axis of an NCHW input, so runtimes fail ("Attempting to broadcast an
     axis by a dimension other than 1") or, when W == C, silently scale the wrong axis.
 

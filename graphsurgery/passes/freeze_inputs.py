@@ -61,6 +61,7 @@ class FreezeInputs(Pass):
 
     name = "freeze-inputs"
     free_options = True
+    free_help = "NAME=VALUE for each graph input to freeze: a number, true/false, or a [list]"
 
     def apply(self, model: Model, result: PassResult) -> None:
         g = model.graph

@@ -64,7 +64,7 @@ def describe_all() -> list[dict[str, Any]]:
         doc = (cls.__doc__ or "").strip()
         out.append({"name": name, "summary": _first_sentence(doc), "doc": doc,
                     "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()},
-                    "free_options": cls.free_options})
+                    "free_options": cls.free_options, "free_help": cls.free_help if cls.free_options else None})
     return out
 
 

@@ -13,6 +13,7 @@ class RenameIO(Pass):
 
     name = "rename-io"
     free_options = True
+    free_help = "OLD=NEW for each graph input or output to rename"
 
     def feeds_before(self, feeds, before, after, result):
         """The same arrays under the old names."""

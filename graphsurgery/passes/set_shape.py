@@ -61,6 +61,7 @@ class SetShape(Pass):
 
     name = "set-shape"
     free_options = True
+    free_help = "NAME=DIMS for each graph input, e.g. input=1x3x224x224 (dims: numbers or names)"
 
     def apply(self, model: Model, result: PassResult) -> None:
         g = model.graph
