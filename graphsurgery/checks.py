@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from .errors import InvalidModelError, ModelLoadError
-from .serialization import TWO_GB, validate_header
+from . import tensors
+from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
+from .serialization import TWO_GB, iter_model_tensors, validate_header, validate_text
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -21,10 +22,18 @@ def problems(model: Model, *, onnx_checker: bool = True, full: bool = True) -> l
     found: list[str] = []
     try:
         validate_header(model.proto, "the model")
+        validate_text(model.proto, "the model")
     except ModelLoadError as exc:
-        found.append(str(exc))
+        return [str(exc)]  # nothing else can be read safely
     for g in [model.graph, *model.functions.values()]:
-        _graph_problems(g, found)
+        try:
+            _graph_problems(g, found)
+        except GraphSurgeryError as exc:
+            found.append(str(exc))
+    for t in iter_model_tensors(model.proto):
+        bad = tensors.problem(t, model.base_dir)
+        if bad is not None:
+            found.append(bad)
     if onnx_checker and not found:
         found.extend(_onnx_checker(model, full))
     return found
@@ -86,6 +95,9 @@ def _onnx_checker(model: Model, full: bool) -> list[str]:
         return [f"onnx checker: {first[0] if first else exc}"]
     except onnx.shape_inference.InferenceError as exc:
         return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
+    except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
+        first = str(exc).strip().splitlines()
+        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
     return []
 
 

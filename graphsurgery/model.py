@@ -27,6 +27,7 @@ def load(source: Any, *, base_dir: str | None = None) -> Model:
         return source
     if isinstance(source, onnx.ModelProto):
         serialization.validate_header(source, "the model")
+        serialization.validate_text(source, "the model")
         model = Model(source, base_dir=base_dir)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         model = Model(serialization.parse(bytes(source), "the given bytes"), base_dir=base_dir)
@@ -197,7 +198,7 @@ class Model:
           ``size_threshold`` bytes or more move there. Afterwards the model reads its weights
           from that new file.
         - Refuses to overwrite the file the model was loaded from unless ``overwrite=True``, to
-          write a model that breaks graphsurgery's invariants unless ``check=False``, and to write
+          write a model :meth:`check` rejects unless ``check=False``, and to write
           subgraphs nested deeper than protobuf readers accept.
         - ``progress(done, total, label)`` is called as external tensors are written.
         - The write is atomic against anything that can happen to this process (a reader sees
@@ -208,10 +209,14 @@ class Model:
 
         self._restore_order()
         scan = checks.scan(self)  # one ordered pass: names, order, nesting depth, external data
-        if check and scan.problem is not None:
-            found = checks.problems(self, onnx_checker=False) or [scan.problem]
-            raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
-                            "Fix it, or pass check=False to save anyway")
+        if check:
+            # everything check() looks at: a saved model is one check() accepts
+            found = checks.problems(self)
+            if scan.problem is not None and not found:
+                found = [scan.problem]
+            if found:
+                raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
+                                "Fix it, or pass check=False to save anyway")
         serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
                            size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external,
                            durable=durable, progress=progress)

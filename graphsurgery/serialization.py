@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import onnx
+from google.protobuf.descriptor import FieldDescriptor as _FD
 from google.protobuf.message import DecodeError
 
 from . import external_data
@@ -41,7 +42,58 @@ def parse(data: bytes, what: str) -> onnx.ModelProto:
     except RecursionError:
         raise ModelLoadError(f"{what} nests subgraphs too deeply to be read") from None
     validate_header(proto, what)
+    validate_text(proto, what)
     return proto
+
+
+def validate_text(proto: onnx.ModelProto, what: str) -> None:
+    """Refuse a model holding text (names, domains, doc strings...) that is not valid UTF-8.
+
+    Protobuf decodes text fields only when they are read, so without this a damaged name would
+    raise UnicodeDecodeError from whichever tool reads it first. Weights are not looked at.
+    """
+    stack: list[tuple[object, str]] = [(proto, "the model")]
+    STRING, MESSAGE = _FD.TYPE_STRING, _FD.TYPE_MESSAGE
+    while stack:
+        msg, where = stack.pop()
+        try:
+            fields = msg.ListFields() if not isinstance(msg, onnx.TensorProto) else _tensor_text_fields(msg)
+        except UnicodeDecodeError:
+            fields = None
+        for fd, value in fields or ():
+            t = fd.type
+            if t == STRING:
+                # protobuf hands back bytes, not str, for text that does not decode
+                if isinstance(value, bytes) or (not isinstance(value, str) and any(isinstance(v, bytes)
+                                                                                   for v in value)):
+                    fields = None
+                    break
+            elif t == MESSAGE:
+                if _is_repeated(fd):
+                    stack.extend((v, f"{where} › {fd.name}[{i}]") for i, v in enumerate(value))
+                else:
+                    stack.append((value, f"{where} › {fd.name}"))
+        if fields is None:
+            raise ModelLoadError(f"{what}: {where} holds text that is not valid UTF-8 (a name, domain or doc "
+                                 "string); the file is damaged")
+
+
+def _tensor_text_fields(t: onnx.TensorProto) -> list:
+    """The fields of a tensor that may hold text, without copying its data."""
+    d = t.DESCRIPTOR.fields_by_name
+    out = [(d["name"], t.name), (d["doc_string"], t.doc_string)]
+    if len(t.external_data):
+        out.append((d["external_data"], t.external_data))
+    if "metadata_props" in d and len(t.metadata_props):
+        out.append((d["metadata_props"], t.metadata_props))
+    if "segment" in d and t.HasField("segment"):
+        out.append((d["segment"], t.segment))
+    return out
+
+
+def _is_repeated(fd) -> bool:
+    flag = getattr(fd, "is_repeated", None)
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
 
 
 def validate_header(proto: onnx.ModelProto, what: str) -> None:
