@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import TYPE_CHECKING
 
 import onnx
 
 from . import tensors
 from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
-from .serialization import TWO_GB, iter_model_tensors, validate_header, validate_text
+from .serialization import TWO_GB, _create_temp, iter_model_tensors, validate_header, validate_text
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -81,13 +80,17 @@ def _onnx_checker(model: Model, full: bool) -> list[str]:
         if external and model.base_dir is not None:
             # onnx's checker finds external data only relative to a model path, so give it one
             # beside the data, for the length of the check.
-            fd, tmp = tempfile.mkstemp(prefix=".graphsurgery-check-", suffix=".onnx", dir=model.base_dir)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(proto.SerializeToString())
-                onnx.checker.check_model(tmp, full_check=full)
-            finally:
-                os.unlink(tmp)
+                fd, tmp = _create_temp(model.base_dir, "graphsurgery-check.onnx")
+            except OSError:  # a read-only folder: check the model itself (external files were resolved above)
+                onnx.checker.check_model(proto, full_check=full)
+            else:
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(proto.SerializeToString())
+                    onnx.checker.check_model(tmp, full_check=full)
+                finally:
+                    os.unlink(tmp)
         else:
             onnx.checker.check_model(proto, full_check=full)
     except onnx.checker.ValidationError as exc:

@@ -12,7 +12,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import external_data
-from .errors import InvalidModelError
+from .errors import ExternalDataError, InvalidModelError
 
 _STANDARD = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -131,6 +131,9 @@ def to_numpy(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarra
         raise InvalidModelError(f"{bad}; the model is damaged", [bad])
     try:
         return _to_numpy(tensor, base_dir)
+    except OSError as exc:  # the data file went away (or became unreadable) after it was checked
+        raise ExternalDataError(f"tensor {tensor.name or '<unnamed tensor>'!r}: cannot read its external data "
+                                f"({exc.strerror or exc}); was the model replaced while it was being read?") from None
     except (ValueError, TypeError, OverflowError, KeyError, MemoryError) as exc:
         name = tensor.name or "<unnamed tensor>"
         msg = f"tensor {name!r} cannot be decoded as {external_data.dtype_name(tensor.data_type)} × " \
