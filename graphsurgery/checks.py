@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import warnings
 from typing import TYPE_CHECKING
 
 import onnx
@@ -76,6 +79,10 @@ def _onnx_checker(model: Model, full: bool) -> list[str]:
     external = scan(model).has_external
     if proto.ByteSize() >= TWO_GB and not external:
         return []  # onnx's checker cannot take a proto this size in memory; our own checks ran
+    return _isolated(lambda: _run_onnx_checker(model, proto, external, full))
+
+
+def _run_onnx_checker(model: Model, proto, external: bool, full: bool) -> list[str]:
     try:
         if external and model.base_dir is not None:
             # onnx's checker finds external data only relative to a model path, so give it one
@@ -102,6 +109,55 @@ def _onnx_checker(model: Model, full: bool) -> list[str]:
         first = str(exc).strip().splitlines()
         return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
     return []
+
+
+def _isolated(run) -> list[str]:
+    """Run ``run()`` (onnx's checker) in a forked child where the platform allows it.
+
+    onnx's C++ checker and shape inference abort or crash the whole process on some damaged
+    models; in a child, a crash becomes a reported problem instead of taking the caller down.
+    Forking costs a few milliseconds: the child shares the parent's memory, model included.
+    """
+    if not hasattr(os, "fork"):
+        return run()
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
+        pid = os.fork()
+    if pid == 0:  # the child: report, and leave without running any of the parent's cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            data = json.dumps(run()).encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return [f"onnx checker crashed ({name}) on this model; it is damaged in a way onnx does not report"]
+    try:
+        return list(json.loads(b"".join(chunks)))
+    except ValueError:
+        return ["onnx checker stopped without a verdict on this model"]
 
 
 def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None:

@@ -67,6 +67,20 @@ class Model:
         """Refuse, at load, what makes the main graph's names ambiguous and is cheap to see:
         initializers defined twice. Node-level problems (duplicate producers, dangling inputs,
         cycles) surface when the index is first built, in :meth:`check`, and at save."""
+        stack = [(self.proto.graph, "the main graph")]
+        while stack:  # attribute references belong in function bodies only
+            g, where = stack.pop()
+            for n in g.node:
+                for a in n.attribute:
+                    if a.ref_attr_name:
+                        raise InvalidModelError(
+                            f"attribute {a.name!r} of node {n.name!r} in {where} refers to a function attribute "
+                            f"({a.ref_attr_name!r}), which only nodes inside a function body may do",
+                            [f"attribute reference outside a function: {n.name!r}.{a.name}"])
+                    if a.type == onnx.AttributeProto.GRAPH:
+                        stack.append((a.g, f"{where} › {n.name!r}.{a.name}"))
+                    elif a.type == onnx.AttributeProto.GRAPHS:
+                        stack.extend((sub, f"{where} › {n.name!r}.{a.name}") for sub in a.graphs)
         seen: set[str] = set()
         for t in self.proto.graph.initializer:
             if t.name in seen:

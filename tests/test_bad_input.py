@@ -433,3 +433,27 @@ def test_save_refuses_what_check_rejects(tmp_path):
         model.save(tmp_path / "c.onnx")
     assert os.listdir(tmp_path) == []
     model.save(tmp_path / "c.onnx", check=False)  # still possible when asked for
+
+
+def test_onnx_checker_crashing_does_not_take_the_caller_down(monkeypatch, tmp_path):
+    # onnx's C++ shape inference aborts the process on some damaged models; stand in for it.
+    def crash(*a, **k):
+        os.abort()
+
+    monkeypatch.setattr(onnx.checker, "check_model", crash)
+    model = gs.load(tiny_chain())
+    found = model.problems()
+    assert found and "crashed (SIGABRT)" in found[0]
+    with pytest.raises(gs.InvalidModelError, match="crashed"):
+        model.check()
+    with pytest.raises(gs.SaveError, match="crashed"):
+        model.save(tmp_path / "m.onnx")
+
+
+def test_attribute_reference_outside_a_function_is_refused():
+    from conftest import if_model
+
+    m = if_model()
+    m.graph.node[0].attribute[0].ref_attr_name = "body"  # only function bodies may refer to attributes
+    with pytest.raises(gs.InvalidModelError, match="only nodes inside a function body"):
+        gs.load(m)
