@@ -67,20 +67,27 @@ class Model:
         """Refuse, at load, what makes the main graph's names ambiguous and is cheap to see:
         initializers defined twice. Node-level problems (duplicate producers, dangling inputs,
         cycles) surface when the index is first built, in :meth:`check`, and at save."""
-        stack = [(self.proto.graph, "the main graph")]
-        while stack:  # attribute references belong in function bodies only
-            g, where = stack.pop()
+        stack = [(self.proto.graph, "the main graph", False)]
+        stack += [(f, f"function {f.domain}::{f.name}", True) for f in self.proto.functions]
+        while stack:  # attribute references belong in function bodies only, and never stand for a graph
+            g, where, in_function = stack.pop()
             for n in g.node:
                 for a in n.attribute:
-                    if a.ref_attr_name:
+                    if a.ref_attr_name and in_function and a.type in (onnx.AttributeProto.GRAPH,
+                                                                      onnx.AttributeProto.GRAPHS):
+                        raise InvalidModelError(
+                            f"attribute {a.name!r} of node {n.name!r} in {where} takes its graph from the function "
+                            f"attribute {a.ref_attr_name!r}; graphsurgery cannot look into such a body",
+                            [f"graph attribute reference: {n.name!r}.{a.name}"])
+                    if a.ref_attr_name and not in_function:
                         raise InvalidModelError(
                             f"attribute {a.name!r} of node {n.name!r} in {where} refers to a function attribute "
                             f"({a.ref_attr_name!r}), which only nodes inside a function body may do",
                             [f"attribute reference outside a function: {n.name!r}.{a.name}"])
                     if a.type == onnx.AttributeProto.GRAPH:
-                        stack.append((a.g, f"{where} › {n.name!r}.{a.name}"))
+                        stack.append((a.g, f"{where} › {n.name!r}.{a.name}", in_function))
                     elif a.type == onnx.AttributeProto.GRAPHS:
-                        stack.extend((sub, f"{where} › {n.name!r}.{a.name}") for sub in a.graphs)
+                        stack.extend((sub, f"{where} › {n.name!r}.{a.name}", in_function) for sub in a.graphs)
         seen: set[str] = set()
         for t in self.proto.graph.initializer:
             if t.name in seen:

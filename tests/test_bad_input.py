@@ -457,3 +457,20 @@ def test_attribute_reference_outside_a_function_is_refused():
     m.graph.node[0].attribute[0].ref_attr_name = "body"  # only function bodies may refer to attributes
     with pytest.raises(gs.InvalidModelError, match="only nodes inside a function body"):
         gs.load(m)
+
+
+def test_graph_attribute_taken_from_a_function_attribute_is_refused():
+    body = helper.make_graph([helper.make_node("Identity", ["fx"], ["t"], name="inner")], "b", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    if_node = helper.make_node("If", ["fc"], ["fy"], name="f_if", then_branch=body, else_branch=body)
+    if_node.attribute[0].ref_attr_name = "branch"
+    fn = helper.make_function("local", "F", ["fx", "fc"], ["fy"], [if_node], [helper.make_opsetid("", 17)],
+                              attributes=["branch"])
+    g = helper.make_graph([helper.make_node("F", ["x", "c"], ["y"], name="call", domain="local")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=[fn])
+    with pytest.raises(gs.InvalidModelError, match="takes its graph from the function attribute 'branch'"):
+        gs.load(m)
