@@ -30,6 +30,7 @@ TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
 MAX_MESSAGE_DEPTH = 100
 _ALIGN = 64
+_MAX_PARSE_FOR_DATA = 256 * 2**20
 _CHUNK = 4 * 2**20
 
 
@@ -443,8 +444,11 @@ def _tagged(name: str, location: str) -> bool:
 
 
 def _data_files_of(path: str) -> set[str]:
-    """The external data locations the model file at ``path`` refers to (empty if unreadable)."""
+    """The external data locations the model file at ``path`` refers to (empty if unreadable, or
+    too big to parse for this: a model that large keeps its weights inline, almost always)."""
     try:
+        if os.path.getsize(path) > _MAX_PARSE_FOR_DATA:
+            return set()
         with open(path, "rb") as f:
             proto = onnx.ModelProto.FromString(f.read())
         return {_location_of(t) for t in iter_model_tensors(proto) if external_data.is_external(t)} - {""}
