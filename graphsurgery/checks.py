@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import signal
+import warnings
 from typing import TYPE_CHECKING
 
 import onnx
 
-from .errors import InvalidModelError, ModelLoadError
-from .serialization import TWO_GB, validate_header
+from . import tensors
+from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
+from .serialization import TWO_GB, _create_temp, iter_model_tensors, validate_header, validate_text
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -21,10 +24,18 @@ def problems(model: Model, *, onnx_checker: bool = True, full: bool = True) -> l
     found: list[str] = []
     try:
         validate_header(model.proto, "the model")
+        validate_text(model.proto, "the model")
     except ModelLoadError as exc:
-        found.append(str(exc))
+        return [str(exc)]  # nothing else can be read safely
     for g in [model.graph, *model.functions.values()]:
-        _graph_problems(g, found)
+        try:
+            _graph_problems(g, found)
+        except GraphSurgeryError as exc:
+            found.append(str(exc))
+    for t in iter_model_tensors(model.proto):
+        bad = tensors.problem(t, model.base_dir)
+        if bad is not None:
+            found.append(bad)
     if onnx_checker and not found:
         found.extend(_onnx_checker(model, full))
     return found
@@ -68,17 +79,25 @@ def _onnx_checker(model: Model, full: bool) -> list[str]:
     external = scan(model).has_external
     if proto.ByteSize() >= TWO_GB and not external:
         return []  # onnx's checker cannot take a proto this size in memory; our own checks ran
+    return _isolated(lambda: _run_onnx_checker(model, proto, external, full))
+
+
+def _run_onnx_checker(model: Model, proto, external: bool, full: bool) -> list[str]:
     try:
         if external and model.base_dir is not None:
             # onnx's checker finds external data only relative to a model path, so give it one
             # beside the data, for the length of the check.
-            fd, tmp = tempfile.mkstemp(prefix=".graphsurgery-check-", suffix=".onnx", dir=model.base_dir)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(proto.SerializeToString())
-                onnx.checker.check_model(tmp, full_check=full)
-            finally:
-                os.unlink(tmp)
+                fd, tmp = _create_temp(model.base_dir, "graphsurgery-check.onnx")
+            except OSError:  # a read-only folder: check the model itself (external files were resolved above)
+                onnx.checker.check_model(proto, full_check=full)
+            else:
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(proto.SerializeToString())
+                    onnx.checker.check_model(tmp, full_check=full)
+                finally:
+                    os.unlink(tmp)
         else:
             onnx.checker.check_model(proto, full_check=full)
     except onnx.checker.ValidationError as exc:
@@ -86,7 +105,59 @@ def _onnx_checker(model: Model, full: bool) -> list[str]:
         return [f"onnx checker: {first[0] if first else exc}"]
     except onnx.shape_inference.InferenceError as exc:
         return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
+    except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
+        first = str(exc).strip().splitlines()
+        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
     return []
+
+
+def _isolated(run) -> list[str]:
+    """Run ``run()`` (onnx's checker) in a forked child where the platform allows it.
+
+    onnx's C++ checker and shape inference abort or crash the whole process on some damaged
+    models; in a child, a crash becomes a reported problem instead of taking the caller down.
+    Forking costs a few milliseconds: the child shares the parent's memory, model included.
+    """
+    if not hasattr(os, "fork"):
+        return run()
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
+        pid = os.fork()
+    if pid == 0:  # the child: report, and leave without running any of the parent's cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            data = json.dumps(run()).encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_fd, view):]
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    try:
+        while True:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(read_fd)
+        _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        return [f"onnx checker crashed ({name}) on this model; it is damaged in a way onnx does not report"]
+    try:
+        return list(json.loads(b"".join(chunks)))
+    except ValueError:
+        return ["onnx checker stopped without a verdict on this model"]
 
 
 def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None:

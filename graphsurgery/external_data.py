@@ -9,12 +9,15 @@ fall outside the file or disagree with the tensor's dtype and shape.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass
 
 import onnx
 
 from .errors import ExternalDataError
+
+_DIGITS = re.compile(r"[0-9]+")
 
 # Bits per element for element types whose storage is not a whole number of bytes.
 _SUBBYTE_BITS = {
@@ -40,11 +43,28 @@ def is_external(tensor: onnx.TensorProto) -> bool:
     return tensor.data_location == onnx.TensorProto.EXTERNAL
 
 
-def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
-    """The number of bytes the tensor's dtype × shape needs, or None for strings/unknown."""
+_ELEMENT_TYPES = frozenset(onnx.TensorProto.DataType.values())
+
+
+def dtype_name(data_type: int) -> str:
+    """The element type's ONNX name, or ``unknown(N)`` for a number ONNX does not define."""
+    if data_type in _ELEMENT_TYPES:
+        return onnx.TensorProto.DataType.Name(data_type)
+    return f"unknown({data_type})"
+
+
+def element_count(tensor: onnx.TensorProto) -> int:
     count = 1
     for d in tensor.dims:
         count *= d
+    return count
+
+
+def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
+    """The number of bytes the tensor's dtype × shape needs, or None for strings/unknown."""
+    count = element_count(tensor)
+    if count < 0:
+        return None
     dt = tensor.data_type
     if dt in _SUBBYTE_BITS:
         return (count * _SUBBYTE_BITS[dt] + 7) // 8
@@ -58,7 +78,15 @@ def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
 
 
 def _entries(tensor: onnx.TensorProto) -> dict[str, str]:
-    return {e.key: e.value for e in tensor.external_data}
+    entries: dict[str, str] = {}
+    for e in tensor.external_data:
+        if e.key in entries:
+            # readers disagree on which entry wins (some take the first, some the last)
+            raise ExternalDataError(
+                f"tensor {tensor.name or '<unnamed tensor>'!r} names external data {e.key!r} twice "
+                f"({entries[e.key]!r} and {e.value!r}); tools disagree on which one wins, so keep one")
+        entries[e.key] = e.value
+    return entries
 
 
 def resolve(tensor: onnx.TensorProto, base_dir: str | None) -> ExternalRef:
@@ -72,6 +100,9 @@ def resolve(tensor: onnx.TensorProto, base_dir: str | None) -> ExternalRef:
     location = entries.get("location")
     if not location:
         raise ExternalDataError(f"tensor {name!r} is marked EXTERNAL but names no 'location'")
+    if "\0" in location:
+        raise ExternalDataError(f"tensor {name!r}: external data location {location!r} contains a NUL byte, "
+                                "which no file name can hold")
     if base_dir is None:
         raise ExternalDataError(
             f"tensor {name!r} keeps its data in {location!r}, but the model was not loaded from a file; "
@@ -106,6 +137,8 @@ def resolve(tensor: onnx.TensorProto, base_dir: str | None) -> ExternalRef:
         raise ExternalDataError(
             f"tensor {name!r}: external data file {path} does not exist; keep the data file beside the model"
         ) from None
+    except OSError as exc:
+        raise ExternalDataError(f"tensor {name!r}: cannot read external data file {path}: {exc.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
         raise ExternalDataError(f"tensor {name!r}: external data location {location!r} is not a regular file")
     if st.st_nlink > 1:
@@ -113,14 +146,15 @@ def resolve(tensor: onnx.TensorProto, base_dir: str | None) -> ExternalRef:
             f"tensor {name!r}: external data file {path} has {st.st_nlink} hard links; "
             "a hard link may point outside the model's folder, so copy the file instead"
         )
-    try:
-        offset = int(entries.get("offset", "0"))
-        length = int(entries.get("length", "-1"))
-    except ValueError:
+    raw_offset, raw_length = entries.get("offset", "0"), entries.get("length")
+    if not _DIGITS.fullmatch(raw_offset) or (raw_length is not None and not _DIGITS.fullmatch(raw_length)):
+        # only plain decimal digits: readers parse "1_0", " 8" or "1e3" differently
         raise ExternalDataError(
-            f"tensor {name!r}: external data offset/length are not integers "
-            f"(offset={entries.get('offset')!r}, length={entries.get('length')!r})"
-        ) from None
+            f"tensor {name!r}: external data offset/length must be plain non-negative integers "
+            f"(offset={entries.get('offset')!r}, length={raw_length!r})"
+        )
+    offset = int(raw_offset)
+    length = int(raw_length) if raw_length is not None else -1
     if offset < 0 or offset > st.st_size:
         raise ExternalDataError(
             f"tensor {name!r}: external data offset {offset} lies outside {path} ({st.st_size} bytes)"
@@ -135,7 +169,7 @@ def resolve(tensor: onnx.TensorProto, base_dir: str | None) -> ExternalRef:
     if expected is not None and available != expected and (length >= 0 or available < expected):
         raise ExternalDataError(
             f"tensor {name!r}: external data holds {available} bytes but dtype "
-            f"{onnx.TensorProto.DataType.Name(tensor.data_type)} × shape {list(tensor.dims)} needs {expected}"
+            f"{dtype_name(tensor.data_type)} × shape {list(tensor.dims)} needs {expected}"
         )
     return ExternalRef(path=path, location=location, offset=offset, length=expected if length < 0 and expected is not None else length)
 

@@ -27,6 +27,7 @@ def load(source: Any, *, base_dir: str | None = None) -> Model:
         return source
     if isinstance(source, onnx.ModelProto):
         serialization.validate_header(source, "the model")
+        serialization.validate_text(source, "the model")
         model = Model(source, base_dir=base_dir)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         model = Model(serialization.parse(bytes(source), "the given bytes"), base_dir=base_dir)
@@ -66,6 +67,27 @@ class Model:
         """Refuse, at load, what makes the main graph's names ambiguous and is cheap to see:
         initializers defined twice. Node-level problems (duplicate producers, dangling inputs,
         cycles) surface when the index is first built, in :meth:`check`, and at save."""
+        stack = [(self.proto.graph, "the main graph", False)]
+        stack += [(f, f"function {f.domain}::{f.name}", True) for f in self.proto.functions]
+        while stack:  # attribute references belong in function bodies only, and never stand for a graph
+            g, where, in_function = stack.pop()
+            for n in g.node:
+                for a in n.attribute:
+                    if a.ref_attr_name and in_function and a.type in (onnx.AttributeProto.GRAPH,
+                                                                      onnx.AttributeProto.GRAPHS):
+                        raise InvalidModelError(
+                            f"attribute {a.name!r} of node {n.name!r} in {where} takes its graph from the function "
+                            f"attribute {a.ref_attr_name!r}; graphsurgery cannot look into such a body",
+                            [f"graph attribute reference: {n.name!r}.{a.name}"])
+                    if a.ref_attr_name and not in_function:
+                        raise InvalidModelError(
+                            f"attribute {a.name!r} of node {n.name!r} in {where} refers to a function attribute "
+                            f"({a.ref_attr_name!r}), which only nodes inside a function body may do",
+                            [f"attribute reference outside a function: {n.name!r}.{a.name}"])
+                    if a.type == onnx.AttributeProto.GRAPH:
+                        stack.append((a.g, f"{where} › {n.name!r}.{a.name}", in_function))
+                    elif a.type == onnx.AttributeProto.GRAPHS:
+                        stack.extend((sub, f"{where} › {n.name!r}.{a.name}", in_function) for sub in a.graphs)
         seen: set[str] = set()
         for t in self.proto.graph.initializer:
             if t.name in seen:
@@ -197,7 +219,7 @@ class Model:
           ``size_threshold`` bytes or more move there. Afterwards the model reads its weights
           from that new file.
         - Refuses to overwrite the file the model was loaded from unless ``overwrite=True``, to
-          write a model that breaks graphsurgery's invariants unless ``check=False``, and to write
+          write a model :meth:`check` rejects unless ``check=False``, and to write
           subgraphs nested deeper than protobuf readers accept.
         - ``progress(done, total, label)`` is called as external tensors are written.
         - The write is atomic against anything that can happen to this process (a reader sees
@@ -208,10 +230,14 @@ class Model:
 
         self._restore_order()
         scan = checks.scan(self)  # one ordered pass: names, order, nesting depth, external data
-        if check and scan.problem is not None:
-            found = checks.problems(self, onnx_checker=False) or [scan.problem]
-            raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
-                            "Fix it, or pass check=False to save anyway")
+        if check:
+            # everything check() looks at: a saved model is one check() accepts
+            found = checks.problems(self)
+            if scan.problem is not None and not found:
+                found = [scan.problem]
+            if found:
+                raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
+                                "Fix it, or pass check=False to save anyway")
         serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
                            size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external,
                            durable=durable, progress=progress)

@@ -9,11 +9,15 @@ leaves a half-written model behind.
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
+import stat
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import onnx
+from google.protobuf.descriptor import FieldDescriptor as _FD
 from google.protobuf.message import DecodeError
 
 from . import external_data
@@ -26,6 +30,7 @@ TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
 MAX_MESSAGE_DEPTH = 100
 _ALIGN = 64
+_MAX_PARSE_FOR_DATA = 256 * 2**20
 _CHUNK = 4 * 2**20
 
 
@@ -41,7 +46,58 @@ def parse(data: bytes, what: str) -> onnx.ModelProto:
     except RecursionError:
         raise ModelLoadError(f"{what} nests subgraphs too deeply to be read") from None
     validate_header(proto, what)
+    validate_text(proto, what)
     return proto
+
+
+def validate_text(proto: onnx.ModelProto, what: str) -> None:
+    """Refuse a model holding text (names, domains, doc strings...) that is not valid UTF-8.
+
+    Protobuf decodes text fields only when they are read, so without this a damaged name would
+    raise UnicodeDecodeError from whichever tool reads it first. Weights are not looked at.
+    """
+    stack: list[tuple[object, str]] = [(proto, "the model")]
+    STRING, MESSAGE = _FD.TYPE_STRING, _FD.TYPE_MESSAGE
+    while stack:
+        msg, where = stack.pop()
+        try:
+            fields = msg.ListFields() if not isinstance(msg, onnx.TensorProto) else _tensor_text_fields(msg)
+        except UnicodeDecodeError:
+            fields = None
+        for fd, value in fields or ():
+            t = fd.type
+            if t == STRING:
+                # protobuf hands back bytes, not str, for text that does not decode
+                if isinstance(value, bytes) or (not isinstance(value, str) and any(isinstance(v, bytes)
+                                                                                   for v in value)):
+                    fields = None
+                    break
+            elif t == MESSAGE:
+                if _is_repeated(fd):
+                    stack.extend((v, f"{where} › {fd.name}[{i}]") for i, v in enumerate(value))
+                else:
+                    stack.append((value, f"{where} › {fd.name}"))
+        if fields is None:
+            raise ModelLoadError(f"{what}: {where} holds text that is not valid UTF-8 (a name, domain or doc "
+                                 "string); the file is damaged")
+
+
+def _tensor_text_fields(t: onnx.TensorProto) -> list:
+    """The fields of a tensor that may hold text, without copying its data."""
+    d = t.DESCRIPTOR.fields_by_name
+    out = [(d["name"], t.name), (d["doc_string"], t.doc_string)]
+    if len(t.external_data):
+        out.append((d["external_data"], t.external_data))
+    if "metadata_props" in d and len(t.metadata_props):
+        out.append((d["metadata_props"], t.metadata_props))
+    if "segment" in d and t.HasField("segment"):
+        out.append((d["segment"], t.segment))
+    return out
+
+
+def _is_repeated(fd) -> bool:
+    flag = getattr(fd, "is_repeated", None)
+    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
 
 
 def validate_header(proto: onnx.ModelProto, what: str) -> None:
@@ -111,11 +167,75 @@ def iter_model_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
             yield from iter_node_tensors(node)
 
 
+# Temporary files are named ".<target>.<pid>-<random>.gstmp", so a later save can tell they are
+# ours and whether the process that made them is gone (killed mid-save): see reclaim_stale().
+_TMP_RE = re.compile(r"^\..*\.(\d+)-[0-9a-f]{8}\.gstmp$")
+_TMP_SUFFIX = ".gstmp"
+# A temporary whose process still seems alive is left alone unless it is this old (pid reuse).
+STALE_AFTER = 24 * 3600.0
+
+
+def _create_temp(folder: str, base: str) -> tuple[int, str]:
+    """Create a new temporary file beside the target, with the mode the umask gives new files
+    (as any other tool writing the file would), not mkstemp's 0600."""
+    for _ in range(100):
+        name = f".{base}.{os.getpid()}-{secrets.token_hex(4)}{_TMP_SUFFIX}"
+        tmp = os.path.join(folder, name)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        except FileExistsError:
+            continue
+        return fd, tmp
+    raise SaveError(f"cannot create a temporary file in {folder}")  # pragma: no cover
+
+
 def _atomic_target(path: str) -> tuple[int, str]:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise SaveError(f"cannot save to {path}: folder {folder} does not exist")
-    return tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    return _create_temp(folder, os.path.basename(path))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, but belongs to someone else
+    return True
+
+
+def reclaim_stale(folder: str) -> list[str]:
+    """Delete graphsurgery's own temporaries in ``folder`` left by saves that were killed: those
+    whose process is gone (or that are older than STALE_AFTER). Returns the names removed."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    now = time.time()
+    for name in names:
+        m = _TMP_RE.match(name)
+        if m is None:
+            continue
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        if _alive(int(m.group(1))) and now - st.st_mtime < STALE_AFTER:
+            continue
+        try:
+            os.unlink(path)
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
 
 
 def write_atomic(path: str, data: bytes, durable: bool = False) -> None:
@@ -174,6 +294,9 @@ def save(model: Model, path: str, *, overwrite: bool, external: bool | None, loc
         raise SaveError(f"subgraphs nest {depth} levels deep; protobuf readers refuse "
                         f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels, so nobody could read this file. "
                         "Inline or flatten some If/Loop bodies first")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        reclaim_stale(folder)
     proto = model.proto
     if external is None:
         external = has_external or proto.ByteSize() >= TWO_GB
@@ -184,7 +307,9 @@ def save(model: Model, path: str, *, overwrite: bool, external: bool | None, loc
         if size >= TWO_GB:
             raise SaveError(f"the model is {size / 2**30:.2f} GiB; protobuf cannot write a file of 2 GiB or more. "
                             "Save with external_data=True to keep weights in a separate file")
+        old = _data_files_of(path)
         write_atomic(path, proto.SerializeToString(), durable)
+        _drop_old_data(path, old, keep=set(), location=os.path.basename(path) + ".data")
         return
     _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold, durable, progress)
 
@@ -204,18 +329,21 @@ def _inline_external(model: Model) -> None:
 def _save_external(model: Model, path: str, location: str, size_threshold: int, durable: bool,
                    progress=None) -> None:
     """Stream every external tensor, and every inline initializer of ``size_threshold`` bytes or
-    more, into one data file beside ``path``; then point the tensors at it and write the model."""
-    if os.path.isabs(location) or ".." in location.replace("\\", "/").split("/") or "/" in location:
+    more, into one new data file beside ``path``; then point the tensors at it and write the model.
+
+    The model and its data change together: the data goes to a file no model refers to yet
+    (``location`` for a new model if no such file exists, else ``location`` with a fresh tag), and only then does
+    the model that refers to it replace the old model, atomically. A reader, or a save killed at any
+    step, sees the old model with the old data or the new model with the new data. The data files
+    the old model used are deleted afterwards, if the model now at ``path`` no longer uses them.
+    An existing file is never overwritten, so the data of other models in the folder is safe.
+    """
+    if (os.path.isabs(location) or ".." in location.replace("\\", "/").split("/") or "/" in location
+            or "\\" in location or "\0" in location or location in ("", ".")):
         raise SaveError(f"external data location {location!r} must be a plain file name in the model's folder")
     folder = os.path.dirname(os.path.abspath(path))
-    data_path = os.path.join(folder, location)
-    if model.source_path is not None and os.path.exists(data_path):
-        src_folder = os.path.dirname(os.path.abspath(model.source_path))
-        same_file = os.path.exists(path) and os.path.samefile(path, model.source_path)
-        if os.path.samefile(folder, src_folder) and not same_file and any(
-                external_data.is_external(t) and _location_of(t) == location for t in iter_model_tensors(model.proto)):
-            raise SaveError(f"saving beside the input would overwrite its data file {data_path}, which the input "
-                            "model still needs; pass location='NEW_NAME.data'")
+    if not os.path.isdir(folder):
+        raise SaveError(f"cannot save to {path}: folder {folder} does not exist")
     proto = model.proto
     initializers = _initializer_ids(proto)
     chosen = []
@@ -224,7 +352,9 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
             chosen.append((t, external_data.resolve(t, model.base_dir)))
         elif id(t) in initializers and t.data_type != onnx.TensorProto.STRING and t.ByteSize() >= size_threshold:
             chosen.append((t, None))
-    fd, tmp_data = _atomic_target(data_path)
+    old = _data_files_of(path)
+    fd, tmp_data = _create_temp(folder, location)
+    final = None
     placed = []
     try:
         with os.fdopen(fd, "wb", buffering=0) as out:
@@ -235,7 +365,11 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
                     _write_all(out, b"\0" * pad)
                     offset += pad
                 if ref is not None:
-                    length = _copy_range(ref.path, ref.offset, ref.length, out)
+                    try:
+                        length = _copy_range(ref.path, ref.offset, ref.length, out)
+                    except FileNotFoundError:
+                        raise SaveError(f"external data file {ref.path} of tensor {t.name!r} was deleted while "
+                                        "saving (did another program replace the model?)") from None
                 else:
                     data = t.raw_data if t.HasField("raw_data") else _as_raw(t)
                     _write_all(out, data)
@@ -246,27 +380,96 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
                     progress(len(placed), len(chosen), "tensors written")
             if durable:
                 os.fsync(out.fileno())
+        # the plain name only for a model saved here for the first time; after that a fresh name each
+        # time, so no name is ever reused while a reader may still hold a model that refers to it
+        final = _claim_name(tmp_data, folder, location, plain=not os.path.lexists(path))
+        tmp_data = None
+        if durable:
+            _fsync_folder(path)  # the data file's name is on disk before any model refers to it
         # point the tensors at the new file; keep what is needed to undo it
         undo = []
         for t, off, length in placed:
-            old = None
+            prev = None
             if external_data.is_external(t):
-                old = onnx.TensorProto()
-                old.CopyFrom(t)
-            undo.append((t, old, off, length))
-            external_data.set_entries(t, location, off, length)
+                prev = onnx.TensorProto()
+                prev.CopyFrom(t)
+            undo.append((t, prev, off, length))
+            external_data.set_entries(t, final, off, length)
         try:
             write_atomic(path, proto.SerializeToString(), durable)
         except BaseException:
-            _undo(undo, tmp_data)
+            _undo(undo, os.path.join(folder, final))
             raise
-        os.replace(tmp_data, data_path)
-        if durable:
-            _fsync_folder(data_path)
+        model._moved_to(folder)
     except BaseException:
-        _unlink(tmp_data)
+        if tmp_data is not None:
+            _unlink(tmp_data)
+        if final is not None and not _uses(path, final):
+            _unlink(os.path.join(folder, final))  # ours, and no model refers to it
         raise
-    model._moved_to(folder)
+    _drop_old_data(path, old, keep={final}, location=location)
+
+
+def _claim_name(tmp: str, folder: str, location: str, plain: bool) -> str:
+    """Give the written data file its final name without ever replacing an existing file:
+    ``location`` if ``plain`` and free, else ``location`` with a fresh tag
+    (``m.onnx.data`` -> ``m.onnx.1a2b3c4d.data``)."""
+    stem, dot, ext = location.rpartition(".")
+    candidates = ([location] if plain else []) + [f"{stem}.{secrets.token_hex(4)}.{ext}" if dot and stem else
+                               f"{location}.{secrets.token_hex(4)}" for _ in range(50)]
+    for name in candidates:
+        target = os.path.join(folder, name)
+        try:
+            os.link(tmp, target)  # fails if the name exists: never replaces anything
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links on this file system: check, then rename
+            if os.path.lexists(target):
+                continue
+            os.rename(tmp, target)
+            return name
+        _unlink(tmp)
+        return name
+    raise SaveError(f"cannot find a free name for the data file {location} in {folder}")  # pragma: no cover
+
+
+def _tagged(name: str, location: str) -> bool:
+    """Is ``name`` ``location`` or a tagged variant _claim_name could have made of it?"""
+    if name == location:
+        return True
+    stem, dot, ext = location.rpartition(".")
+    pattern = (re.escape(stem) + r"\.[0-9a-f]{8}\." + re.escape(ext)) if dot and stem else \
+        (re.escape(location) + r"\.[0-9a-f]{8}")
+    return re.fullmatch(pattern, name) is not None
+
+
+def _data_files_of(path: str) -> set[str]:
+    """The external data locations the model file at ``path`` refers to (empty if unreadable, or
+    too big to parse for this: a model that large keeps its weights inline, almost always)."""
+    try:
+        if os.path.getsize(path) > _MAX_PARSE_FOR_DATA:
+            return set()
+        with open(path, "rb") as f:
+            proto = onnx.ModelProto.FromString(f.read())
+        return {_location_of(t) for t in iter_model_tensors(proto) if external_data.is_external(t)} - {""}
+    except Exception:  # noqa: BLE001 - no model, or one we cannot read: it refers to nothing we know of
+        return set()
+
+
+def _uses(path: str, name: str) -> bool:
+    return name in _data_files_of(path)
+
+
+def _drop_old_data(path: str, old: set[str], keep: set, location: str) -> None:
+    """Delete the data files the replaced model used, when they are named as this save names its data
+    files (other names may be shared with other models) and the model now at ``path`` does not use them."""
+    candidates = {n for n in old - keep if "/" not in n and "\\" not in n and _tagged(n, location)}
+    if not candidates:
+        return
+    now_used = _data_files_of(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    for name in candidates - now_used:
+        _unlink(os.path.join(folder, name))
 
 
 def _undo(undo, tmp_data: str) -> None:

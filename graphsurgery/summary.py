@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import onnx
 
 from . import external_data, serialization
@@ -17,7 +16,7 @@ def _type_str(vi: onnx.ValueInfoProto) -> dict[str, Any]:
     if not t.HasField("tensor_type"):
         return {"name": vi.name, "type": t.WhichOneof("value") or "unknown", "shape": None}
     tt = t.tensor_type
-    dtype = onnx.TensorProto.DataType.Name(tt.elem_type).lower() if tt.elem_type else "unknown"
+    dtype = external_data.dtype_name(tt.elem_type).lower() if tt.elem_type else "unknown"
     shape = None
     if tt.HasField("shape"):
         shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
@@ -30,7 +29,7 @@ def summarize(model: Model, *, check: bool = True) -> dict[str, Any]:
     external_bytes = 0
     external_files: set[str] = set()
     for t in serialization.iter_model_tensors(proto):
-        params += int(np.prod(t.dims, dtype=np.int64)) if t.dims else 1
+        params += external_data.element_count(t)
         if external_data.is_external(t):
             length = external_data.expected_nbytes(t) or 0
             external_bytes += length

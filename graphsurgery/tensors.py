@@ -12,6 +12,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import external_data
+from .errors import ExternalDataError, InvalidModelError
 
 _STANDARD = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -31,12 +32,116 @@ _STANDARD = {
 }
 
 
+T = onnx.TensorProto
+# Which typed field holds the values of each element type, and how many values per element
+# (complex numbers take two; 4-bit types pack two elements in one int32 value).
+_FIELDS = {
+    T.FLOAT: ("float_data", 1), T.COMPLEX64: ("float_data", 2),
+    T.DOUBLE: ("double_data", 1), T.COMPLEX128: ("double_data", 2),
+    T.INT64: ("int64_data", 1), T.UINT32: ("uint64_data", 1), T.UINT64: ("uint64_data", 1),
+    T.STRING: ("string_data", 1),
+    T.INT4: ("int32_data", 0.5), T.UINT4: ("int32_data", 0.5),
+}
+for _t in ("INT32", "INT16", "INT8", "UINT8", "UINT16", "BOOL", "FLOAT16", "BFLOAT16", "FLOAT8E4M3FN",
+           "FLOAT8E4M3FNUZ", "FLOAT8E5M2", "FLOAT8E5M2FNUZ", "FLOAT8E8M0"):
+    if hasattr(T, _t):
+        _FIELDS[getattr(T, _t)] = ("int32_data", 1)
+if hasattr(T, "FLOAT4E2M1"):
+    _FIELDS[T.FLOAT4E2M1] = ("int32_data", 0.5)
+_TYPED = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
+# numpy cannot hold more than this many bytes in one array on any platform we support
+_MAX_BYTES = 2**62
+
+
+def problem(tensor: onnx.TensorProto, base_dir: str | None) -> str | None:
+    """Why the tensor's value cannot be read as its element type and shape say, or None.
+
+    Cheap: it compares lengths and checks external data ranges; it decodes nothing.
+    """
+    bad = _type_problem(tensor)
+    if bad is not None:
+        return bad
+    name = tensor.name or "<unnamed tensor>"
+    dt = tensor.data_type
+    count = external_data.element_count(tensor)
+    nbytes = external_data.expected_nbytes(tensor)
+    typed = [f for f in _TYPED if len(getattr(tensor, f))]
+    if external_data.is_external(tensor):
+        if tensor.HasField("raw_data") or typed:
+            return f"tensor {name!r} is marked EXTERNAL but also holds data in the model; keep one of them"
+        try:
+            external_data.resolve(tensor, base_dir)
+        except external_data.ExternalDataError as exc:
+            return str(exc)
+        return None
+    if tensor.HasField("raw_data"):
+        if typed:
+            return f"tensor {name!r} holds both raw_data and {typed[0]}; keep one of them"
+        if dt == T.STRING:
+            return f"tensor {name!r} of element type STRING holds raw_data; strings go in string_data"
+        if nbytes is not None and len(tensor.raw_data) != nbytes:
+            return (f"tensor {name!r}: raw_data holds {len(tensor.raw_data)} bytes but element type "
+                    f"{external_data.dtype_name(dt)} × shape {list(tensor.dims)} needs {nbytes}")
+        return None
+    if len(typed) > 1:
+        return f"tensor {name!r} holds values in both {typed[0]} and {typed[1]}; keep one of them"
+    field, per = _FIELDS.get(dt, (None, 1))
+    have = len(getattr(tensor, typed[0])) if typed else 0
+    if typed and field is not None and typed[0] != field:
+        return (f"tensor {name!r} of element type {external_data.dtype_name(dt)} holds its values in "
+                f"{typed[0]}; they belong in {field}")
+    if field is not None:
+        need = int(count * per + 0.5) if per < 1 else count * per
+        if have != need:
+            return (f"tensor {name!r} holds {have} value(s) in {field} but element type "
+                    f"{external_data.dtype_name(dt)} × shape {list(tensor.dims)} needs {need}")
+    return None
+
+
+def _type_problem(tensor: onnx.TensorProto) -> str | None:
+    name = tensor.name or "<unnamed tensor>"
+    dt = tensor.data_type
+    if dt == T.UNDEFINED or external_data.dtype_name(dt).startswith("unknown"):
+        return f"tensor {name!r} has element type {external_data.dtype_name(dt)}, which ONNX does not define"
+    if any(d < 0 for d in tensor.dims):
+        return f"tensor {name!r} has a negative dimension in its shape {list(tensor.dims)}"
+    nbytes = external_data.expected_nbytes(tensor)
+    if nbytes is not None and nbytes > _MAX_BYTES:
+        return f"tensor {name!r}: shape {list(tensor.dims)} needs {nbytes} bytes, more than any file holds"
+    return None
+
+
 def to_numpy(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarray:
     """Return the tensor's value as a read-only numpy array.
 
     Raw little-endian data of a standard element type is viewed, not copied; external
-    data is memory-mapped after its location has been checked.
+    data is memory-mapped after its location has been checked. A tensor whose data does not
+    match its element type and shape raises :class:`graphsurgery.InvalidModelError`.
     """
+    dtype = _STANDARD.get(tensor.data_type)
+    if (dtype is not None and np.little_endian and not external_data.is_external(tensor)
+            and tensor.HasField("raw_data") and all(d >= 0 for d in tensor.dims)):
+        raw = tensor.raw_data  # (a copy: read it once)
+        if len(raw) == external_data.expected_nbytes(tensor) and not any(len(getattr(tensor, f)) for f in _TYPED):
+            arr = np.frombuffer(raw, dtype=dtype)
+            return arr.reshape(tuple(tensor.dims))
+    # (external data itself is checked by resolve(), which raises ExternalDataError)
+    bad = _type_problem(tensor) if external_data.is_external(tensor) else problem(tensor, base_dir)
+    if bad is not None:
+        raise InvalidModelError(f"{bad}; the model is damaged", [bad])
+    try:
+        return _to_numpy(tensor, base_dir)
+    except OSError as exc:  # the data file went away (or became unreadable) after it was checked
+        raise ExternalDataError(f"tensor {tensor.name or '<unnamed tensor>'!r}: cannot read its external data "
+                                f"({exc.strerror or exc}); was the model replaced while it was being read?") from None
+    except (ValueError, TypeError, OverflowError, KeyError, MemoryError) as exc:
+        name = tensor.name or "<unnamed tensor>"
+        msg = f"tensor {name!r} cannot be decoded as {external_data.dtype_name(tensor.data_type)} × " \
+              f"shape {list(tensor.dims)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        raise InvalidModelError(msg, [msg]) from None
+
+
+def _to_numpy(tensor: onnx.TensorProto, base_dir: str | None) -> np.ndarray:
     dtype = _STANDARD.get(tensor.data_type)
     shape = tuple(tensor.dims)
     if external_data.is_external(tensor):

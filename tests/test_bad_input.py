@@ -278,3 +278,199 @@ def test_external_file_missing(tmp_path):
     os.unlink(tmp_path / "w.bin")
     with pytest.raises(gs.ExternalDataError, match="does not exist"):
         gs.load(path).graph.initializer("w")
+
+
+# ---- damaged fields that onnx, numpy or protobuf would trip over ------------------------------
+def _with_bad_utf8(proto, marker="\u00ff\u00fe"):
+    """Serialize ``proto`` with every ``marker`` replaced by bytes that are not UTF-8 (same length)."""
+    data = proto.SerializeToString()
+    assert marker.encode() in data
+    return data.replace(marker.encode(), b"\xff\xfe\xc3\x28")
+
+
+@pytest.mark.parametrize("where", ["node name", "op_type", "opset domain", "input name", "metadata"])
+def test_text_that_is_not_utf8_is_refused_at_load(tmp_path, where):
+    m = tiny_chain()
+    if where == "node name":
+        m.graph.node[1].name = "\u00ff\u00fe"
+    elif where == "op_type":
+        m.graph.node[1].op_type = "\u00ff\u00fe"
+    elif where == "opset domain":
+        m.opset_import.add(domain="\u00ff\u00fe", version=1)
+    elif where == "input name":
+        m.graph.node[2].input[1] = "\u00ff\u00fe"
+    else:
+        m.metadata_props.add(key="\u00ff\u00fe", value="v")
+    data = _with_bad_utf8(m)
+    with pytest.raises(gs.ModelLoadError, match="not valid UTF-8"):
+        gs.load(write(tmp_path / "u.onnx", data))
+    with pytest.raises(gs.ModelLoadError, match="not valid UTF-8"):
+        gs.load(onnx.ModelProto.FromString(data))  # a proto parsed elsewhere too
+    # a pass given such a proto refuses the same way, instead of crashing in its fidelity snapshot
+    from graphsurgery.passes import create
+    with pytest.raises(gs.GraphSurgeryError):
+        create("cleanup").run(onnx.ModelProto.FromString(data))
+
+
+def test_inspect_survives_an_unknown_element_type():
+    from graphsurgery.summary import format_text, summarize
+
+    m = tiny_chain()
+    m.graph.input[0].type.tensor_type.elem_type = 99
+    text = format_text(summarize(gs.load(m), check=False))
+    assert "unknown(99)" in text
+    assert any("99" in p for p in gs.load(m).problems())
+
+
+def test_raw_data_length_that_does_not_match_the_shape():
+    m = tiny_chain()
+    m.graph.initializer[1].raw_data = m.graph.initializer[1].raw_data[:-4]
+    model = gs.load(m)
+    found = model.problems()
+    assert any("raw_data holds 4 bytes" in p and "'b'" in p for p in found), found
+    with pytest.raises(gs.InvalidModelError, match="'b': raw_data holds 4 bytes but element type FLOAT"):
+        model.graph.initializer("b")
+
+
+@pytest.mark.parametrize("data_type", [0, 99, -3])
+def test_undefined_element_type_of_a_tensor(data_type):
+    m = tiny_chain()
+    m.graph.initializer[1].data_type = data_type
+    model = gs.load(m)
+    assert any("which ONNX does not define" in p for p in model.problems())
+    with pytest.raises(gs.InvalidModelError, match="does not define"):
+        model.graph.initializer("b")
+
+
+def test_typed_values_that_do_not_match_the_shape():
+    m = tiny_chain()
+    b = m.graph.initializer[1]
+    b.ClearField("raw_data")
+    b.float_data.extend([1.0, 2.0, 3.0])  # the shape [1, 2, 1, 1] needs 2
+    model = gs.load(m)
+    assert any("holds 3 value(s) in float_data" in p for p in model.problems())
+    with pytest.raises(gs.InvalidModelError, match="float_data"):
+        model.graph.initializer("b")
+
+
+def test_check_reports_external_data_that_does_not_fit(tmp_path):
+    model = gs.load(external_model(tmp_path, offset=10_000))
+    found = model.problems()
+    assert any("offset 10000 lies outside" in p for p in found), found
+    with pytest.raises(gs.InvalidModelError):
+        model.check()
+    model = gs.load(external_model(tmp_path, location="w2.bin", length=10_000))
+    assert any("lies outside" in p for p in model.problems())
+
+
+def test_nul_byte_in_an_external_location(tmp_path):
+    path = external_model(tmp_path)
+    m = onnx.load(path, load_external_data=False)
+    m.graph.initializer[0].external_data[0].value = "w.bin\0.txt"
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    model = gs.load(path)
+    with pytest.raises(gs.ExternalDataError, match="NUL byte"):
+        model.graph.initializer("w")
+    assert any("NUL byte" in p for p in model.problems())
+
+
+def test_two_locations_on_one_tensor_are_refused(tmp_path):
+    path = external_model(tmp_path)
+    (tmp_path / "other.bin").write_bytes(b"\0" * 216)
+    m = onnx.load(path, load_external_data=False)
+    m.graph.initializer[0].external_data.add(key="location", value="other.bin")
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    model = gs.load(path)
+    with pytest.raises(gs.ExternalDataError, match="'location' twice"):
+        model.graph.initializer("w")
+    assert any("'location' twice" in p for p in model.problems())
+
+
+@pytest.mark.parametrize("value", ["1_0", " 8", "1e3", "+8", "0x10"])
+def test_external_offset_must_be_plain_digits(tmp_path, value):
+    path = external_model(tmp_path)
+    m = onnx.load(path, load_external_data=False)
+    for e in m.graph.initializer[0].external_data:
+        if e.key == "offset":
+            e.value = value
+    (tmp_path / "m.onnx").write_bytes(m.SerializeToString())
+    with pytest.raises(gs.ExternalDataError, match="plain non-negative integers"):
+        gs.load(path).graph.initializer("w")
+
+
+def test_check_turns_any_onnx_failure_into_a_problem(monkeypatch):
+    def odd(*a, **k):
+        raise ValueError("Invalid tensor data type 99.")
+
+    monkeypatch.setattr(onnx.checker, "check_model", odd)
+    found = gs.load(tiny_chain()).problems()
+    assert found and "Invalid tensor data type" in found[0]
+
+
+def test_save_refuses_what_check_rejects(tmp_path):
+    from conftest import if_model
+
+    # a subgraph node redefining a name of the enclosing graph
+    m = if_model()
+    then_g = m.graph.node[0].attribute[0].g
+    then_g.node.add(op_type="Identity", name="shadow", input=["x"], output=["w"])
+    model = gs.load(m)
+    assert model.problems()
+    with pytest.raises(gs.SaveError, match="refusing to save"):
+        model.save(tmp_path / "a.onnx")
+    # a subgraph with the same initializer twice
+    m = if_model()
+    then_g = m.graph.node[0].attribute[0].g
+    then_g.initializer.add().CopyFrom(then_g.initializer[0])
+    with pytest.raises(gs.SaveError, match="refusing to save"):
+        gs.load(m).save(tmp_path / "b.onnx")
+    # something only onnx's checker sees: an attribute whose type does not match its value
+    m = tiny_chain()
+    m.graph.node[0].attribute[0].type = onnx.AttributeProto.FLOAT
+    model = gs.load(m)
+    assert model.problems(onnx_checker=False) == []
+    with pytest.raises(gs.SaveError, match="refusing to save"):
+        model.save(tmp_path / "c.onnx")
+    assert os.listdir(tmp_path) == []
+    model.save(tmp_path / "c.onnx", check=False)  # still possible when asked for
+
+
+def test_onnx_checker_crashing_does_not_take_the_caller_down(monkeypatch, tmp_path):
+    # onnx's C++ shape inference aborts the process on some damaged models; stand in for it.
+    def crash(*a, **k):
+        os.abort()
+
+    monkeypatch.setattr(onnx.checker, "check_model", crash)
+    model = gs.load(tiny_chain())
+    found = model.problems()
+    assert found and "crashed (SIGABRT)" in found[0]
+    with pytest.raises(gs.InvalidModelError, match="crashed"):
+        model.check()
+    with pytest.raises(gs.SaveError, match="crashed"):
+        model.save(tmp_path / "m.onnx")
+
+
+def test_attribute_reference_outside_a_function_is_refused():
+    from conftest import if_model
+
+    m = if_model()
+    m.graph.node[0].attribute[0].ref_attr_name = "body"  # only function bodies may refer to attributes
+    with pytest.raises(gs.InvalidModelError, match="only nodes inside a function body"):
+        gs.load(m)
+
+
+def test_graph_attribute_taken_from_a_function_attribute_is_refused():
+    body = helper.make_graph([helper.make_node("Identity", ["fx"], ["t"], name="inner")], "b", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    if_node = helper.make_node("If", ["fc"], ["fy"], name="f_if", then_branch=body, else_branch=body)
+    if_node.attribute[0].ref_attr_name = "branch"
+    fn = helper.make_function("local", "F", ["fx", "fc"], ["fy"], [if_node], [helper.make_opsetid("", 17)],
+                              attributes=["branch"])
+    g = helper.make_graph([helper.make_node("F", ["x", "c"], ["y"], name="call", domain="local")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                           helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                          functions=[fn])
+    with pytest.raises(gs.InvalidModelError, match="takes its graph from the function attribute 'branch'"):
+        gs.load(m)
