@@ -19,25 +19,39 @@ if TYPE_CHECKING:
     from .model import Model
 
 
-def problems(model: Model, *, onnx_checker: bool = True, full: bool = True) -> list[str]:
-    """Every problem found, one line each; an empty list means the model is sound."""
+def problems(model: Model, *, onnx_checker: bool = True, full: bool = True,
+             scanned: ScanResult | None = None) -> list[str]:
+    """Every problem found, one line each; an empty list means the model is sound.
+
+    ``scanned`` (from :meth:`Model.save`, its :func:`scan` of the model just sorted) leaves
+    out what a save already knows: text was validated at load, and protobuf refuses text that
+    is not UTF-8 on every assignment since;
+    the graphs' invariants are found by save's one ordered pass (:func:`scan`), which sees
+    the same problems in a model it has just sorted, without building the index.
+    """
     found: list[str] = []
     try:
         validate_header(model.proto, "the model")
-        validate_text(model.proto, "the model")
+        if scanned is None:
+            validate_text(model.proto, "the model")
     except ModelLoadError as exc:
         return [str(exc)]  # nothing else can be read safely
-    for g in [model.graph, *model.functions.values()]:
-        try:
-            _graph_problems(g, found)
-        except GraphSurgeryError as exc:
-            found.append(str(exc))
+    if scanned is None or scanned.problem is not None:
+        # the index names what the one ordered pass only notices (a cycle, not "read before defined")
+        for g in [model.graph, *model.functions.values()]:
+            try:
+                _graph_problems(g, found)
+            except GraphSurgeryError as exc:
+                found.append(str(exc))
+        if scanned is not None and not found:
+            found.append(scanned.problem)
     for t in iter_model_tensors(model.proto):
         bad = tensors.problem(t, model.base_dir)
         if bad is not None:
             found.append(bad)
     if onnx_checker and not found:
-        found.extend(_onnx_checker(model, full))
+        external = scanned.has_external if scanned is not None else scan(model).has_external
+        found.extend(_onnx_checker(model, full, external))
     return found
 
 
@@ -74,9 +88,8 @@ def _graph_problems(g: Graph, found: list[str]) -> None:
         _graph_problems(sub, found)
 
 
-def _onnx_checker(model: Model, full: bool) -> list[str]:
+def _onnx_checker(model: Model, full: bool, external: bool) -> list[str]:
     proto = model.proto
-    external = scan(model).has_external
     if proto.ByteSize() >= TWO_GB and not external:
         return []  # onnx's checker cannot take a proto this size in memory; our own checks ran
     return _isolated(lambda: _run_onnx_checker(model, proto, external, full))
@@ -212,6 +225,10 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
                 res.has_external = True
         for sp in g.sparse_initializer:
             local.add(sp.values.name)
+        if outer:
+            for name in local:
+                if name and any(name in s for s in outer):
+                    res.problem = res.problem or f"{where} redefines {name!r} from an enclosing scope"
         outputs = [vi.name for vi in g.output]
     scopes = [*outer, local]
     for p in g.node:
@@ -223,6 +240,9 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
             if name:
                 if name in local:
                     res.problem = res.problem or f"{name!r} is defined twice in {where} (node {p.name!r})"
+                elif outer and any(name in s for s in outer):
+                    res.problem = res.problem or (f"node {p.name!r} in {where} redefines {name!r} from an "
+                                                  "enclosing scope")
                 local.add(name)
         if p.attribute:
             for a in p.attribute:

@@ -8,6 +8,8 @@ fall outside the file or disagree with the tensor's dtype and shape.
 
 from __future__ import annotations
 
+import functools
+
 import os
 import re
 import stat
@@ -70,11 +72,16 @@ def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
         return (count * _SUBBYTE_BITS[dt] + 7) // 8
     if dt in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
         return None
+    itemsize = _itemsize(dt)
+    return None if itemsize is None else count * itemsize
+
+
+@functools.lru_cache(maxsize=None)
+def _itemsize(dt: int) -> int | None:
     try:
-        itemsize = onnx.helper.tensor_dtype_to_np_dtype(dt).itemsize
+        return onnx.helper.tensor_dtype_to_np_dtype(dt).itemsize
     except (KeyError, ValueError, TypeError):
         return None
-    return count * itemsize
 
 
 def _entries(tensor: onnx.TensorProto) -> dict[str, str]:

@@ -232,9 +232,7 @@ class Model:
         scan = checks.scan(self)  # one ordered pass: names, order, nesting depth, external data
         if check:
             # everything check() looks at: a saved model is one check() accepts
-            found = checks.problems(self)
-            if scan.problem is not None and not found:
-                found = [scan.problem]
+            found = checks.problems(self, scanned=scan)
             if found:
                 raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
                                 "Fix it, or pass check=False to save anyway")

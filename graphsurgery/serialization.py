@@ -56,12 +56,14 @@ def validate_text(proto: onnx.ModelProto, what: str) -> None:
     Protobuf decodes text fields only when they are read, so without this a damaged name would
     raise UnicodeDecodeError from whichever tool reads it first. Weights are not looked at.
     """
-    stack: list[tuple[object, str]] = [(proto, "the model")]
+    # (message, where): ``where`` is the parent's place and the field, spelt out only on error
+    stack: list[tuple[object, tuple]] = [(proto, ())]
     STRING, MESSAGE = _FD.TYPE_STRING, _FD.TYPE_MESSAGE
+    NodeProto, TensorProto = onnx.NodeProto, onnx.TensorProto
     while stack:
         msg, where = stack.pop()
         try:
-            fields = msg.ListFields() if not isinstance(msg, onnx.TensorProto) else _tensor_text_fields(msg)
+            fields = msg.ListFields() if type(msg) is not TensorProto else _tensor_text_fields(msg)
         except UnicodeDecodeError:
             fields = None
         for fd, value in fields or ():
@@ -73,13 +75,47 @@ def validate_text(proto: onnx.ModelProto, what: str) -> None:
                     fields = None
                     break
             elif t == MESSAGE:
-                if _is_repeated(fd):
-                    stack.extend((v, f"{where} › {fd.name}[{i}]") for i, v in enumerate(value))
+                if not _is_repeated(fd):
+                    stack.append((value, (where, fd.name)))
+                elif fd.message_type.name == "NodeProto":
+                    # most of a model's text: plain nodes are told apart without listing their fields
+                    stack.extend((v, (where, fd.name, i)) for i, v in enumerate(value) if not _plain_node(v))
                 else:
-                    stack.append((value, f"{where} › {fd.name}"))
+                    stack.extend((v, (where, fd.name, i)) for i, v in enumerate(value))
         if fields is None:
-            raise ModelLoadError(f"{what}: {where} holds text that is not valid UTF-8 (a name, domain or doc "
-                                 "string); the file is damaged")
+            raise ModelLoadError(f"{what}: {_where(where)} holds text that is not valid UTF-8 (a name, domain or "
+                                 "doc string); the file is damaged")
+
+
+def _where(where: tuple) -> str:
+    """``((((), 'graph'), 'node', 3), ...)`` → ``the model › graph › node[3]``."""
+    parts = []
+    while where:
+        parent, field, *index = where
+        parts.append(f"{field}[{index[0]}]" if index else field)
+        where = parent
+    return " › ".join(["the model", *reversed(parts)])
+
+
+_SCALAR_ATTRS = frozenset({onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING,
+                           onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS})
+
+
+def _plain_node(n: onnx.NodeProto) -> bool:
+    """A node whose text all decodes and that holds no graph, tensor or metadata: nothing below
+    it to visit. ``str.join`` raises TypeError on the bytes protobuf hands back for text that
+    does not decode (attribute values ``s``/``strings`` are bytes fields, not text)."""
+    if len(n.metadata_props) or len(n.device_configurations):
+        return False
+    try:
+        "".join((n.name, n.op_type, n.domain, n.overload, n.doc_string, *n.input, *n.output))
+        for a in n.attribute:
+            if a.type not in _SCALAR_ATTRS:
+                return False
+            "".join((a.name, a.ref_attr_name, a.doc_string))
+    except TypeError:
+        return False
+    return True
 
 
 def _tensor_text_fields(t: onnx.TensorProto) -> list:
