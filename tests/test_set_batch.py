@@ -354,3 +354,84 @@ def test_shape_glue_of_a_tensor_inference_lost_still_follows_the_batch():
     x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32)
     out = run_ort(m.proto, {"x": x})["y"]
     assert out.shape == (3, 24, 1) and np.array_equal(out, per_sample(original, {"x": x})["y"])
+
+
+# ---- defects the operator-test sweep found ---------------------------------------------------
+
+@pytest.mark.parametrize("group,x_dims,w_dims", [(1, [1, 1, 3, 3], [1, 2, 3, 3]), (2, [1, 2, 3, 3], [2, 1, 3, 3]),
+                                                 (1, [3, 1, 3, 3], [1, 2, 3, 3])])
+def test_conv_transpose_weight_input_keeps_its_size(group, x_dims, w_dims):
+    """ConvTranspose's weight is [C_in, C_out/group, k, k]: a weight given as a graph input whose
+    C_in equals the old batch is a parameter, not a second batch input."""
+    proto = model_of([helper.make_node("ConvTranspose", ["X", "W"], ["Y"], name="deconv", group=group)],
+                     [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_dims),
+                      helper.make_tensor_value_info("W", TensorProto.FLOAT, w_dims)],
+                     [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    r = create("set-batch", size="2").run(m)
+    assert r.details["inputs"] == [["X", 0]]
+    assert m.graph.tensor("W").shape == w_dims
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal([2] + x_dims[1:]).astype(np.float32)
+    w = rng.standard_normal(w_dims).astype(np.float32)
+    out = run_ort(m.proto, {"X": x, "W": w})["Y"]
+    old = x_dims[0]
+    ref = [verify.run(original, {"X": np.repeat(x[i:i + 1], old, axis=0), "W": w})["Y"][:1] for i in range(2)]
+    assert np.allclose(out, np.concatenate(ref), rtol=1e-5, atol=1e-6)
+
+
+def reverse_sequence_model(batch_axis, time_axis):
+    return model_of([helper.make_node("ReverseSequence", ["x", "sequence_lens"], ["y"], name="rev",
+                                      batch_axis=batch_axis, time_axis=time_axis)],
+                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4]),
+                     helper.make_tensor_value_info("sequence_lens", TensorProto.INT64, [4])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])])
+
+
+def test_reverse_sequence_with_the_time_axis_first_is_refused_by_name():
+    m = gs.load(reverse_sequence_model(batch_axis=1, time_axis=0))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=r"'rev' \(ReverseSequence\) loses the batch.*time_axis.*batch_axis is 1"):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+@pytest.mark.parametrize("batch_axis,time_axis,names", [(0, 1, None), (1, 0, ["x:1", "sequence_lens"])])
+def test_reverse_sequence_takes_one_length_per_sample(batch_axis, time_axis, names):
+    proto = reverse_sequence_model(batch_axis, time_axis)
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    r = create("set-batch", size="2", inputs=names).run(m)
+    assert r.details["inputs"] == [["x", batch_axis], ["sequence_lens", 0]]
+    x = np.arange(8, dtype=np.float32).reshape([2, 4] if batch_axis == 0 else [4, 2])
+    lens = np.array([3, 1], np.int64)
+    out = run_ort(m.proto, {"x": x, "sequence_lens": lens})["y"]
+    ref = []
+    for i in range(2):  # the original takes a batch of 4: one sample, four times
+        xi = np.repeat(np.take(x, [i], axis=batch_axis), 4, axis=batch_axis)
+        ref.append(np.take(verify.run(original, {"x": xi, "sequence_lens": np.repeat(lens[i:i + 1], 4)})["y"],
+                           [0], axis=batch_axis))
+    assert np.array_equal(out, np.concatenate(ref, axis=batch_axis))
+
+
+def test_a_loop_the_batch_flows_into_is_refused_naming_the_node():
+    """The operator tests' SequenceMap expansion runs a Loop over a sequence; set-batch cannot
+    follow a Loop body, and a node without a name is named by its output."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "x"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, None)])
+    proto = model_of([helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                     [numpy_helper.from_array(np.array(2, np.int64), "n")])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=r"node \(Loop\) making 'y': the batch flows into its Loop body"):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before

@@ -245,21 +245,45 @@ def _find_batch(model: Model, old, choices, named, size):
     primary = choices[0][0]
     first_error: PassError | None = None
     lonely: str | None = None
-    for n, combo in enumerate(itertools.product(*[axes for _, axes in choices])):
-        if n >= _MAX_TRIES:
-            break
-        targets = [(name, axis) for (name, _), axis in zip(choices, combo, strict=True)]
+
+    def attempt(combo):
+        nonlocal first_error, lonely
+        targets = [(name, axis) for (name, _), axis in zip(choices, combo, strict=True) if axis is not None]
         try:
             trace = _trace(model, targets, old, size)
         except PassError as exc:
             if first_error is None:
                 first_error = exc
-            continue
+            return None
         root = trace.find(primary)
         apart = [name for name, _ in targets if trace.find(name) != root and named.get(name) is None]
         if not apart:
             return trace, targets
         lonely = lonely or apart[0]
+        return None
+
+    for combo in itertools.islice(itertools.product(*[axes for _, axes in choices]), _MAX_TRIES):
+        found = attempt(combo)
+        if found:
+            return found
+    if lonely is None and old is not None:
+        # Every placement failed in the trace. An input not named whose candidate axis is only a
+        # fixed number equal to the old batch may be a parameter that happens to have that size
+        # (ConvTranspose's weight [1, C_out, k, k] beside x [1, C_in, h, w]): leave such inputs
+        # as they are, fewest first. Left out, the trace still refuses wherever the batch meets
+        # their fixed size.
+        optional = [i for i, (name, _) in enumerate(choices) if i and named.get(name) is None]
+        tried = 0
+        for k in range(1, len(optional) + 1):
+            for out in itertools.combinations(optional, k):
+                options = [[None] if i in out else axes for i, (_, axes) in enumerate(choices)]
+                for combo in itertools.product(*options):
+                    if tried >= _MAX_TRIES:
+                        break
+                    tried += 1
+                    found = attempt(combo)
+                    if found:
+                        return found
     if first_error is not None and (lonely is None or all(len(a) == 1 for _, a in choices)):
         raise first_error
     axes = dict(choices)[lonely]
@@ -487,6 +511,14 @@ class _Val:
         return any(e in (BATCH, MIXED) for e in self.elems)
 
 
+def _label(node: onnx.NodeProto) -> str:
+    """``'name' (Op)``; a node without a name is named by its first output."""
+    if node.name:
+        return f"{node.name!r} ({node.op_type})"
+    out = next((o for o in node.output if o), None)
+    return f"({node.op_type}) making {out!r}" if out else f"({node.op_type}) without name or outputs"
+
+
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -562,13 +594,13 @@ class _Trace:
             try:
                 self.step(scope, node)
             except _Lost as exc:
-                raise PassError(f"set-batch: node {node.name!r} ({node.op_type}) loses the batch: {exc}. Changing "
+                raise PassError(f"set-batch: node {_label(node)} loses the batch: {exc}. Changing "
                                 "the batch would give a model that runs with wrong results; nothing was changed") from None
             except _Unknown as exc:
-                raise PassError(f"set-batch: cannot follow the batch through node {node.name!r} ({node.op_type}): "
+                raise PassError(f"set-batch: cannot follow the batch through node {_label(node)}: "
                                 f"{exc}; nothing was changed") from None
             except (IndexError, TypeError, ValueError, KeyError) as exc:  # a malformed node: no proof
-                raise PassError(f"set-batch: cannot follow the batch through node {node.name!r} ({node.op_type}): "
+                raise PassError(f"set-batch: cannot follow the batch through node {_label(node)}: "
                                 f"{type(exc).__name__}: {exc}; nothing was changed") from None
 
     def step(self, scope: _Scope, node: onnx.NodeProto) -> None:
@@ -737,6 +769,8 @@ class _Trace:
             r = self.need_rank(scope, ins[0], node)
             axis = _norm(_attr(node, "axis", -1), r + 1)
             return {outs[0]: first if first < axis else first + 1}
+        if op == "ReverseSequence":
+            return {outs[0]: self.reverse_sequence(scope, node, ins, axes)}
         if op == "Range":
             raise _Unknown("it makes a sequence as long as the batch, so each sample would see its position")
         return self.fallback(scope, node, batched)
@@ -1122,6 +1156,18 @@ class _Trace:
             if pads[i] != 0 or pads[i + n] != 0:
                 raise _Lost(f"it pads the batch axis {b}")
         return b
+
+    def reverse_sequence(self, scope, node, ins, axes) -> int:
+        """ReverseSequence(input, sequence_lens): the batch is ``batch_axis`` of the input and
+        the only axis of sequence_lens, one length per sample; both must carry it."""
+        batch_axis, time_axis = _attr(node, "batch_axis", 1), _attr(node, "time_axis", 0)
+        if axes[0] is not None and axes[0] == time_axis:
+            raise _Lost(f"it reverses along axis {time_axis} of {ins[0]!r} (its time_axis), taken for the batch; "
+                        f"its batch_axis is {batch_axis}: name that axis with inputs=INPUT:AXIS")
+        if axes[0] != batch_axis or axes[1] != 0:
+            raise _Unknown(f"the batch must be axis {batch_axis} (batch_axis) of {ins[0]!r} and axis 0 of its "
+                           f"sequence_lens {ins[1]!r}, one length per sample")
+        return batch_axis
 
     def rnn(self, scope, node, ins, axes) -> dict:
         layout = _attr(node, "layout", 0)
