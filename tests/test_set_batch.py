@@ -435,3 +435,97 @@ def test_a_loop_the_batch_flows_into_is_refused_naming_the_node():
     with pytest.raises(PassError, match=r"node \(Loop\) making 'y': the batch flows into its Loop body"):
         create("set-batch", size="2").run(m)
     assert m.to_bytes() == before
+
+
+# ---- transformer exports (tests/fixtures/make_transformer_models.py) ----------------------------
+
+def transformer_feeds(proto, batch):
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in verify.input_specs(proto):
+        if "mask" in spec.name:
+            a = np.ones((batch, 8), np.int64)
+            a[1 % batch, 5:] = 0
+        else:
+            a = rng.integers(0, 100, (batch, 8))
+        feeds[spec.name] = a.astype(spec.dtype)
+    return feeds
+
+
+@pytest.mark.parametrize("size", ["4", "N"])
+def test_gpt2_dynamo_export_merges_the_batch_and_splits_it_back(size):
+    """The dynamo exporter writes GPT-2 with constant Reshape targets that merge the batch with the
+    sequence ([1, 8, 32] -> [-1, 32] for the projections, [1, 2, 8, 16] -> [2, 8, 16] for the heads)
+    and split it back ([1, 8, 96]): each sample's rows stay together, so the model is per-sample."""
+    m = gs.load(str(FIX / "gpt2_dynamo.onnx"))
+    original = m.to_bytes()
+    r = create("set-batch", size=size).run(m)
+    assert any("[1, 8, 96] -> [-1, 8, 96]" in c for c in r.changes)
+    assert m.graph.tensor("input_ids").shape[0] == (4 if size == "4" else "N")
+    m.check()
+    feeds = transformer_feeds(m.proto, 4)
+    out = verify.run(m.to_bytes(), feeds, optimize=False)["logits"]
+    ref = per_sample(original, feeds)["logits"]
+    assert out.shape == ref.shape == (4, 8, 100)
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("fixture,culprit", [
+    ("bert_torchscript", r"'/m/Range' \(Range\)"),  # Range(0, batch) indexes the attention mask
+    ("bert_dynamo", r"'node_GatherND_\d+' \(GatherND\) loses the batch"),  # the same index, baked for batch 1
+])
+def test_bert_exports_whose_mask_indexing_set_batch_cannot_follow_are_refused(fixture, culprit):
+    m = gs.load(str(FIX / f"{fixture}.onnx"))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=culprit + ".*nothing was changed"):
+        create("set-batch", size="4").run(m)
+    assert m.to_bytes() == before
+
+
+def reshape_model(x_dims, first, second=None, between="Relu"):
+    nodes = [helper.make_node("Reshape", ["x", "t1"], ["a"], name="merge"),
+             helper.make_node(between, ["a"], ["b"], name="between")]
+    inits = [numpy_helper.from_array(np.array(first, np.int64), "t1")]
+    out = "b"
+    if second is not None:
+        nodes.append(helper.make_node("Reshape", ["b", "t2"], ["y"], name="split"))
+        inits.append(numpy_helper.from_array(np.array(second, np.int64), "t2"))
+        out = "y"
+    return model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
+                    [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
+
+
+@pytest.mark.parametrize("x_dims,first,second", [
+    ([1, 4, 6], [4, 6], [1, 4, 6]),        # batch 1 merged into the rows and split back
+    ([1, 4, 6], [-1, 6], [1, 2, 2, 6]),    # -1 merges; the split may regroup each sample's rows
+    ([2, 4, 6], [8, 6], [2, 4, 6]),        # a fixed batch of 2: 8 rows = 2 x 4
+    ([2, 4, 6], [8, 6], None),             # the output stays merged: samples' rows still follow each other
+])
+def test_a_constant_reshape_that_merges_the_batch_and_splits_it_back(x_dims, first, second):
+    proto = reshape_model(x_dims, first, second)
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    create("set-batch", size="3").run(m)
+    x = np.random.default_rng(0).standard_normal([3] + x_dims[1:]).astype(np.float32)
+    out = run_ort(m.proto, {"x": x})
+    name = next(iter(out))
+    old = x_dims[0]
+    ref = np.concatenate([verify.run(original, {"x": np.repeat(x[i:i + 1], old, axis=0)})[name][
+        :len(verify.run(original, {"x": np.repeat(x[i:i + 1], old, axis=0)})[name]) // old] for i in range(3)])
+    assert np.array_equal(out[name], ref)
+
+
+@pytest.mark.parametrize("x_dims,first,second,between,why", [
+    ([2, 4, 6], [3, 16], None, "Relu", "loses the batch"),      # 3 rows of 16: a row holds values of two samples
+    ([1, 4, 6], [4, 6], [1, 4, 6], "Softmax", "loses the batch"),  # a softmax over the merged rows mixes them
+    ([1, 4, 6], [4, 6], [1, 4, 6], "Flatten", "merged with other dims"),
+])
+def test_a_reshape_that_mixes_samples_is_refused(x_dims, first, second, between, why):
+    proto = reshape_model(x_dims, first, second, between)
+    if between == "Softmax":
+        proto.graph.node[1].attribute.append(helper.make_attribute("axis", 0))
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=why):
+        create("set-batch", size="3").run(m)
+    assert m.to_bytes() == before

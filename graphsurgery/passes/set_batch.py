@@ -67,7 +67,7 @@ class SetBatch(Pass):
             result.note(f"input {name!r}: dim {axis} {_show(olds[(name, axis)])} -> {size}")
         main = trace.main
         output_axes = {o: ([trace.ax(main, o)] if trace.ax(main, o) is not None else []) for o in g.output_names}
-        forced = {name: {axis: size} for name, axis in trace.batched_names.items()}
+        forced = {name: {axis: size} for name, axis in trace.batched_names.items() if name not in trace.merged_names}
         for line in shapes.refresh_declared(model, forced):
             result.note(line)
         result.details["old"] = old
@@ -366,6 +366,29 @@ class _ReshapeTargetFromInput(_Patch):
                 "run time")
 
 
+class _ReshapeTargetFree(_Patch):
+    """Reshape(x, [.., old x f, ..]) where entry k holds the batch (times f): it becomes -1."""
+
+    def __init__(self, node_name: str, target_name: str, value: np.ndarray, k: int):
+        self.node_name, self.target_name, self.value, self.k = node_name, target_name, value, k
+
+    def new(self) -> np.ndarray:
+        new = np.array(self.value, copy=True)
+        new[self.k] = -1
+        return new
+
+    def apply(self, model: Model) -> None:
+        g = model.graph
+        node = g.node(self.node_name)
+        name = g.unique_name(f"{self.target_name}_batch")
+        g.set_initializer(name, self.new())
+        node.set_input(1, name)
+
+    def describe(self) -> str:
+        return (f"Reshape {self.node_name!r}: target {self.value.tolist()} -> {self.new().tolist()} "
+                "(-1 takes the batch at run time)")
+
+
 class _ConstantOfShapeBatch(_Patch):
     """ConstantOfShape([old, ...]): the leading entry is read from a batch input at run time."""
 
@@ -422,6 +445,12 @@ _BATCH_FIRST = {
     "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool",
     "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "InstanceNormalization", "LRN", "DepthToSpace",
     "SpaceToDepth", "GroupNormalization", "MaxRoiPool",
+}
+# ops whose rule keeps the batch axis row by row: a batch merged with other dims passes as is
+# (their rules refuse wherever they act along the batch axis)
+_MERGE_SAFE = _ELEMENTWISE | {
+    "Gemm", "MatMul", "Transpose", "Softmax", "LogSoftmax", "LayerNormalization", "Split", "Slice", "Gather",
+    "Squeeze", "Unsqueeze", "Concat", "Reshape", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
 }
 _REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
@@ -539,6 +568,10 @@ class _Trace:
         self.patches: list[_Patch] = []
         self.scopes: dict[int, _Scope] = {}
         self.batched_names: dict[str, int] = {}       # every tensor name -> axis (for value_info)
+        # (scope id, name) -> f: the batch axis holds batch x f, the batch outermost (a Reshape
+        # merged each sample's f leading rows into it, [B, S, D] -> [B*S, D])
+        self.merged: dict[tuple[int, str], int] = {}
+        self.merged_names: set[str] = set()
 
     # ---- union-find: inputs whose batches met ------------------------------------------------
     def find(self, name: str) -> str:
@@ -576,8 +609,11 @@ class _Trace:
             return _Val.of(c)
         return None
 
-    def set_axis(self, scope, name, axis, tag):
+    def set_axis(self, scope, name, axis, tag, merged=None):
         self.axis[(id(scope), name)] = axis
+        if merged is not None and merged > 1:
+            self.merged[(id(scope), name)] = merged
+            self.merged_names.add(name)
         self.tag[(id(scope), name)] = tag
         self.batched_names[name] = axis
 
@@ -629,12 +665,28 @@ class _Trace:
             return
         tags = [self.tag_of(scope, ins[i]) for i in batched]
         tag = self.union(tags) if tags else (self.source[0] if self.source else None)
+        merges = {self.merged_of(scope, ins[i]) for i in batched}
+        merged = None
+        if batched and merges != {None} and op not in ("Shape", "Size"):
+            if len(merges) > 1:
+                raise _Unknown("its inputs carry the batch merged with other dims in different ways")
+            merged = merges.pop()
+            if op not in _MERGE_SAFE:
+                raise _Unknown(f"the batch of {ins[batched[0]]!r} is merged with other dims into its axis "
+                               f"{axes[batched[0]]} (batch x {merged}), which set-batch follows only through "
+                               "row-wise ops and a Reshape that splits it back")
+        self.merging = None
         out_axes = self.rule(scope, node, ins, axes, vals, batched, dep_vals)
+        if op == "Reshape":
+            merged, self.merging = self.merging, None
         for name, axis in out_axes.items():
             if axis is not None:
                 if tag is None:
                     raise _Unknown("its output depends on the batch size only through a computed value")
-                self.set_axis(scope, name, axis, tag)
+                self.set_axis(scope, name, axis, tag, merged)
+
+    def merged_of(self, scope, name):
+        return self._get(self.merged, scope, name)
 
     def tag_of(self, scope, name):
         return self._get(self.tag, scope, name)
@@ -945,11 +997,18 @@ class _Trace:
         if any(x != 1 for x in d[:b]):
             raise _Unknown(f"the batch is axis {b} of {ins[0]!r}, behind dims other than 1")
         allowzero = _attr(node, "allowzero", 0)
+        m = self.merged_of(scope, ins[0])
         if t is not None:
             elems = list(t.elems)
             if not allowzero:
-                elems = [(BATCH if i == b else (d[i] if i < len(d) else None)) if e == 0 else e
+                elems = [((MIXED if m else BATCH) if i == b else (d[i] if i < len(d) else None)) if e == 0 else e
                          for i, e in enumerate(elems)]
+            const = scope.lookup("consts", ins[1]) if scope.parent is None else None
+            if m or (self.old is not None and const is not None and elems and elems[0] != self.old
+                     and all(isinstance(e, int) and (e >= 1 or e == -1) for e in elems) and elems.count(-1) <= 1):
+                k = self.reshape_merged(scope, node, ins, b, d, m or 1, elems, const)
+                if k is not None:
+                    return k
             if (BATCH not in elems and self.old is not None and b == 0 and elems and elems[0] == self.old
                     and scope.parent is None and scope.lookup("consts", ins[1]) is not None):
                 kind = _ReshapeTargetFromInput if allowzero else _ReshapeTarget
@@ -967,7 +1026,48 @@ class _Trace:
                 return 0
         return self.fallback(scope, node, [0])[node.output[0]]
 
+    def reshape_merged(self, scope, node, ins, b, d, m, elems, const) -> int:
+        """A Reshape to a constant target that merges the batch with the dims after it, or splits
+        a merged batch back: per sample, P elements (m rows of the merged axis times the dims
+        after it) lie together, the batch outermost. The target keeps that when it has only 1s
+        before an axis k of old batch x f, and the dims after k hold P / f elements per sample.
+        The target's entry k becomes -1 (the batch, times f, at run time)."""
+        rest = d[b + 1:]
+        if const is None or self.old is None:
+            raise _Unknown(f"it reshapes {ins[0]!r}, whose batch is merged with other dims, to a target that is "
+                           "not a constant")
+        if any(not isinstance(x, int) or x < 1 for x in rest) or elems.count(-1) > 1 or \
+                any(not isinstance(e, int) or (e < 1 and e != -1) for e in elems):
+            raise _Unknown(f"it reshapes {ins[0]!r} {_show_dims(d)} (batch merged x{m}) to "
+                           f"{_show_dims(elems)}, which set-batch cannot line up with the batch")
+        per_sample = m * int(np.prod(rest, dtype=np.int64))
+        for k, e in enumerate(elems):
+            after = elems[k + 1:]
+            if e == -1:  # the batch, times what the dims after it leave of each sample
+                size = int(np.prod(after, dtype=np.int64))
+                if per_sample % size == 0:
+                    self.merging = per_sample // size
+                    return k
+                break
+            if -1 in after:
+                break
+            if e % self.old == 0:
+                f = e // self.old
+                after = int(np.prod(elems[k + 1:], dtype=np.int64))
+                if f * after == per_sample:
+                    self.patches.append(_ReshapeTargetFree(node.name, ins[1], np.asarray(const), k))
+                    self.merging = f
+                    return k
+            if e != 1:
+                break
+        if m == 1:
+            return None  # not a merge: the rules for a plain batch decide
+        raise _Unknown(f"it reshapes {ins[0]!r} {_show_dims(d)} (batch merged x{m}) to {_show_dims(elems)}, "
+                       "which mixes samples or does not keep each sample's elements together")
+
     def flatten(self, scope, node, ins, axes) -> int:
+        if self.merged_of(scope, ins[0]):
+            raise _Unknown(f"it flattens {ins[0]!r}, whose batch is merged with other dims")
         b = axes[0]
         d = self.dims_or_rank(scope, ins[0])
         if d is None:
@@ -1316,7 +1416,8 @@ class _Trace:
             if d is None:
                 return None
             b = self.ax(scope, ins[0])
-            elems = [BATCH if i == b else (x if x is not None else None) for i, x in enumerate(d)]
+            mark = MIXED if self.merged_of(scope, ins[0]) else BATCH  # batch x f is not the batch
+            elems = [mark if i == b else (x if x is not None else None) for i, x in enumerate(d)]
             r = len(elems)
             start = _norm_clamp(_attr(node, "start", 0), r)
             end = _norm_clamp(_attr(node, "end", r), r)
