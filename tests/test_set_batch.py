@@ -529,3 +529,34 @@ def test_a_reshape_that_mixes_samples_is_refused(x_dims, first, second, between,
     with pytest.raises(PassError, match=why):
         create("set-batch", size="3").run(m)
     assert m.to_bytes() == before
+
+
+def test_an_input_other_ops_read_is_not_left_out_to_make_the_trace_pass():
+    """Only parameters of ops that take the batch on their data alone may keep the old batch's
+    size; an input a reduction reads over its batch axis keeps the refusal."""
+    proto = model_of([helper.make_node("ReduceSum", ["y", "axes"], ["r"], name="sum", keepdims=1),
+                      helper.make_node("Add", ["x", "r"], ["z"], name="add")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3]),
+                      helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                     [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3])],
+                     [numpy_helper.from_array(np.array([0], np.int64), "axes")])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'sum' \\(ReduceSum\\) loses the batch"):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+def test_a_recurrence_whose_initial_state_has_no_batch_is_refused():
+    rng = np.random.default_rng(0)
+    proto = model_of([helper.make_node("GRU", ["X", "W", "R", "", "", "h0"], ["Y", "Y_h"], name="gru", hidden_size=4)],
+                     [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["seq", 1, 3])],
+                     [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, 1, 4])],
+                     [numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W"),
+                      numpy_helper.from_array(rng.standard_normal((1, 12, 4)).astype(np.float32), "R"),
+                      numpy_helper.from_array(np.zeros((1, 1, 4), np.float32), "h0")])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'gru' \\(GRU\\).*initial state 'h0'"):
+        create("set-batch", size="2", inputs=["X:1"]).run(m)
+    assert m.to_bytes() == before

@@ -267,12 +267,12 @@ def _find_batch(model: Model, old, choices, named, size):
         if found:
             return found
     if lonely is None and old is not None:
-        # Every placement failed in the trace. An input not named whose candidate axis is only a
-        # fixed number equal to the old batch may be a parameter that happens to have that size
-        # (ConvTranspose's weight [1, C_out, k, k] beside x [1, C_in, h, w]): leave such inputs
-        # as they are, fewest first. Left out, the trace still refuses wherever the batch meets
-        # their fixed size.
-        optional = [i for i, (name, _) in enumerate(choices) if i and named.get(name) is None]
+        # Every placement failed in the trace. An input not named that only parameters of ops
+        # which take the batch on their data alone read (ConvTranspose's weight [1, C_out, k, k]
+        # beside x [1, C_in, h, w]) and whose candidate axis is the old batch's fixed size is a
+        # parameter that happens to have that size: leave such inputs as they are, fewest first.
+        optional = [i for i, (name, _) in enumerate(choices)
+                    if i and named.get(name) is None and _only_a_parameter(model.graph, name)]
         tried = 0
         for k in range(1, len(optional) + 1):
             for out in itertools.combinations(optional, k):
@@ -291,6 +291,29 @@ def _find_batch(model: Model, old, choices, named, size):
                     f"{' or '.join(map(str, axes))} it never meets the batch of {primary!r} in the graph. "
                     f"Name its axis with inputs={primary};{lonely}:AXIS, or leave it out with inputs={primary}; "
                     "nothing was changed")
+
+
+# ops whose inputs after the first are parameters, never broadcast against the batch
+_PARAMETER_OPS = {"Conv", "ConvTranspose", "ConvInteger", "BatchNormalization", "InstanceNormalization",
+                  "LayerNormalization", "GroupNormalization"}
+
+
+def _only_a_parameter(g: Graph, name: str) -> bool:
+    readers = [n for n in g.proto.node if name in n.input]
+    return bool(readers) and all(n.op_type in _PARAMETER_OPS and n.domain in ("", "ai.onnx")
+                                 and list(n.input).index(name) >= 1 and name not in n.input[:1]
+                                 for n in readers) and not any(
+        name in _sub_reads(n) for n in g.proto.node)
+
+
+def _sub_reads(node) -> set[str]:
+    names: set[str] = set()
+    for a in node.attribute:
+        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for n in sub.node:
+                names.update(n.input)
+                names.update(_sub_reads(n))
+    return names
 
 
 def _trace(model: Model, targets, old, size) -> _Trace:
@@ -1281,6 +1304,13 @@ class _Trace:
                                f"{node.op_type}")
         if axes[0] is None:
             raise _Unknown("its initial state carries the batch but its sequence does not")
+        for i in (5, 6):  # [directions, batch, hidden]: a state without the batch would not fit
+            if len(ins) > i and ins[i] and axes[i] is None:
+                d = self.dims_or_rank(scope, ins[i])
+                if d is None or len(d) != 3 or d[1] != 1 or self.rank(scope, ins[0]) is None:
+                    raise _Unknown(f"its initial state {ins[i]!r} does not carry the batch of its sequence")
+                raise _Unknown(f"its initial state {ins[i]!r} {_show_dims(d)} has a batch of 1 that set-batch "
+                               "cannot follow; give the state as an input with the batch")
         outs = list(node.output)
         res = {}
         for i, o in enumerate(outs):
