@@ -560,3 +560,60 @@ def test_a_recurrence_whose_initial_state_has_no_batch_is_refused():
     with pytest.raises(PassError, match="'gru' \\(GRU\\).*initial state 'h0'"):
         create("set-batch", size="2", inputs=["X:1"]).run(m)
     assert m.to_bytes() == before
+
+
+def test_a_slice_of_a_merged_batch_short_of_the_end_is_refused():
+    """[1, 4, 6] -> [4, 6] merges the batch into the rows: a slice to row 4 keeps every sample at
+    batch 1 but only the first sample at batch 3."""
+    proto = model_of([helper.make_node("Reshape", ["x", "t1"], ["a"], name="merge"),
+                      helper.make_node("Slice", ["a", "s", "e", "ax"], ["y"], name="rows")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                     [numpy_helper.from_array(np.array([4, 6], np.int64), "t1"),
+                      numpy_helper.from_array(np.array([0], np.int64), "s"),
+                      numpy_helper.from_array(np.array([4], np.int64), "e"),
+                      numpy_helper.from_array(np.array([0], np.int64), "ax")])
+    m = gs.load(proto)
+    with pytest.raises(PassError, match="'rows' \\(Slice\\) loses the batch"):
+        create("set-batch", size="4").run(m)
+
+
+def _one(node, x_dims, extra_inputs=(), inits=(), outputs=("y",), opset=22, domains=()):
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims), *extra_inputs],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *domains], ir_version=10)
+
+
+@pytest.mark.parametrize("node,why", [
+    (helper.make_node("EyeLike", ["x"], ["y"], name="eye"), "'eye' \\(EyeLike\\) loses the batch"),
+    (helper.make_node("Trilu", ["x"], ["y"], name="tri"), "'tri' \\(Trilu\\) loses the batch"),
+    (helper.make_node("CumProd", ["x", "zero"], ["y"], name="cum"), "'cum' \\(CumProd\\) loses the batch"),
+    (helper.make_node("RMSNormalization", ["x", "scale"], ["y"], name="rms", axis=0), "'rms' \\(RMSNormalization\\) loses"),
+    (helper.make_node("MaxPool", ["x"], ["y", "idx"], name="pool", kernel_shape=[2]),
+     "'pool' \\(MaxPool\\) loses the batch: its indices"),
+])
+def test_ops_that_read_the_position_in_the_batch_are_refused(node, why):
+    """The operator-test sweep found these written 'successfully' with results that differ from
+    per-sample runs: a triangle or an identity over the batch axis, a running product, RMS
+    normalization over it, MaxPool indices that count across samples."""
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.ones([4], np.float32), "scale")]
+    proto = _one(node, [3, 4] if node.op_type != "MaxPool" else [3, 1, 4], inits=inits,
+                 outputs=[o for o in node.output])
+    if node.op_type == "RMSNormalization":
+        proto.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.ones([3, 4], np.float32), "scale"))
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=why):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+def test_a_custom_domain_op_keeps_the_batch_inference_finds():
+    """A node of another domain (ai.onnx.ml) passes the batch where shape inference puts it; the
+    batch of its output was dropped, and its outputs' batch axes went unreported."""
+    node = helper.make_node("Binarizer", ["x"], ["y"], name="bin", domain="ai.onnx.ml", threshold=0.0)
+    proto = _one(node, [3, 4], domains=[helper.make_opsetid("ai.onnx.ml", 3)], opset=17)
+    m = gs.load(proto)
+    r = create("set-batch", size="2").run(m)
+    assert r.details["output_axes"] == {"y": [0]}

@@ -33,7 +33,10 @@ class SetBatch(Pass):
     broadcast it, Conv/Pool keep it on axis 0, Transpose permutes it, MatMul keeps it on its
     batch dims, a Reshape whose target is computed from the input's own shape keeps it, Gather
     and Slice on other axes keep it, LSTM/GRU read it on axis 1 of X and of the initial state,
-    both branches of an If must agree. It refuses, naming the node and changing nothing, where
+    both branches of an If must agree, ReverseSequence reads it on batch_axis and sequence_lens.
+    A constant Reshape that merges the batch with the axes after it (the batch outermost, each
+    sample's elements together: ``[1, 8, 32] -> [-1, 32]``) is followed through row-wise ops to
+    the Reshape that splits it back, whose batch entry becomes -1. It refuses, naming the node and changing nothing, where
     samples would mix or the batch is dropped (a reduction, softmax, concat or slice over the
     batch axis, a Reshape to a fixed leading dim, NonZero/NonMaxSuppression), and where it
     cannot tell. Where a constant hard-codes the old batch and the trace proves it is the
@@ -674,7 +677,16 @@ class _Trace:
         dep_vals = [i for i, v in enumerate(vals) if v is not None and v.batchy]
         if node.domain not in ("", "ai.onnx"):
             if batched or dep_vals:
-                self.fallback(scope, node, batched)
+                found = self.fallback(scope, node, batched)
+                tags = [self.tag_of(scope, ins[i]) for i in batched]
+                tag = self.union(tags) if tags else (self.source[0] if self.source else None)
+                if any(self.merged_of(scope, ins[i]) for i in batched):
+                    raise _Unknown("the batch of its input is merged with other dims")
+                for name, axis in found.items():
+                    if axis is not None:
+                        if tag is None:
+                            raise _Unknown("its output depends on the batch size only through a computed value")
+                        self.set_axis(scope, name, axis, tag)
             return
         op = node.op_type
         if op in ("If", "Loop", "Scan"):
@@ -794,6 +806,32 @@ class _Trace:
             axis = self.broadcast(scope, node, [i for i in range(len(ins)) if ins[i]], axes, limit=(
                 1 if op in ("QuantizeLinear", "DequantizeLinear", "Clip", "Dropout") else None))
             return {o: axis for o in outs if o}
+        if op in ("MaxPool", "MaxUnpool") and (op == "MaxUnpool" or (len(outs) > 1 and outs[1])):
+            raise _Lost("its indices count elements across the whole tensor, every sample together")
+        if op == "EyeLike":
+            raise _Lost("its ones sit where the row (a position in the batch) meets the column")
+        if op in ("SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"):
+            if _attr(node, "reduction", b"mean") not in (b"none", "none"):
+                raise _Lost("it reduces the loss over every sample together")
+            if first != 0 or (len(ins) > 1 and axes[1] not in (0, None)):
+                raise _Unknown("the batch must be axis 0 of its scores and labels")
+            return {o: 0 for o in outs if o}
+        if op == "Trilu":
+            r = self.need_rank(scope, ins[0], node)
+            if batched != [0]:
+                raise _Unknown("only its data may carry the batch")
+            if first >= r - 2:
+                raise _Lost(f"it keeps a triangle of its last two axes, and the batch is axis {first}")
+            return {outs[0]: first}
+        if op in ("ScatterElements", "Scatter"):
+            r = self.need_rank(scope, ins[0], node)
+            if len({axes[i] for i in range(3)}) != 1:
+                raise _Unknown("its data, indices and updates do not all carry the batch on the same axis")
+            if _norm(_attr(node, "axis", 0), r) == first:
+                raise _Lost(f"it writes along the batch axis {first}")
+            return {outs[0]: first}
+        if op == "ScatterND":
+            raise _Unknown("where its indices write is not followed")
         if op in _BATCH_FIRST or op == "BatchNormalization" or op == "Resize" or op == "Upsample":
             if batched != [0] or first != 0:
                 raise _Unknown("the batch must be axis 0 of its first input and nowhere else")
@@ -802,8 +840,8 @@ class _Trace:
             if op in ("Resize", "Upsample"):
                 self.check_resize(scope, node, vals)
             return {outs[0]: 0}
-        if op in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization", "LayerNormalization",
-                  "MeanVarianceNormalization", "CumSum", "TopK", "ArgMax", "ArgMin") or op in _REDUCE:
+        if op in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization", "LayerNormalization", "RMSNormalization",
+                  "MeanVarianceNormalization", "CumSum", "CumProd", "TopK", "ArgMax", "ArgMin") or op in _REDUCE:
             return self.along_axis(scope, node, ins, axes, vals, batched)
         if op == "Transpose":
             r = self.need_rank(scope, ins[0], node)
@@ -922,7 +960,7 @@ class _Trace:
             if b == axis or (self.opset < 13 and b >= axis):
                 raise _Lost(f"it normalizes across the batch axis {b}")
             return {o: b for o in outs}
-        if op == "LayerNormalization":
+        if op in ("LayerNormalization", "RMSNormalization"):
             axis = _norm(_attr(node, "axis", -1), r)
             if b >= axis:
                 raise _Lost(f"it normalizes over axes {axis}.. which include the batch axis {b}")
@@ -935,7 +973,7 @@ class _Trace:
             if b in [_norm(a, r) for a in _attr(node, "axes", [0, 2, 3])]:
                 raise _Lost(f"it normalizes over the batch axis {b}")
             return {o: b for o in outs}
-        if op == "CumSum":
+        if op in ("CumSum", "CumProd"):
             v = vals[1]
             if v is None or v.batchy or v.elems[0] is None or isinstance(v.elems[0], str):
                 raise _Unknown("its axis is not a constant")
@@ -1191,7 +1229,8 @@ class _Trace:
         for a, s, e, st in zip(ax, starts, ends, steps, strict=False):
             if _norm(a, r) != b:
                 continue
-            full = st == 1 and s == 0 and (e == BATCH or (isinstance(e, int) and e >= self.limit))
+            limit = _BIG if self.merged_of(scope, ins[0]) else self.limit  # batch x f rows: only 'to the end'
+            full = st == 1 and s == 0 and (e == BATCH or (isinstance(e, int) and e >= limit))
             if not full:
                 raise _Lost(f"it slices the batch axis {b}")
         return b
@@ -1364,6 +1403,10 @@ class _Trace:
             self.walk(sub)
             results.append([(self.ax(sub, o.name), self.tag_of(sub, o.name), self.rank(sub, o.name))
                             for o in g.output])
+            merged_out = next((o.name for o in g.output if self.merged_of(sub, o.name)), None)
+            if merged_out:
+                raise _Unknown(f"its branch {name} returns {merged_out!r} with the batch merged with other dims, "
+                               "which set-batch does not follow out of an If")
         for i, o in enumerate(node.output):
             ranks = {r[i][2] for r in results if i < len(r)}
             if len(ranks) == 1 and None not in ranks and o and scope.dims(o) is None:
