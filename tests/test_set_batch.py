@@ -617,3 +617,25 @@ def test_a_custom_domain_op_keeps_the_batch_inference_finds():
     m = gs.load(proto)
     r = create("set-batch", size="2").run(m)
     assert r.details["output_axes"] == {"y": [0]}
+
+
+def test_an_expand_to_a_shape_given_at_run_time_is_refused():
+    """Expand(data[3, 1], new_shape) with new_shape a graph input: the shape fed at run time may
+    hold the old batch ([3, 4]); set-batch wrote a model onnxruntime could not run."""
+    proto = model_of([helper.make_node("Expand", ["x", "new_shape"], ["y"], name="expand")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 1]),
+                      helper.make_tensor_value_info("new_shape", TensorProto.INT64, [2])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])])
+    m = gs.load(proto)
+    with pytest.raises(PassError, match="'expand' \\(Expand\\).*graph input 'new_shape'"):
+        create("set-batch", size="2").run(m)
+
+
+def test_cast_like_takes_no_batch_from_its_type_donor():
+    proto = model_of([helper.make_node("CastLike", ["x", "like"], ["y"], name="cast")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [7, 1]),
+                      helper.make_tensor_value_info("like", TensorProto.INT64, ["n"])],
+                     [helper.make_tensor_value_info("y", TensorProto.INT64, [7, 1])])
+    m = gs.load(proto)
+    with pytest.raises(PassError, match="'cast' \\(CastLike\\).*parameter 'like'"):
+        create("set-batch", size="2", inputs=["like"]).run(m)

@@ -804,7 +804,7 @@ class _Trace:
             if op == "Dropout" and len(ins) > 2 and ins[2] and self.val(scope, ins[2]) != _Val([0], True):
                 pass  # training_mode only scales; shapes follow the input
             axis = self.broadcast(scope, node, [i for i in range(len(ins)) if ins[i]], axes, limit=(
-                1 if op in ("QuantizeLinear", "DequantizeLinear", "Clip", "Dropout") else None))
+                1 if op in ("QuantizeLinear", "DequantizeLinear", "Clip", "Dropout", "CastLike") else None))
             return {o: axis for o in outs if o}
         if op in ("MaxPool", "MaxUnpool") and (op == "MaxUnpool" or (len(outs) > 1 and outs[1])):
             raise _Lost("its indices count elements across the whole tensor, every sample together")
@@ -1260,6 +1260,9 @@ class _Trace:
             if x_axis is None:
                 self.values(scope, node, vals)
                 return None
+            if op == "Expand" and ins[1] in {i.name for i in self.model.graph.input}:
+                # a shape given at run time may hold the old batch: inference cannot know
+                raise _Unknown(f"its shape is the graph input {ins[1]!r}, which may hold the old batch")
             return self.fallback(scope, node, [0])[node.output[0]]
         elems = list(v.elems)
         if op == "ConstantOfShape" and BATCH not in elems and self.old is not None and elems and \
