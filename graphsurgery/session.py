@@ -48,6 +48,32 @@ class Change:
         return "".join(parts) + "</div>"
 
 
+def _feeds(proto: onnx.ModelProto, given: dict, where: str) -> dict:
+    """Inputs for ``proto``: the given arrays, each checked against the input it names and never
+    replaced, generated ones for the inputs not given (a dim name a given array fixes keeps
+    that size)."""
+    from . import verify
+
+    specs = {s.name: s for s in verify.input_specs(proto)}
+    known: dict[str, int] = {}
+    for name, arr in given.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        arr = np.asarray(arr)
+        problem = verify.mismatch(spec, arr)
+        if problem:
+            raise verify.InputMismatch(f"session inputs: array {name!r} has {problem}, but input {name!r} of {where} "
+                                       f"takes {spec.type_text()}; give an array of that type and shape (or set "
+                                       "session.inputs = None); the step was undone")
+        for d, n in zip(spec.dims or [], arr.shape, strict=False):
+            if isinstance(d, str):
+                known.setdefault(d, int(n))
+    feeds = verify.make_inputs(proto, batch=2, known=known)
+    feeds.update({name: np.asarray(arr) for name, arr in given.items() if name in specs})
+    return feeds
+
+
 class Session:
     """Edit a model step by step, with undo.
 
@@ -60,6 +86,14 @@ class Session:
 
     def __init__(self, model: Any, inputs: dict[str, np.ndarray] | None = None):
         self.model: Model = model if isinstance(model, Model) else load(model)
+        if inputs:
+            from .verify import InputMismatch
+
+            names = {vi.name for vi in self.model.proto.graph.input}
+            stray = sorted(set(inputs) - names)
+            if stray:  # an input a later step removes (frozen) is one the model has now
+                raise InputMismatch(f"session inputs: array {stray[0]!r} names no input of the model (its inputs "
+                                    f"are {', '.join(sorted(names)) or 'none'})")
         self.inputs = inputs
         self._history: list[tuple[str, bytes, str | None]] = []
 
@@ -80,20 +114,20 @@ class Session:
         before = self._snapshot(label)
         try:
             result = pipeline.run(self.model)
+            return self._change(label, before, result.results)
         except BaseException:
             self._restore(self._history.pop())
             raise
-        return self._change(label, before, result.results)
 
     @contextlib.contextmanager
     def edit(self, label: str = "edit") -> Iterator[Model]:
         before = self._snapshot(label)
         try:
             yield self.model
+            self.last_change = self._change(label, before, [])
         except BaseException:
             self._restore(self._history.pop())
             raise
-        self.last_change = self._change(label, before, [])
 
     def undo(self) -> str:
         """Return to the model before the last step; returns that step's label."""
@@ -125,10 +159,12 @@ class Session:
 
             # meaning, not onnxruntime's optimizer: on If-heavy models (silero_vad with its rate frozen)
             # onnxruntime's own If-inlining crashes the process
+            proto_before = onnx.ModelProto.FromString(before)
+            feeds_before = _feeds(proto_before, self.inputs, "the model before this step")
+            feeds_after = _feeds(self.model.proto, self.inputs, "the model after this step")
             try:
-                feeds_before = verify.fit_inputs(onnx.ModelProto.FromString(before), self.inputs)
                 old = verify.run(before, feeds_before, optimize=False, prepack=False, base_dir=self.model.base_dir)
-                new = verify.run(self.model.to_bytes(), verify.fit_inputs(self.model.proto, self.inputs),
+                new = verify.run(self.model.to_bytes(), feeds_after,
                                  optimize=False, prepack=False, base_dir=self.model.base_dir)
                 change.drift = verify.compare(old, new)
             except verify.RuntimeFailure as exc:

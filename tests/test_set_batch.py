@@ -354,3 +354,288 @@ def test_shape_glue_of_a_tensor_inference_lost_still_follows_the_batch():
     x = np.random.default_rng(0).standard_normal((3, 4, 6)).astype(np.float32)
     out = run_ort(m.proto, {"x": x})["y"]
     assert out.shape == (3, 24, 1) and np.array_equal(out, per_sample(original, {"x": x})["y"])
+
+
+# ---- defects the operator-test sweep found ---------------------------------------------------
+
+@pytest.mark.parametrize("group,x_dims,w_dims", [(1, [1, 1, 3, 3], [1, 2, 3, 3]), (2, [1, 2, 3, 3], [2, 1, 3, 3]),
+                                                 (1, [3, 1, 3, 3], [1, 2, 3, 3])])
+def test_conv_transpose_weight_input_keeps_its_size(group, x_dims, w_dims):
+    """ConvTranspose's weight is [C_in, C_out/group, k, k]: a weight given as a graph input whose
+    C_in equals the old batch is a parameter, not a second batch input."""
+    proto = model_of([helper.make_node("ConvTranspose", ["X", "W"], ["Y"], name="deconv", group=group)],
+                     [helper.make_tensor_value_info("X", TensorProto.FLOAT, x_dims),
+                      helper.make_tensor_value_info("W", TensorProto.FLOAT, w_dims)],
+                     [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    r = create("set-batch", size="2").run(m)
+    assert r.details["inputs"] == [["X", 0]]
+    assert m.graph.tensor("W").shape == w_dims
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal([2] + x_dims[1:]).astype(np.float32)
+    w = rng.standard_normal(w_dims).astype(np.float32)
+    out = run_ort(m.proto, {"X": x, "W": w})["Y"]
+    old = x_dims[0]
+    ref = [verify.run(original, {"X": np.repeat(x[i:i + 1], old, axis=0), "W": w})["Y"][:1] for i in range(2)]
+    assert np.allclose(out, np.concatenate(ref), rtol=1e-5, atol=1e-6)
+
+
+def reverse_sequence_model(batch_axis, time_axis):
+    return model_of([helper.make_node("ReverseSequence", ["x", "sequence_lens"], ["y"], name="rev",
+                                      batch_axis=batch_axis, time_axis=time_axis)],
+                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4]),
+                     helper.make_tensor_value_info("sequence_lens", TensorProto.INT64, [4])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])])
+
+
+def test_reverse_sequence_with_the_time_axis_first_is_refused_by_name():
+    m = gs.load(reverse_sequence_model(batch_axis=1, time_axis=0))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=r"'rev' \(ReverseSequence\) loses the batch.*time_axis.*batch_axis is 1"):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+@pytest.mark.parametrize("batch_axis,time_axis,names", [(0, 1, None), (1, 0, ["x:1", "sequence_lens"])])
+def test_reverse_sequence_takes_one_length_per_sample(batch_axis, time_axis, names):
+    proto = reverse_sequence_model(batch_axis, time_axis)
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    r = create("set-batch", size="2", inputs=names).run(m)
+    assert r.details["inputs"] == [["x", batch_axis], ["sequence_lens", 0]]
+    x = np.arange(8, dtype=np.float32).reshape([2, 4] if batch_axis == 0 else [4, 2])
+    lens = np.array([3, 1], np.int64)
+    out = run_ort(m.proto, {"x": x, "sequence_lens": lens})["y"]
+    ref = []
+    for i in range(2):  # the original takes a batch of 4: one sample, four times
+        xi = np.repeat(np.take(x, [i], axis=batch_axis), 4, axis=batch_axis)
+        ref.append(np.take(verify.run(original, {"x": xi, "sequence_lens": np.repeat(lens[i:i + 1], 4)})["y"],
+                           [0], axis=batch_axis))
+    assert np.array_equal(out, np.concatenate(ref, axis=batch_axis))
+
+
+def test_a_loop_the_batch_flows_into_is_refused_naming_the_node():
+    """The operator tests' SequenceMap expansion runs a Loop over a sequence; set-batch cannot
+    follow a Loop body, and a node without a name is named by its output."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["acc_in", "x"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, None)])
+    proto = model_of([helper.make_node("Loop", ["n", "", "x"], ["y"], body=body)],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                     [numpy_helper.from_array(np.array(2, np.int64), "n")])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=r"node \(Loop\) making 'y': the batch flows into its Loop body"):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+# ---- transformer exports (tests/fixtures/make_transformer_models.py) ----------------------------
+
+def transformer_feeds(proto, batch):
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in verify.input_specs(proto):
+        if "mask" in spec.name:
+            a = np.ones((batch, 8), np.int64)
+            a[1 % batch, 5:] = 0
+        else:
+            a = rng.integers(0, 100, (batch, 8))
+        feeds[spec.name] = a.astype(spec.dtype)
+    return feeds
+
+
+@pytest.mark.parametrize("size", ["4", "N"])
+def test_gpt2_dynamo_export_merges_the_batch_and_splits_it_back(size):
+    """The dynamo exporter writes GPT-2 with constant Reshape targets that merge the batch with the
+    sequence ([1, 8, 32] -> [-1, 32] for the projections, [1, 2, 8, 16] -> [2, 8, 16] for the heads)
+    and split it back ([1, 8, 96]): each sample's rows stay together, so the model is per-sample."""
+    m = gs.load(str(FIX / "gpt2_dynamo.onnx"))
+    original = m.to_bytes()
+    r = create("set-batch", size=size).run(m)
+    assert any("[1, 8, 96] -> [-1, 8, 96]" in c for c in r.changes)
+    assert m.graph.tensor("input_ids").shape[0] == (4 if size == "4" else "N")
+    m.check()
+    feeds = transformer_feeds(m.proto, 4)
+    out = verify.run(m.to_bytes(), feeds, optimize=False)["logits"]
+    ref = per_sample(original, feeds)["logits"]
+    assert out.shape == ref.shape == (4, 8, 100)
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("fixture,culprit", [
+    ("bert_torchscript", r"'/m/Range' \(Range\)"),  # Range(0, batch) indexes the attention mask
+    ("bert_dynamo", r"'node_GatherND_\d+' \(GatherND\) loses the batch"),  # the same index, baked for batch 1
+])
+def test_bert_exports_whose_mask_indexing_set_batch_cannot_follow_are_refused(fixture, culprit):
+    m = gs.load(str(FIX / f"{fixture}.onnx"))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=culprit + ".*nothing was changed"):
+        create("set-batch", size="4").run(m)
+    assert m.to_bytes() == before
+
+
+def reshape_model(x_dims, first, second=None, between="Relu"):
+    nodes = [helper.make_node("Reshape", ["x", "t1"], ["a"], name="merge"),
+             helper.make_node(between, ["a"], ["b"], name="between")]
+    inits = [numpy_helper.from_array(np.array(first, np.int64), "t1")]
+    out = "b"
+    if second is not None:
+        nodes.append(helper.make_node("Reshape", ["b", "t2"], ["y"], name="split"))
+        inits.append(numpy_helper.from_array(np.array(second, np.int64), "t2"))
+        out = "y"
+    return model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
+                    [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], inits)
+
+
+@pytest.mark.parametrize("x_dims,first,second", [
+    ([1, 4, 6], [4, 6], [1, 4, 6]),        # batch 1 merged into the rows and split back
+    ([1, 4, 6], [-1, 6], [1, 2, 2, 6]),    # -1 merges; the split may regroup each sample's rows
+    ([2, 4, 6], [8, 6], [2, 4, 6]),        # a fixed batch of 2: 8 rows = 2 x 4
+    ([2, 4, 6], [8, 6], None),             # the output stays merged: samples' rows still follow each other
+])
+def test_a_constant_reshape_that_merges_the_batch_and_splits_it_back(x_dims, first, second):
+    proto = reshape_model(x_dims, first, second)
+    original = proto.SerializeToString()
+    m = gs.load(proto)
+    create("set-batch", size="3").run(m)
+    x = np.random.default_rng(0).standard_normal([3] + x_dims[1:]).astype(np.float32)
+    out = run_ort(m.proto, {"x": x})
+    name = next(iter(out))
+    old = x_dims[0]
+    ref = np.concatenate([verify.run(original, {"x": np.repeat(x[i:i + 1], old, axis=0)})[name][
+        :len(verify.run(original, {"x": np.repeat(x[i:i + 1], old, axis=0)})[name]) // old] for i in range(3)])
+    assert np.array_equal(out[name], ref)
+
+
+@pytest.mark.parametrize("x_dims,first,second,between,why", [
+    ([2, 4, 6], [3, 16], None, "Relu", "loses the batch"),      # 3 rows of 16: a row holds values of two samples
+    ([1, 4, 6], [4, 6], [1, 4, 6], "Softmax", "loses the batch"),  # a softmax over the merged rows mixes them
+    ([1, 4, 6], [4, 6], [1, 4, 6], "Flatten", "merged with other dims"),
+])
+def test_a_reshape_that_mixes_samples_is_refused(x_dims, first, second, between, why):
+    proto = reshape_model(x_dims, first, second, between)
+    if between == "Softmax":
+        proto.graph.node[1].attribute.append(helper.make_attribute("axis", 0))
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=why):
+        create("set-batch", size="3").run(m)
+    assert m.to_bytes() == before
+
+
+def test_an_input_other_ops_read_is_not_left_out_to_make_the_trace_pass():
+    """Only parameters of ops that take the batch on their data alone may keep the old batch's
+    size; an input a reduction reads over its batch axis keeps the refusal."""
+    proto = model_of([helper.make_node("ReduceSum", ["y", "axes"], ["r"], name="sum", keepdims=1),
+                      helper.make_node("Add", ["x", "r"], ["z"], name="add")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3]),
+                      helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+                     [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3])],
+                     [numpy_helper.from_array(np.array([0], np.int64), "axes")])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'sum' \\(ReduceSum\\) loses the batch"):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+def test_a_recurrence_whose_initial_state_has_no_batch_is_refused():
+    rng = np.random.default_rng(0)
+    proto = model_of([helper.make_node("GRU", ["X", "W", "R", "", "", "h0"], ["Y", "Y_h"], name="gru", hidden_size=4)],
+                     [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["seq", 1, 3])],
+                     [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, 1, 4])],
+                     [numpy_helper.from_array(rng.standard_normal((1, 12, 3)).astype(np.float32), "W"),
+                      numpy_helper.from_array(rng.standard_normal((1, 12, 4)).astype(np.float32), "R"),
+                      numpy_helper.from_array(np.zeros((1, 1, 4), np.float32), "h0")])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'gru' \\(GRU\\).*initial state 'h0'"):
+        create("set-batch", size="2", inputs=["X:1"]).run(m)
+    assert m.to_bytes() == before
+
+
+def test_a_slice_of_a_merged_batch_short_of_the_end_is_refused():
+    """[1, 4, 6] -> [4, 6] merges the batch into the rows: a slice to row 4 keeps every sample at
+    batch 1 but only the first sample at batch 3."""
+    proto = model_of([helper.make_node("Reshape", ["x", "t1"], ["a"], name="merge"),
+                      helper.make_node("Slice", ["a", "s", "e", "ax"], ["y"], name="rows")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                     [numpy_helper.from_array(np.array([4, 6], np.int64), "t1"),
+                      numpy_helper.from_array(np.array([0], np.int64), "s"),
+                      numpy_helper.from_array(np.array([4], np.int64), "e"),
+                      numpy_helper.from_array(np.array([0], np.int64), "ax")])
+    m = gs.load(proto)
+    with pytest.raises(PassError, match="'rows' \\(Slice\\) loses the batch"):
+        create("set-batch", size="4").run(m)
+
+
+def _one(node, x_dims, extra_inputs=(), inits=(), outputs=("y",), opset=22, domains=()):
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims), *extra_inputs],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs], list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset), *domains], ir_version=10)
+
+
+@pytest.mark.parametrize("node,why", [
+    (helper.make_node("EyeLike", ["x"], ["y"], name="eye"), "'eye' \\(EyeLike\\) loses the batch"),
+    (helper.make_node("Trilu", ["x"], ["y"], name="tri"), "'tri' \\(Trilu\\) loses the batch"),
+    (helper.make_node("CumProd", ["x", "zero"], ["y"], name="cum"), "'cum' \\(CumProd\\) loses the batch"),
+    (helper.make_node("RMSNormalization", ["x", "scale"], ["y"], name="rms", axis=0), "'rms' \\(RMSNormalization\\) loses"),
+    (helper.make_node("MaxPool", ["x"], ["y", "idx"], name="pool", kernel_shape=[2]),
+     "'pool' \\(MaxPool\\) loses the batch: its indices"),
+])
+def test_ops_that_read_the_position_in_the_batch_are_refused(node, why):
+    """The operator-test sweep found these written 'successfully' with results that differ from
+    per-sample runs: a triangle or an identity over the batch axis, a running product, RMS
+    normalization over it, MaxPool indices that count across samples."""
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.ones([4], np.float32), "scale")]
+    proto = _one(node, [3, 4] if node.op_type != "MaxPool" else [3, 1, 4], inits=inits,
+                 outputs=[o for o in node.output])
+    if node.op_type == "RMSNormalization":
+        proto.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.ones([3, 4], np.float32), "scale"))
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match=why):
+        create("set-batch", size="2").run(m)
+    assert m.to_bytes() == before
+
+
+def test_a_custom_domain_op_keeps_the_batch_inference_finds():
+    """A node of another domain (ai.onnx.ml) passes the batch where shape inference puts it; the
+    batch of its output was dropped, and its outputs' batch axes went unreported."""
+    node = helper.make_node("Binarizer", ["x"], ["y"], name="bin", domain="ai.onnx.ml", threshold=0.0)
+    proto = _one(node, [3, 4], domains=[helper.make_opsetid("ai.onnx.ml", 3)], opset=17)
+    m = gs.load(proto)
+    r = create("set-batch", size="2").run(m)
+    assert r.details["output_axes"] == {"y": [0]}
+
+
+def test_an_expand_to_a_shape_given_at_run_time_is_refused():
+    """Expand(data[3, 1], new_shape) with new_shape a graph input: the shape fed at run time may
+    hold the old batch ([3, 4]); set-batch wrote a model onnxruntime could not run."""
+    proto = model_of([helper.make_node("Expand", ["x", "new_shape"], ["y"], name="expand")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 1]),
+                      helper.make_tensor_value_info("new_shape", TensorProto.INT64, [2])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])])
+    m = gs.load(proto)
+    with pytest.raises(PassError, match="'expand' \\(Expand\\).*graph input 'new_shape'"):
+        create("set-batch", size="2").run(m)
+
+
+def test_cast_like_takes_no_batch_from_its_type_donor():
+    proto = model_of([helper.make_node("CastLike", ["x", "like"], ["y"], name="cast")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [7, 1]),
+                      helper.make_tensor_value_info("like", TensorProto.INT64, ["n"])],
+                     [helper.make_tensor_value_info("y", TensorProto.INT64, [7, 1])])
+    m = gs.load(proto)
+    with pytest.raises(PassError, match="'cast' \\(CastLike\\).*parameter 'like'"):
+        create("set-batch", size="2", inputs=["like"]).run(m)

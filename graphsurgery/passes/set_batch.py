@@ -33,7 +33,10 @@ class SetBatch(Pass):
     broadcast it, Conv/Pool keep it on axis 0, Transpose permutes it, MatMul keeps it on its
     batch dims, a Reshape whose target is computed from the input's own shape keeps it, Gather
     and Slice on other axes keep it, LSTM/GRU read it on axis 1 of X and of the initial state,
-    both branches of an If must agree. It refuses, naming the node and changing nothing, where
+    both branches of an If must agree, ReverseSequence reads it on batch_axis and sequence_lens.
+    A constant Reshape that merges the batch with the axes after it (the batch outermost, each
+    sample's elements together: ``[1, 8, 32] -> [-1, 32]``) is followed through row-wise ops to
+    the Reshape that splits it back, whose batch entry becomes -1. It refuses, naming the node and changing nothing, where
     samples would mix or the batch is dropped (a reduction, softmax, concat or slice over the
     batch axis, a Reshape to a fixed leading dim, NonZero/NonMaxSuppression), and where it
     cannot tell. Where a constant hard-codes the old batch and the trace proves it is the
@@ -67,7 +70,7 @@ class SetBatch(Pass):
             result.note(f"input {name!r}: dim {axis} {_show(olds[(name, axis)])} -> {size}")
         main = trace.main
         output_axes = {o: ([trace.ax(main, o)] if trace.ax(main, o) is not None else []) for o in g.output_names}
-        forced = {name: {axis: size} for name, axis in trace.batched_names.items()}
+        forced = {name: {axis: size} for name, axis in trace.batched_names.items() if name not in trace.merged_names}
         for line in shapes.refresh_declared(model, forced):
             result.note(line)
         result.details["old"] = old
@@ -245,21 +248,45 @@ def _find_batch(model: Model, old, choices, named, size):
     primary = choices[0][0]
     first_error: PassError | None = None
     lonely: str | None = None
-    for n, combo in enumerate(itertools.product(*[axes for _, axes in choices])):
-        if n >= _MAX_TRIES:
-            break
-        targets = [(name, axis) for (name, _), axis in zip(choices, combo, strict=True)]
+
+    def attempt(combo):
+        nonlocal first_error, lonely
+        targets = [(name, axis) for (name, _), axis in zip(choices, combo, strict=True) if axis is not None]
         try:
             trace = _trace(model, targets, old, size)
         except PassError as exc:
             if first_error is None:
                 first_error = exc
-            continue
+            return None
         root = trace.find(primary)
         apart = [name for name, _ in targets if trace.find(name) != root and named.get(name) is None]
         if not apart:
             return trace, targets
         lonely = lonely or apart[0]
+        return None
+
+    for combo in itertools.islice(itertools.product(*[axes for _, axes in choices]), _MAX_TRIES):
+        found = attempt(combo)
+        if found:
+            return found
+    if lonely is None and old is not None:
+        # Every placement failed in the trace. An input not named that only parameters of ops
+        # which take the batch on their data alone read (ConvTranspose's weight [1, C_out, k, k]
+        # beside x [1, C_in, h, w]) and whose candidate axis is the old batch's fixed size is a
+        # parameter that happens to have that size: leave such inputs as they are, fewest first.
+        optional = [i for i, (name, _) in enumerate(choices)
+                    if i and named.get(name) is None and _only_a_parameter(model.graph, name)]
+        tried = 0
+        for k in range(1, len(optional) + 1):
+            for out in itertools.combinations(optional, k):
+                options = [[None] if i in out else axes for i, (_, axes) in enumerate(choices)]
+                for combo in itertools.product(*options):
+                    if tried >= _MAX_TRIES:
+                        break
+                    tried += 1
+                    found = attempt(combo)
+                    if found:
+                        return found
     if first_error is not None and (lonely is None or all(len(a) == 1 for _, a in choices)):
         raise first_error
     axes = dict(choices)[lonely]
@@ -267,6 +294,29 @@ def _find_batch(model: Model, old, choices, named, size):
                     f"{' or '.join(map(str, axes))} it never meets the batch of {primary!r} in the graph. "
                     f"Name its axis with inputs={primary};{lonely}:AXIS, or leave it out with inputs={primary}; "
                     "nothing was changed")
+
+
+# ops whose inputs after the first are parameters, never broadcast against the batch
+_PARAMETER_OPS = {"Conv", "ConvTranspose", "ConvInteger", "BatchNormalization", "InstanceNormalization",
+                  "LayerNormalization", "GroupNormalization"}
+
+
+def _only_a_parameter(g: Graph, name: str) -> bool:
+    readers = [n for n in g.proto.node if name in n.input]
+    return bool(readers) and all(n.op_type in _PARAMETER_OPS and n.domain in ("", "ai.onnx")
+                                 and list(n.input).index(name) >= 1 and name not in n.input[:1]
+                                 for n in readers) and not any(
+        name in _sub_reads(n) for n in g.proto.node)
+
+
+def _sub_reads(node) -> set[str]:
+    names: set[str] = set()
+    for a in node.attribute:
+        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for n in sub.node:
+                names.update(n.input)
+                names.update(_sub_reads(n))
+    return names
 
 
 def _trace(model: Model, targets, old, size) -> _Trace:
@@ -342,6 +392,29 @@ class _ReshapeTargetFromInput(_Patch):
                 "run time")
 
 
+class _ReshapeTargetFree(_Patch):
+    """Reshape(x, [.., old x f, ..]) where entry k holds the batch (times f): it becomes -1."""
+
+    def __init__(self, node_name: str, target_name: str, value: np.ndarray, k: int):
+        self.node_name, self.target_name, self.value, self.k = node_name, target_name, value, k
+
+    def new(self) -> np.ndarray:
+        new = np.array(self.value, copy=True)
+        new[self.k] = -1
+        return new
+
+    def apply(self, model: Model) -> None:
+        g = model.graph
+        node = g.node(self.node_name)
+        name = g.unique_name(f"{self.target_name}_batch")
+        g.set_initializer(name, self.new())
+        node.set_input(1, name)
+
+    def describe(self) -> str:
+        return (f"Reshape {self.node_name!r}: target {self.value.tolist()} -> {self.new().tolist()} "
+                "(-1 takes the batch at run time)")
+
+
 class _ConstantOfShapeBatch(_Patch):
     """ConstantOfShape([old, ...]): the leading entry is read from a batch input at run time."""
 
@@ -398,6 +471,12 @@ _BATCH_FIRST = {
     "Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MaxPool", "AveragePool", "LpPool",
     "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "InstanceNormalization", "LRN", "DepthToSpace",
     "SpaceToDepth", "GroupNormalization", "MaxRoiPool",
+}
+# ops whose rule keeps the batch axis row by row: a batch merged with other dims passes as is
+# (their rules refuse wherever they act along the batch axis)
+_MERGE_SAFE = _ELEMENTWISE | {
+    "Gemm", "MatMul", "Transpose", "Softmax", "LogSoftmax", "LayerNormalization", "Split", "Slice", "Gather",
+    "Squeeze", "Unsqueeze", "Concat", "Reshape", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
 }
 _REDUCE = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
            "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
@@ -487,6 +566,14 @@ class _Val:
         return any(e in (BATCH, MIXED) for e in self.elems)
 
 
+def _label(node: onnx.NodeProto) -> str:
+    """``'name' (Op)``; a node without a name is named by its first output."""
+    if node.name:
+        return f"{node.name!r} ({node.op_type})"
+    out = next((o for o in node.output if o), None)
+    return f"({node.op_type}) making {out!r}" if out else f"({node.op_type}) without name or outputs"
+
+
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -507,6 +594,10 @@ class _Trace:
         self.patches: list[_Patch] = []
         self.scopes: dict[int, _Scope] = {}
         self.batched_names: dict[str, int] = {}       # every tensor name -> axis (for value_info)
+        # (scope id, name) -> f: the batch axis holds batch x f, the batch outermost (a Reshape
+        # merged each sample's f leading rows into it, [B, S, D] -> [B*S, D])
+        self.merged: dict[tuple[int, str], int] = {}
+        self.merged_names: set[str] = set()
 
     # ---- union-find: inputs whose batches met ------------------------------------------------
     def find(self, name: str) -> str:
@@ -544,8 +635,11 @@ class _Trace:
             return _Val.of(c)
         return None
 
-    def set_axis(self, scope, name, axis, tag):
+    def set_axis(self, scope, name, axis, tag, merged=None):
         self.axis[(id(scope), name)] = axis
+        if merged is not None and merged > 1:
+            self.merged[(id(scope), name)] = merged
+            self.merged_names.add(name)
         self.tag[(id(scope), name)] = tag
         self.batched_names[name] = axis
 
@@ -562,13 +656,13 @@ class _Trace:
             try:
                 self.step(scope, node)
             except _Lost as exc:
-                raise PassError(f"set-batch: node {node.name!r} ({node.op_type}) loses the batch: {exc}. Changing "
+                raise PassError(f"set-batch: node {_label(node)} loses the batch: {exc}. Changing "
                                 "the batch would give a model that runs with wrong results; nothing was changed") from None
             except _Unknown as exc:
-                raise PassError(f"set-batch: cannot follow the batch through node {node.name!r} ({node.op_type}): "
+                raise PassError(f"set-batch: cannot follow the batch through node {_label(node)}: "
                                 f"{exc}; nothing was changed") from None
             except (IndexError, TypeError, ValueError, KeyError) as exc:  # a malformed node: no proof
-                raise PassError(f"set-batch: cannot follow the batch through node {node.name!r} ({node.op_type}): "
+                raise PassError(f"set-batch: cannot follow the batch through node {_label(node)}: "
                                 f"{type(exc).__name__}: {exc}; nothing was changed") from None
 
     def step(self, scope: _Scope, node: onnx.NodeProto) -> None:
@@ -583,7 +677,16 @@ class _Trace:
         dep_vals = [i for i, v in enumerate(vals) if v is not None and v.batchy]
         if node.domain not in ("", "ai.onnx"):
             if batched or dep_vals:
-                self.fallback(scope, node, batched)
+                found = self.fallback(scope, node, batched)
+                tags = [self.tag_of(scope, ins[i]) for i in batched]
+                tag = self.union(tags) if tags else (self.source[0] if self.source else None)
+                if any(self.merged_of(scope, ins[i]) for i in batched):
+                    raise _Unknown("the batch of its input is merged with other dims")
+                for name, axis in found.items():
+                    if axis is not None:
+                        if tag is None:
+                            raise _Unknown("its output depends on the batch size only through a computed value")
+                        self.set_axis(scope, name, axis, tag)
             return
         op = node.op_type
         if op in ("If", "Loop", "Scan"):
@@ -597,12 +700,28 @@ class _Trace:
             return
         tags = [self.tag_of(scope, ins[i]) for i in batched]
         tag = self.union(tags) if tags else (self.source[0] if self.source else None)
+        merges = {self.merged_of(scope, ins[i]) for i in batched}
+        merged = None
+        if batched and merges != {None} and op not in ("Shape", "Size"):
+            if len(merges) > 1:
+                raise _Unknown("its inputs carry the batch merged with other dims in different ways")
+            merged = merges.pop()
+            if op not in _MERGE_SAFE:
+                raise _Unknown(f"the batch of {ins[batched[0]]!r} is merged with other dims into its axis "
+                               f"{axes[batched[0]]} (batch x {merged}), which set-batch follows only through "
+                               "row-wise ops and a Reshape that splits it back")
+        self.merging = None
         out_axes = self.rule(scope, node, ins, axes, vals, batched, dep_vals)
+        if op == "Reshape":
+            merged, self.merging = self.merging, None
         for name, axis in out_axes.items():
             if axis is not None:
                 if tag is None:
                     raise _Unknown("its output depends on the batch size only through a computed value")
-                self.set_axis(scope, name, axis, tag)
+                self.set_axis(scope, name, axis, tag, merged)
+
+    def merged_of(self, scope, name):
+        return self._get(self.merged, scope, name)
 
     def tag_of(self, scope, name):
         return self._get(self.tag, scope, name)
@@ -685,8 +804,34 @@ class _Trace:
             if op == "Dropout" and len(ins) > 2 and ins[2] and self.val(scope, ins[2]) != _Val([0], True):
                 pass  # training_mode only scales; shapes follow the input
             axis = self.broadcast(scope, node, [i for i in range(len(ins)) if ins[i]], axes, limit=(
-                1 if op in ("QuantizeLinear", "DequantizeLinear", "Clip", "Dropout") else None))
+                1 if op in ("QuantizeLinear", "DequantizeLinear", "Clip", "Dropout", "CastLike") else None))
             return {o: axis for o in outs if o}
+        if op in ("MaxPool", "MaxUnpool") and (op == "MaxUnpool" or (len(outs) > 1 and outs[1])):
+            raise _Lost("its indices count elements across the whole tensor, every sample together")
+        if op == "EyeLike":
+            raise _Lost("its ones sit where the row (a position in the batch) meets the column")
+        if op in ("SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"):
+            if _attr(node, "reduction", b"mean") not in (b"none", "none"):
+                raise _Lost("it reduces the loss over every sample together")
+            if first != 0 or (len(ins) > 1 and axes[1] not in (0, None)):
+                raise _Unknown("the batch must be axis 0 of its scores and labels")
+            return {o: 0 for o in outs if o}
+        if op == "Trilu":
+            r = self.need_rank(scope, ins[0], node)
+            if batched != [0]:
+                raise _Unknown("only its data may carry the batch")
+            if first >= r - 2:
+                raise _Lost(f"it keeps a triangle of its last two axes, and the batch is axis {first}")
+            return {outs[0]: first}
+        if op in ("ScatterElements", "Scatter"):
+            r = self.need_rank(scope, ins[0], node)
+            if len({axes[i] for i in range(3)}) != 1:
+                raise _Unknown("its data, indices and updates do not all carry the batch on the same axis")
+            if _norm(_attr(node, "axis", 0), r) == first:
+                raise _Lost(f"it writes along the batch axis {first}")
+            return {outs[0]: first}
+        if op == "ScatterND":
+            raise _Unknown("where its indices write is not followed")
         if op in _BATCH_FIRST or op == "BatchNormalization" or op == "Resize" or op == "Upsample":
             if batched != [0] or first != 0:
                 raise _Unknown("the batch must be axis 0 of its first input and nowhere else")
@@ -695,8 +840,8 @@ class _Trace:
             if op in ("Resize", "Upsample"):
                 self.check_resize(scope, node, vals)
             return {outs[0]: 0}
-        if op in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization", "LayerNormalization",
-                  "MeanVarianceNormalization", "CumSum", "TopK", "ArgMax", "ArgMin") or op in _REDUCE:
+        if op in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization", "LayerNormalization", "RMSNormalization",
+                  "MeanVarianceNormalization", "CumSum", "CumProd", "TopK", "ArgMax", "ArgMin") or op in _REDUCE:
             return self.along_axis(scope, node, ins, axes, vals, batched)
         if op == "Transpose":
             r = self.need_rank(scope, ins[0], node)
@@ -737,6 +882,8 @@ class _Trace:
             r = self.need_rank(scope, ins[0], node)
             axis = _norm(_attr(node, "axis", -1), r + 1)
             return {outs[0]: first if first < axis else first + 1}
+        if op == "ReverseSequence":
+            return {outs[0]: self.reverse_sequence(scope, node, ins, axes)}
         if op == "Range":
             raise _Unknown("it makes a sequence as long as the batch, so each sample would see its position")
         return self.fallback(scope, node, batched)
@@ -813,7 +960,7 @@ class _Trace:
             if b == axis or (self.opset < 13 and b >= axis):
                 raise _Lost(f"it normalizes across the batch axis {b}")
             return {o: b for o in outs}
-        if op == "LayerNormalization":
+        if op in ("LayerNormalization", "RMSNormalization"):
             axis = _norm(_attr(node, "axis", -1), r)
             if b >= axis:
                 raise _Lost(f"it normalizes over axes {axis}.. which include the batch axis {b}")
@@ -826,7 +973,7 @@ class _Trace:
             if b in [_norm(a, r) for a in _attr(node, "axes", [0, 2, 3])]:
                 raise _Lost(f"it normalizes over the batch axis {b}")
             return {o: b for o in outs}
-        if op == "CumSum":
+        if op in ("CumSum", "CumProd"):
             v = vals[1]
             if v is None or v.batchy or v.elems[0] is None or isinstance(v.elems[0], str):
                 raise _Unknown("its axis is not a constant")
@@ -911,11 +1058,18 @@ class _Trace:
         if any(x != 1 for x in d[:b]):
             raise _Unknown(f"the batch is axis {b} of {ins[0]!r}, behind dims other than 1")
         allowzero = _attr(node, "allowzero", 0)
+        m = self.merged_of(scope, ins[0])
         if t is not None:
             elems = list(t.elems)
             if not allowzero:
-                elems = [(BATCH if i == b else (d[i] if i < len(d) else None)) if e == 0 else e
+                elems = [((MIXED if m else BATCH) if i == b else (d[i] if i < len(d) else None)) if e == 0 else e
                          for i, e in enumerate(elems)]
+            const = scope.lookup("consts", ins[1]) if scope.parent is None else None
+            if m or (self.old is not None and const is not None and elems and elems[0] != self.old
+                     and all(isinstance(e, int) and (e >= 1 or e == -1) for e in elems) and elems.count(-1) <= 1):
+                k = self.reshape_merged(scope, node, ins, b, d, m or 1, elems, const)
+                if k is not None:
+                    return k
             if (BATCH not in elems and self.old is not None and b == 0 and elems and elems[0] == self.old
                     and scope.parent is None and scope.lookup("consts", ins[1]) is not None):
                 kind = _ReshapeTargetFromInput if allowzero else _ReshapeTarget
@@ -933,7 +1087,48 @@ class _Trace:
                 return 0
         return self.fallback(scope, node, [0])[node.output[0]]
 
+    def reshape_merged(self, scope, node, ins, b, d, m, elems, const) -> int:
+        """A Reshape to a constant target that merges the batch with the dims after it, or splits
+        a merged batch back: per sample, P elements (m rows of the merged axis times the dims
+        after it) lie together, the batch outermost. The target keeps that when it has only 1s
+        before an axis k of old batch x f, and the dims after k hold P / f elements per sample.
+        The target's entry k becomes -1 (the batch, times f, at run time)."""
+        rest = d[b + 1:]
+        if const is None or self.old is None:
+            raise _Unknown(f"it reshapes {ins[0]!r}, whose batch is merged with other dims, to a target that is "
+                           "not a constant")
+        if any(not isinstance(x, int) or x < 1 for x in rest) or elems.count(-1) > 1 or \
+                any(not isinstance(e, int) or (e < 1 and e != -1) for e in elems):
+            raise _Unknown(f"it reshapes {ins[0]!r} {_show_dims(d)} (batch merged x{m}) to "
+                           f"{_show_dims(elems)}, which set-batch cannot line up with the batch")
+        per_sample = m * int(np.prod(rest, dtype=np.int64))
+        for k, e in enumerate(elems):
+            after = elems[k + 1:]
+            if e == -1:  # the batch, times what the dims after it leave of each sample
+                size = int(np.prod(after, dtype=np.int64))
+                if per_sample % size == 0:
+                    self.merging = per_sample // size
+                    return k
+                break
+            if -1 in after:
+                break
+            if e % self.old == 0:
+                f = e // self.old
+                after = int(np.prod(elems[k + 1:], dtype=np.int64))
+                if f * after == per_sample:
+                    self.patches.append(_ReshapeTargetFree(node.name, ins[1], np.asarray(const), k))
+                    self.merging = f
+                    return k
+            if e != 1:
+                break
+        if m == 1:
+            return None  # not a merge: the rules for a plain batch decide
+        raise _Unknown(f"it reshapes {ins[0]!r} {_show_dims(d)} (batch merged x{m}) to {_show_dims(elems)}, "
+                       "which mixes samples or does not keep each sample's elements together")
+
     def flatten(self, scope, node, ins, axes) -> int:
+        if self.merged_of(scope, ins[0]):
+            raise _Unknown(f"it flattens {ins[0]!r}, whose batch is merged with other dims")
         b = axes[0]
         d = self.dims_or_rank(scope, ins[0])
         if d is None:
@@ -1034,7 +1229,8 @@ class _Trace:
         for a, s, e, st in zip(ax, starts, ends, steps, strict=False):
             if _norm(a, r) != b:
                 continue
-            full = st == 1 and s == 0 and (e == BATCH or (isinstance(e, int) and e >= self.limit))
+            limit = _BIG if self.merged_of(scope, ins[0]) else self.limit  # batch x f rows: only 'to the end'
+            full = st == 1 and s == 0 and (e == BATCH or (isinstance(e, int) and e >= limit))
             if not full:
                 raise _Lost(f"it slices the batch axis {b}")
         return b
@@ -1064,6 +1260,9 @@ class _Trace:
             if x_axis is None:
                 self.values(scope, node, vals)
                 return None
+            if op == "Expand" and ins[1] in {i.name for i in self.model.graph.input}:
+                # a shape given at run time may hold the old batch: inference cannot know
+                raise _Unknown(f"its shape is the graph input {ins[1]!r}, which may hold the old batch")
             return self.fallback(scope, node, [0])[node.output[0]]
         elems = list(v.elems)
         if op == "ConstantOfShape" and BATCH not in elems and self.old is not None and elems and \
@@ -1123,6 +1322,18 @@ class _Trace:
                 raise _Lost(f"it pads the batch axis {b}")
         return b
 
+    def reverse_sequence(self, scope, node, ins, axes) -> int:
+        """ReverseSequence(input, sequence_lens): the batch is ``batch_axis`` of the input and
+        the only axis of sequence_lens, one length per sample; both must carry it."""
+        batch_axis, time_axis = _attr(node, "batch_axis", 1), _attr(node, "time_axis", 0)
+        if axes[0] is not None and axes[0] == time_axis:
+            raise _Lost(f"it reverses along axis {time_axis} of {ins[0]!r} (its time_axis), taken for the batch; "
+                        f"its batch_axis is {batch_axis}: name that axis with inputs=INPUT:AXIS")
+        if axes[0] != batch_axis or axes[1] != 0:
+            raise _Unknown(f"the batch must be axis {batch_axis} (batch_axis) of {ins[0]!r} and axis 0 of its "
+                           f"sequence_lens {ins[1]!r}, one length per sample")
+        return batch_axis
+
     def rnn(self, scope, node, ins, axes) -> dict:
         layout = _attr(node, "layout", 0)
         want = {0: 0 if layout else 1, 4: 0, 5: 0 if layout else 1, 6: 0 if layout else 1}
@@ -1135,6 +1346,13 @@ class _Trace:
                                f"{node.op_type}")
         if axes[0] is None:
             raise _Unknown("its initial state carries the batch but its sequence does not")
+        for i in (5, 6):  # [directions, batch, hidden]: a state without the batch would not fit
+            if len(ins) > i and ins[i] and axes[i] is None:
+                d = self.dims_or_rank(scope, ins[i])
+                if d is None or len(d) != 3 or d[1] != 1 or self.rank(scope, ins[0]) is None:
+                    raise _Unknown(f"its initial state {ins[i]!r} does not carry the batch of its sequence")
+                raise _Unknown(f"its initial state {ins[i]!r} {_show_dims(d)} has a batch of 1 that set-batch "
+                               "cannot follow; give the state as an input with the batch")
         outs = list(node.output)
         res = {}
         for i, o in enumerate(outs):
@@ -1188,6 +1406,10 @@ class _Trace:
             self.walk(sub)
             results.append([(self.ax(sub, o.name), self.tag_of(sub, o.name), self.rank(sub, o.name))
                             for o in g.output])
+            merged_out = next((o.name for o in g.output if self.merged_of(sub, o.name)), None)
+            if merged_out:
+                raise _Unknown(f"its branch {name} returns {merged_out!r} with the batch merged with other dims, "
+                               "which set-batch does not follow out of an If")
         for i, o in enumerate(node.output):
             ranks = {r[i][2] for r in results if i < len(r)}
             if len(ranks) == 1 and None not in ranks and o and scope.dims(o) is None:
@@ -1270,7 +1492,8 @@ class _Trace:
             if d is None:
                 return None
             b = self.ax(scope, ins[0])
-            elems = [BATCH if i == b else (x if x is not None else None) for i, x in enumerate(d)]
+            mark = MIXED if self.merged_of(scope, ins[0]) else BATCH  # batch x f is not the batch
+            elems = [mark if i == b else (x if x is not None else None) for i, x in enumerate(d)]
             r = len(elems)
             start = _norm_clamp(_attr(node, "start", 0), r)
             end = _norm_clamp(_attr(node, "end", r), r)
