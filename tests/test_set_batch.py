@@ -639,3 +639,38 @@ def test_cast_like_takes_no_batch_from_its_type_donor():
     m = gs.load(proto)
     with pytest.raises(PassError, match="'cast' \\(CastLike\\).*parameter 'like'"):
         create("set-batch", size="2", inputs=["like"]).run(m)
+
+
+def test_a_second_run_changes_nothing_when_the_batch_already_has_that_size():
+    # after set-batch(size=2) the new size also stands where other dims were 2 already (GRU
+    # weights, MatMul operands, OneHot depth); a second run must see the batch is set, not refuse
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+
+    wanted = {"test_gru_batchwise", "test_matmul_bcast", "test_onehot_without_axis", "test_gather_2d_indices",
+              "test_instancenorm_example"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = [c for c in collect_testcases() if c.name in wanted]
+    assert {c.name for c in cases} == wanted
+    for case in cases:
+        m = gs.load(case.model.SerializeToString())
+        first = create("set-batch", size="2").run(m)
+        assert first.changed, case.name
+        once = m.to_bytes()
+        again = create("set-batch", size="2").run(m)
+        assert not again.changed and m.to_bytes() == once, case.name
+        assert "already 2" in again.skipped[0], case.name
+
+
+def test_an_empty_input_is_no_batch_carrier():
+    # CastLike's type donor declared [0] (an empty tensor): 0 is a size, not a free batch dim
+    g = helper.make_graph([helper.make_node("CastLike", ["x", "like"], ["y"], name="cast")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [3, 4]),
+                           helper.make_tensor_value_info("like", TensorProto.FLOAT, [0])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 4])])
+    m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 19)], ir_version=9))
+    create("set-batch", size="2").run(m)
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.proto.graph.input}
+    assert dims == {"x": [2, 4], "like": [0]}

@@ -58,6 +58,13 @@ class SetBatch(Pass):
         size = parse_dim(size_text, "set-batch size")
         g = model.graph
         old, choices, named = self._candidates(g)
+        # the batch is already this size: nothing hard-codes another batch to patch (what
+        # hard-codes this one is this batch), and tracing again would only meet the new size
+        # where other dims have it too. So a second run changes nothing.
+        sure = [(choices[0][0], choices[0][1][0])] + [(n, a) for n, a in named.items() if a is not None]
+        if all(_dim(g.value_info(n), a) == size for n, a in sure):
+            result.skip(f"the batch is already {size} ({', '.join(f'{n}:{a}' for n, a in sure)})")
+            return
         trace, targets = _find_batch(model, old, choices, named, size)
         olds = {(name, axis): _dim(g.value_info(name), axis) for name, axis in targets}
         if all(v == size for v in olds.values()) and not trace.patches:
@@ -147,8 +154,8 @@ class SetBatch(Pass):
                     names.append(name)
         if not names:
             raise PassError("set-batch: no input has a rank to set a batch on")
-        # a dim_value below 1 (some exporters write -1) is no size: it is free
-        dims = {n: [None if isinstance(x, int) and x < 1 else x for x in shapes.dims(g.value_info(n).type) or []]
+        # a negative dim_value (some exporters write -1) is no size: it is free; 0 is a size (empty)
+        dims = {n: [None if isinstance(x, int) and x < 0 else x for x in shapes.dims(g.value_info(n).type) or []]
                 for n in names}
         for n in names:
             if not dims[n]:
