@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import pathlib
 import random
@@ -17,7 +18,9 @@ from graphsurgery.passes import PASSES, Pass, PassError, create
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def _sweep_module():
+@functools.cache
+def sweep_module():
+    """scripts/sweep.py as a module (loaded once per process; other tests sweep with it too)."""
     spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "scripts" / "sweep.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -58,7 +61,7 @@ def _function_model() -> onnx.ModelProto:
 
 
 def test_sampled_sweep_finds_no_defect(tmp_path):
-    sweep = _sweep_module()
+    sweep = sweep_module()
     everything = sweep.list_models(True, [])
     chosen = [f"node:{n}" for n in CHOSEN]
     missing = [m for m in chosen if m not in everything]
@@ -106,7 +109,7 @@ class _Broken(Pass):
                                            ("dirty", "refused dirty"), ("again", "not idempotent"),
                                            ("invalid", "checker-invalid")])
 def test_sweep_classifies_a_faulty_pass(monkeypatch, how, expected):
-    sweep = _sweep_module()
+    sweep = sweep_module()
     base = sweep.Baseline("node:test_relu")
     assert base.runs and base.checker is None
     monkeypatch.setitem(PASSES, "cleanup", type("Broken", (_Broken,), {"name": "cleanup", "how": how}))
@@ -116,7 +119,7 @@ def test_sweep_classifies_a_faulty_pass(monkeypatch, how, expected):
 
 def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
     """The sweep's own oracle: a correct change passes, a refusal is no defect, wrong numbers are."""
-    sweep = _sweep_module()
+    sweep = sweep_module()
     base = sweep.Baseline("node:test_instancenorm_example")
     assert base.runs
     assert sweep.run_one("instancenorm-epsilon", base)["class"] == "changed"
@@ -130,7 +133,7 @@ def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
 
 
 def test_a_dying_or_hanging_worker_is_recorded_and_the_sweep_goes_on(monkeypatch):
-    sweep = _sweep_module()
+    sweep = sweep_module()
     models = ["node:test_relu", "node:test_neg"]
     monkeypatch.setenv("SWEEP_DIE_ON", "cleanup@node:test_relu")
     records, _ = sweep.drive(models, ["eliminate-noops", "cleanup", "rename-io"], jobs=1, timeout=60)
