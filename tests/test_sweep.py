@@ -102,19 +102,37 @@ class _Broken(Pass):
             g.add_output(copy, out.type.tensor_type.elem_type, [d.dim_value for d in out.type.tensor_type.shape.dim])
         elif self.how == "invalid":  # an attribute the operator does not have
             node.proto.attribute.append(helper.make_attribute("no_such_attribute", 1))
+        elif self.how == "grow":  # an initializer nothing reads, added once: valid, equal, idempotent
+            if "unused" not in g.initializers:
+                g.set_initializer("unused", np.zeros(64, np.float32))
         result.note(self.how)
 
 
 @pytest.mark.parametrize("how, expected", [("wrong", "outputs differ"), ("crash", "crashed"),
                                            ("dirty", "refused dirty"), ("again", "not idempotent"),
-                                           ("invalid", "checker-invalid")])
+                                           ("invalid", "checker-invalid"), ("grow", "grew")])
 def test_sweep_classifies_a_faulty_pass(monkeypatch, how, expected):
     sweep = sweep_module()
     base = sweep.Baseline("node:test_relu")
     assert base.runs and base.checker is None
-    monkeypatch.setitem(PASSES, "cleanup", type("Broken", (_Broken,), {"name": "cleanup", "how": how}))
-    rec = sweep.run_one("cleanup", base)
+    name = "fold-constants" if how == "grow" else "cleanup"  # fold-constants promises no growth
+    monkeypatch.setitem(PASSES, name, type("Broken", (_Broken,), {"name": name, "how": how}))
+    rec = sweep.run_one(name, base)
     assert rec["class"] == expected, rec
+    if how == "grow":  # a pass that promises nothing about size may add it
+        monkeypatch.setitem(PASSES, "cleanup", type("Broken", (_Broken,), {"name": "cleanup", "how": how}))
+        assert sweep.run_one("cleanup", base)["class"] == "changed"
+
+
+def test_sweep_runs_convert_opset_down_and_up():
+    sweep = sweep_module()
+    base = sweep.Baseline("node:test_relu")
+    ver = next(o.version for o in base.proto.opset_import if o.domain in ("", "ai.onnx"))
+    assert sweep.options_for("convert-opset", base.proto, base.feeds) == {"version": ver + 1}
+    assert sweep.options_for("convert-opset:-2", base.proto, base.feeds) == {"version": ver - 2}
+    assert sweep.known_name("convert-opset:+2", PASSES) and not sweep.known_name("convert-opset:0", PASSES)
+    assert not sweep.known_name("fold-constants:-1", PASSES)
+    assert sweep.run_one("convert-opset:-1", base)["class"] in ("changed", "refused")
 
 
 def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
