@@ -17,6 +17,7 @@ and the defects:
     no longer runs   the input runs on the test inputs and the output does not
     outputs differ   the outputs differ beyond a scale-relative tolerance
     not idempotent   running the pass again on its output changes the bytes (or fails)
+    grew             a pass that promises never to make the file larger (fold-constants) did
 
 A run takes the first defect class that applies, in the order above.
 
@@ -30,6 +31,7 @@ model is recorded and the run goes on.
     python scripts/sweep.py --passes cleanup --models 'node:test_if*'
     python scripts/sweep.py --sample 40 --seed 1
     python scripts/sweep.py --corpus corpus/ --out corpus-results
+    python scripts/sweep.py --passes convert-opset --opset-deltas=-2,-1,1,2
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ from collections import Counter, defaultdict
 
 CLASSES = ["unchanged", "changed", "refused", "fp16 noise",
            "crashed", "refused dirty", "checker-invalid", "no longer loads", "no longer runs",
-           "outputs differ", "not idempotent"]
+           "outputs differ", "not idempotent", "grew"]
 DEFECTS = CLASSES[4:]
 RTOL, ATOL = 1e-5, 1e-6
+NO_GROWTH = {"fold-constants"}  # passes whose result is never larger, serialized, than their input
 
 
 # ---------------------------------------------------------------- models and their inputs
@@ -113,8 +116,12 @@ def _value(x):
     import onnx
     from onnx import numpy_helper
 
+    import numpy as np
+
     if isinstance(x, onnx.TensorProto):
         return numpy_helper.to_array(x)
+    if isinstance(x, np.generic):  # a numpy scalar: onnxruntime takes only arrays
+        return np.asarray(x)
     if isinstance(x, (list, tuple)):
         return [_value(v) for v in x]
     return x
@@ -148,7 +155,7 @@ def load_model(model_id: str):
         folder = os.path.join(node_cache(), ref)
         data = open(os.path.join(folder, "model.onnx"), "rb").read()
         with open(os.path.join(folder, "inputs.pkl"), "rb") as f:
-            feeds = pickle.load(f)
+            feeds = {k: _value(v) for k, v in pickle.load(f).items()}
         if feeds:
             return data, feeds, "shipped"
         return data, _generated(onnx.ModelProto.FromString(data)), "generated"
@@ -274,6 +281,24 @@ def pass_of(name: str) -> str:
     return name.partition(":")[0]
 
 
+def opset_delta(name: str) -> int | None:
+    """The target opset of a convert-opset run, relative to the model's: ``convert-opset`` is +1,
+    ``convert-opset:-2`` is -2 (``--opset-deltas``); None for other names."""
+    pname, _, var = name.partition(":")
+    if pname != "convert-opset":
+        return None
+    try:
+        return int(var) if var else 1
+    except ValueError:
+        return None
+
+
+def known_name(name: str, passes) -> bool:
+    if pass_of(name) not in passes:
+        return False
+    return ":" not in name or name in VARIANTS or (opset_delta(name) is not None and opset_delta(name) != 0)
+
+
 def options_for(name: str, proto, feeds) -> dict:
     import numpy as np
 
@@ -291,9 +316,9 @@ def options_for(name: str, proto, feeds) -> dict:
         return {vi.name: [int(d) for d in np.asarray(feeds[vi.name]).shape] for vi in tensor_inputs(proto, feeds)}
     if name == "set-batch":
         return {"size": "2"}
-    if name == "convert-opset":
+    if pass_of(name) == "convert-opset":
         ver = max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None)
-        return {"version": ver + 1} if ver is not None else {}
+        return {"version": ver + opset_delta(name)} if ver is not None else {}
     if name == "cut":
         t = intermediate(proto)
         return {"outputs": [t]} if t else {}
@@ -508,6 +533,8 @@ def run_one(name: str, base: Baseline) -> dict:
         return {**rec, "class": "not idempotent", "error": "second run: " + first_line(exc)}
     if twice != out:
         return {**rec, "class": "not idempotent", "error": "the second run changed the model again"}
+    if pass_of(name) in NO_GROWTH and len(out) > len(base.bytes):
+        return {**rec, "class": "grew", "error": f"{len(base.bytes):,} -> {len(out):,} bytes"}
     if noise:
         return {**rec, "class": "fp16 noise", "error": noise}
     return {**rec, "class": "changed"}
@@ -736,6 +763,8 @@ def main(argv=None) -> int:
                     help="include onnx's operator test models (default: yes unless --corpus is given)")
     ap.add_argument("--variants", action="store_true",
                     help=f"also run passes with other options: {', '.join(VARIANTS)}")
+    ap.add_argument("--opset-deltas", help="convert-opset to these opsets relative to the model's, e.g. "
+                    "'-2,-1,1,2' (default: 1); each delta is a run named convert-opset:DELTA")
     ap.add_argument("--sample", type=int, help="a random sample of N models")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
@@ -750,7 +779,16 @@ def main(argv=None) -> int:
     from graphsurgery.passes import PASSES
 
     passes = args.passes.split(",") if args.passes else list(PASSES) + (VARIANTS if args.variants else [])
-    unknown = [p for p in passes if pass_of(p) not in PASSES or (":" in p and p not in VARIANTS)]
+    if args.opset_deltas:
+        try:
+            deltas = [int(d) for d in args.opset_deltas.split(",") if d.strip()]
+        except ValueError:
+            ap.error(f"--opset-deltas takes comma-separated integers, not {args.opset_deltas!r}")
+        if 0 in deltas or not deltas:
+            ap.error("--opset-deltas takes non-zero integers, e.g. -2,-1,1,2")
+        runs = [f"convert-opset:{d:+d}" for d in deltas]
+        passes = [q for p in passes for q in (runs if p == "convert-opset" else [p])]
+    unknown = [p for p in passes if not known_name(p, PASSES)]
     if unknown:
         ap.error(f"unknown pass(es) {unknown}")
     node = args.node if args.node is not None else not args.corpus

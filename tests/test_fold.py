@@ -3,7 +3,6 @@ file size, and PRelu slopes whose length matches both the channel and the last a
 
 import importlib
 import pathlib
-import sys
 
 import numpy as np
 import onnx
@@ -15,8 +14,7 @@ from graphsurgery.lint import lint
 from graphsurgery.passes import PassError, create
 from conftest import assert_close, run_ort
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent.parent / "scripts"))
-from sweep_node_tests import problems, sweep_one  # noqa: E402
+from test_sweep import sweep_module
 
 
 def model_of(nodes, inputs, outputs, inits=(), opset=17):
@@ -50,41 +48,49 @@ def fold_twice(proto, pipeline="fold-constants"):
 
 # ---- operator test models of onnx -----------------------------------------------------------------
 # Exports of these operator modules cover sequences, optionals, nested graphs and shape glue;
-# scripts/sweep_node_tests.py runs all 1,884 of them.
+# scripts/sweep.py runs all 1,884 of them.
 _MODULES = ["if_", "loop", "sequence_map", "rotaryembedding", "affinegrid", "optionalgetelement",
             "optionalhaselement", "sequenceinsert", "splittosequence", "shape", "size", "reshape",
             "constantofshape", "rangeop", "layernormalization", "softmax_cross_entropy_loss", "scan", "stft",
             "linear_attention"]
 # onnx's AffineGrid function body feeds Range 1-element 1-D tensors where the spec asks for
-# scalars; onnxruntime checks that once an If condition is a constant (it then knows which
-# branch runs), so any fold of that condition, by this library or another, makes it refuse.
-_INVALID_INPUT = {"test_affine_grid_2d_expanded", "test_affine_grid_2d_align_corners_expanded"}
+# scalars. onnxruntime's graph optimizer checks that once an If condition is a constant (it then
+# knows which branch runs), so after any fold of that condition, by this library or another, it
+# refuses test_affine_grid_2d_expanded and test_affine_grid_2d_align_corners_expanded ("should
+# be scalars"). The sweep runs onnxruntime with its optimizer off, which runs them: they need no
+# exception here, and their folded outputs are compared like any other.
+_AFFINE_GRID_FOLDED = {"test_affine_grid_2d_expanded", "test_affine_grid_2d_align_corners_expanded"}
 
 
 @pytest.fixture(scope="module")
-def node_cases():
+def node_baselines():
+    """The sweep's baseline (test inputs, checker, onnxruntime outputs) of each model of _MODULES."""
     import onnx.backend.test.case.node as registry
     registry._TargetOpType = None
     for mod in _MODULES:
         importlib.import_module(f"onnx.backend.test.case.node.{mod}")
-    return {c.name: c for c in registry._NodeTestCases}
+    sweep = sweep_module()
+    return {c.name: sweep.Baseline(f"node:{c.name}") for c in registry._NodeTestCases}
 
 
 @pytest.mark.parametrize("pipeline", ["fold-constants", "remove-if"])
-def test_operator_models_stay_valid_runnable_equal_and_fixed_points(node_cases, pipeline):
+def test_operator_models_stay_valid_runnable_equal_and_fixed_points(node_baselines, pipeline):
+    """No defect class of scripts/sweep.py (fold-constants: the file does not grow either), and
+    no refusal: both passes leave alone what they cannot do."""
     assert {"test_if_seq", "test_if_opt", "test_sequence_map_add_2_sequences_expanded",
-            "test_rotary_embedding_interleaved_expanded", "test_loop16_seq_none"} <= set(node_cases)
-    found = {}
-    for name, case in node_cases.items():
-        row = sweep_one(pipeline, case)
-        bad = problems(row)
-        if name in _INVALID_INPUT:
-            bad = [p for p in bad if "should be scalars" not in p]
-        if pipeline == "fold-constants" and row.get("grew"):
-            bad.append(f"the file grew: {row['bytes']}")
-        if bad:
-            found[name] = bad
+            "test_rotary_embedding_interleaved_expanded", "test_loop16_seq_none"} <= set(node_baselines)
+    sweep = sweep_module()
+    assert "fold-constants" in sweep.NO_GROWTH and "grew" in sweep.DEFECTS  # the file must not grow
+    found, classes = {}, {}
+    for name, base in node_baselines.items():
+        rec = sweep.run_one(pipeline, base)
+        classes[name] = rec["class"]
+        if rec["class"] in sweep.DEFECTS or rec["class"].startswith("refused"):
+            found[name] = f"{rec['class']}: {rec.get('error', '')}"
     assert not found, found
+    if pipeline == "fold-constants":
+        assert {classes[n] for n in _AFFINE_GRID_FOLDED} == {"changed"}
+        assert all(node_baselines[n].runs for n in _AFFINE_GRID_FOLDED)
 
 
 def test_sequences_are_not_folded_into_tensors():

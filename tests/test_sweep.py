@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import pathlib
 import random
@@ -17,7 +18,9 @@ from graphsurgery.passes import PASSES, Pass, PassError, create
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def _sweep_module():
+@functools.cache
+def sweep_module():
+    """scripts/sweep.py as a module (loaded once per process; other tests sweep with it too)."""
     spec = importlib.util.spec_from_file_location("sweep_script", ROOT / "scripts" / "sweep.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -58,7 +61,7 @@ def _function_model() -> onnx.ModelProto:
 
 
 def test_sampled_sweep_finds_no_defect(tmp_path):
-    sweep = _sweep_module()
+    sweep = sweep_module()
     everything = sweep.list_models(True, [])
     chosen = [f"node:{n}" for n in CHOSEN]
     missing = [m for m in chosen if m not in everything]
@@ -99,24 +102,42 @@ class _Broken(Pass):
             g.add_output(copy, out.type.tensor_type.elem_type, [d.dim_value for d in out.type.tensor_type.shape.dim])
         elif self.how == "invalid":  # an attribute the operator does not have
             node.proto.attribute.append(helper.make_attribute("no_such_attribute", 1))
+        elif self.how == "grow":  # an initializer nothing reads, added once: valid, equal, idempotent
+            if "unused" not in g.initializers:
+                g.set_initializer("unused", np.zeros(64, np.float32))
         result.note(self.how)
 
 
 @pytest.mark.parametrize("how, expected", [("wrong", "outputs differ"), ("crash", "crashed"),
                                            ("dirty", "refused dirty"), ("again", "not idempotent"),
-                                           ("invalid", "checker-invalid")])
+                                           ("invalid", "checker-invalid"), ("grow", "grew")])
 def test_sweep_classifies_a_faulty_pass(monkeypatch, how, expected):
-    sweep = _sweep_module()
+    sweep = sweep_module()
     base = sweep.Baseline("node:test_relu")
     assert base.runs and base.checker is None
-    monkeypatch.setitem(PASSES, "cleanup", type("Broken", (_Broken,), {"name": "cleanup", "how": how}))
-    rec = sweep.run_one("cleanup", base)
+    name = "fold-constants" if how == "grow" else "cleanup"  # fold-constants promises no growth
+    monkeypatch.setitem(PASSES, name, type("Broken", (_Broken,), {"name": name, "how": how}))
+    rec = sweep.run_one(name, base)
     assert rec["class"] == expected, rec
+    if how == "grow":  # a pass that promises nothing about size may add it
+        monkeypatch.setitem(PASSES, "cleanup", type("Broken", (_Broken,), {"name": "cleanup", "how": how}))
+        assert sweep.run_one("cleanup", base)["class"] == "changed"
+
+
+def test_sweep_runs_convert_opset_down_and_up():
+    sweep = sweep_module()
+    base = sweep.Baseline("node:test_relu")
+    ver = next(o.version for o in base.proto.opset_import if o.domain in ("", "ai.onnx"))
+    assert sweep.options_for("convert-opset", base.proto, base.feeds) == {"version": ver + 1}
+    assert sweep.options_for("convert-opset:-2", base.proto, base.feeds) == {"version": ver - 2}
+    assert sweep.known_name("convert-opset:+2", PASSES) and not sweep.known_name("convert-opset:0", PASSES)
+    assert not sweep.known_name("fold-constants:-1", PASSES)
+    assert sweep.run_one("convert-opset:-1", base)["class"] in ("changed", "refused")
 
 
 def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
     """The sweep's own oracle: a correct change passes, a refusal is no defect, wrong numbers are."""
-    sweep = _sweep_module()
+    sweep = sweep_module()
     base = sweep.Baseline("node:test_instancenorm_example")
     assert base.runs
     assert sweep.run_one("instancenorm-epsilon", base)["class"] == "changed"
@@ -130,7 +151,7 @@ def test_sweep_classifies_a_refusal_a_change_and_a_wrong_output():
 
 
 def test_a_dying_or_hanging_worker_is_recorded_and_the_sweep_goes_on(monkeypatch):
-    sweep = _sweep_module()
+    sweep = sweep_module()
     models = ["node:test_relu", "node:test_neg"]
     monkeypatch.setenv("SWEEP_DIE_ON", "cleanup@node:test_relu")
     records, _ = sweep.drive(models, ["eliminate-noops", "cleanup", "rename-io"], jobs=1, timeout=60)
