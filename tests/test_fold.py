@@ -339,3 +339,40 @@ def test_remove_if_keeps_an_optional_an_optional():
     assert fixed and "If" not in [n.op_type for n in once.graph.node]
     assert [n.output[0] for n in once.graph.node if n.op_type == "Optional"] == ["o"]
     assert run_ort(once, {"x": np.ones(2, np.float32)})["has"]
+
+
+def _unread_initializers(proto):
+    read = {i for n in proto.graph.node for i in n.input}
+    return [t.name for t in proto.graph.initializer if t.name not in read]
+
+
+def test_constants_only_folded_nodes_read_go_with_them():
+    # the size rule counts them as gone; without cleanup after it the file must not grow either
+    nodes = [helper.make_node("Reshape", ["b", "shape"], ["b4"], name="bias_reshape"),
+             helper.make_node("Add", ["x", "b4"], ["y"], name="add")]
+    proto = model_of(nodes, [vi("x", shape=(1, 16, 2, 2))], [vi("y", shape=(1, 16, 2, 2))],
+                     [init("b", np.arange(16, dtype=np.float32)), init("shape", np.array([1, 16, 1, 1], np.int64))])
+    before = len(proto.SerializeToString())
+    once, fixed = fold_twice(proto)
+    assert fixed and [n.op_type for n in once.graph.node] == ["Add"]
+    assert not _unread_initializers(once) and len(once.SerializeToString()) <= before
+    x = np.ones((1, 16, 2, 2), np.float32)
+    assert_close(run_ort(once, {"x": x}), run_ort(proto, {"x": x}))
+
+
+def test_reshape_glue_made_constant_leaves_no_dead_glue():
+    # Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [12])) -> Reshape(x, [0, 12]): the glue goes
+    nodes = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "zero"], ["n"], name="gather", axis=0),
+             helper.make_node("Unsqueeze", ["n", "axes"], ["n1"], name="unsqueeze"),
+             helper.make_node("Concat", ["n1", "twelve"], ["target"], name="concat", axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["y"], name="reshape")]
+    proto = model_of(nodes, [vi("x", shape=("N", 3, 4))], [vi("y", shape=("N", 12))],
+                     [init("zero", np.array(0, np.int64)), init("axes", np.array([0], np.int64)),
+                      init("twelve", np.array([12], np.int64))])
+    before = len(proto.SerializeToString())
+    once, fixed = fold_twice(proto)
+    assert fixed and [n.op_type for n in once.graph.node] == ["Reshape"]
+    assert not _unread_initializers(once) and len(once.SerializeToString()) <= before
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    assert_close(run_ort(once, {"x": x}), run_ort(proto, {"x": x}))

@@ -104,7 +104,16 @@ class FoldConstants(Pass):
         gone = {id(n.proto) for n in doomed}  # a value only they read is not kept
         needed = {name: v for name, v in values.items()
                   if g._output_refs(name) or any(id(r.proto) not in gone for r in g.consumers(name))}
+        read = dict.fromkeys(x for n in doomed for x in n.inputs if x)
         g.replace_with_constants(needed, doomed)
+        # the size rule counted constants only folded nodes read as gone: make it so
+        dropped = 0
+        for x in read:
+            owner = g._resolve(x)
+            if owner is not None and x in owner.initializers and x not in owner.input_names \
+                    and not owner.is_used(x):
+                owner.remove_initializer(x)
+                dropped += 1
         self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
         for node in doomed:
@@ -112,6 +121,8 @@ class FoldConstants(Pass):
                 result.note(f"folded {node.op_type} {node.name!r} in {g.describe()}")
         if consts_moved:
             result.note(f"turned {consts_moved} Constant node(s) into initializers in {g.describe()}")
+        if dropped:
+            result.note(f"removed {dropped} initializer(s) only folded nodes read in {g.describe()}")
         return len(doomed) - consts_moved
 
     def _reshape_targets(self, g, types, result) -> None:
@@ -149,6 +160,7 @@ class FoldConstants(Pass):
             name = g.unique_name(f"{node.name or 'reshape'}_target")
             g.set_initializer(name, target)
             node.set_input(1, name)
+            _remove_dead(g, concat)  # the glue goes, so the new target does not grow the file
             result.note(f"Reshape {node.name!r}: target {target.tolist()} (0 copies the input's dim), glue gone")
 
     def _gather_static_dims(self, g, node, consts, types):
@@ -266,6 +278,24 @@ class FoldConstants(Pass):
             for name in dropped:
                 consts.pop(name, None)
             folded = kept
+
+
+def _remove_dead(g, start) -> None:
+    """Remove ``start`` if nothing reads its outputs any more, then what only it read, and so
+    on up: nodes, and initializers of ``g`` (never graph inputs or outputs)."""
+    stack = [start]
+    while stack:
+        n = stack.pop()
+        if any(o and g.is_used(o) for o in n.outputs):
+            continue
+        inputs = [x for x in dict.fromkeys(n.inputs) if x]
+        g.remove_node(n)
+        for x in inputs:
+            producer = g.producer(x)
+            if producer is not None:
+                stack.append(producer)
+            elif x in g.initializers and x not in g.input_names and not g.is_used(x):
+                g.remove_initializer(x)
 
 
 def _stored_bytes(proto) -> int:
