@@ -141,6 +141,9 @@ def _isolated(run) -> list[str]:
         code = 0
         try:
             os.close(read_fd)
+            import faulthandler
+
+            faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
             data = json.dumps(run()).encode()
             view = memoryview(data)
             while view:
