@@ -43,9 +43,8 @@ def infer(model) -> Types:
     return Types(by_graph)
 
 
-def _pair(g, proto: onnx.GraphProto, by_graph: dict) -> None:
-    """Record ``proto``'s types for our graph ``g``, and recurse into subgraphs in step (shape
-    inference keeps node order, so the i-th node of one is the i-th node of the other)."""
+def declared_types(proto: onnx.GraphProto) -> dict[str, onnx.TypeProto]:
+    """The types one graph declares (inputs, outputs, value_info, initializers), by name."""
     types: dict[str, onnx.TypeProto] = {}
     for field in (proto.input, proto.output, proto.value_info):
         for vi in field:
@@ -53,7 +52,13 @@ def _pair(g, proto: onnx.GraphProto, by_graph: dict) -> None:
                 types[vi.name] = vi.type
     for t in proto.initializer:
         types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims)))
-    by_graph[g] = types
+    return types
+
+
+def _pair(g, proto: onnx.GraphProto, by_graph: dict) -> None:
+    """Record ``proto``'s types for our graph ``g``, and recurse into subgraphs in step (shape
+    inference keeps node order, so the i-th node of one is the i-th node of the other)."""
+    by_graph[g] = declared_types(proto)
     if len(proto.node) != len(g.proto.node):
         return
     for node, inferred_node in zip(g.nodes_in_file_order(), proto.node, strict=True):

@@ -504,8 +504,8 @@ class _Scope:
 
     def __init__(self, proto: onnx.GraphProto, other: onnx.GraphProto | None, parent: _Scope | None):
         self.proto, self.parent, self.other_proto = proto, parent, other
-        self.types = _types_of(proto)
-        self.types2 = _types_of(other) if other is not None else {}
+        self.types = shapes.declared_types(proto)
+        self.types2 = shapes.declared_types(other) if other is not None else {}
         self.consts: dict[str, np.ndarray] = {}
         overridable = {i.name for i in proto.input}
         for t in proto.initializer:
@@ -528,17 +528,6 @@ class _Scope:
 
     def dims(self, name: str, second: bool = False):
         return shapes.dims(self.lookup("types2" if second else "types", name))
-
-
-def _types_of(proto: onnx.GraphProto) -> dict:
-    types = {}
-    for field in (proto.input, proto.output, proto.value_info):
-        for vi in field:
-            if vi.HasField("type") and vi.name not in types:
-                types[vi.name] = vi.type
-    for t in proto.initializer:
-        types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims)))
-    return types
 
 
 def _constant_value(node: onnx.NodeProto):
