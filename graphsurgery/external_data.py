@@ -45,12 +45,12 @@ def is_external(tensor: onnx.TensorProto) -> bool:
     return tensor.data_location == onnx.TensorProto.EXTERNAL
 
 
-_ELEMENT_TYPES = frozenset(onnx.TensorProto.DataType.values())
+ELEMENT_TYPES = frozenset(onnx.TensorProto.DataType.values())
 
 
 def dtype_name(data_type: int) -> str:
     """The element type's ONNX name, or ``unknown(N)`` for a number ONNX does not define."""
-    if data_type in _ELEMENT_TYPES:
+    if data_type in ELEMENT_TYPES:
         return onnx.TensorProto.DataType.Name(data_type)
     return f"unknown({data_type})"
 

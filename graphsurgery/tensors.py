@@ -58,13 +58,11 @@ def problem(tensor: onnx.TensorProto, base_dir: str | None) -> str | None:
 
     Cheap: it compares lengths and checks external data ranges; it decodes nothing.
     """
-    bad = _type_problem(tensor)
+    bad, nbytes = _type_problem(tensor)
     if bad is not None:
         return bad
     name = tensor.name or "<unnamed tensor>"
     dt = tensor.data_type
-    count = external_data.element_count(tensor)
-    nbytes = external_data.expected_nbytes(tensor)
     typed = [f for f in _TYPED if len(getattr(tensor, f))]
     if external_data.is_external(tensor):
         if tensor.HasField("raw_data") or typed:
@@ -91,6 +89,7 @@ def problem(tensor: onnx.TensorProto, base_dir: str | None) -> str | None:
         return (f"tensor {name!r} of element type {external_data.dtype_name(dt)} holds its values in "
                 f"{typed[0]}; they belong in {field}")
     if field is not None:
+        count = external_data.element_count(tensor)
         need = int(count * per + 0.5) if per < 1 else count * per
         if have != need:
             return (f"tensor {name!r} holds {have} value(s) in {field} but element type "
@@ -98,17 +97,20 @@ def problem(tensor: onnx.TensorProto, base_dir: str | None) -> str | None:
     return None
 
 
-def _type_problem(tensor: onnx.TensorProto) -> str | None:
-    name = tensor.name or "<unnamed tensor>"
+def _type_problem(tensor: onnx.TensorProto) -> tuple[str | None, int | None]:
+    """What is wrong with the tensor's element type or shape (or None), and the bytes they need."""
     dt = tensor.data_type
-    if dt == T.UNDEFINED or external_data.dtype_name(dt).startswith("unknown"):
-        return f"tensor {name!r} has element type {external_data.dtype_name(dt)}, which ONNX does not define"
+    if dt == T.UNDEFINED or dt not in external_data.ELEMENT_TYPES:
+        return (f"tensor {tensor.name or '<unnamed tensor>'!r} has element type {external_data.dtype_name(dt)}, "
+                "which ONNX does not define"), None
     if any(d < 0 for d in tensor.dims):
-        return f"tensor {name!r} has a negative dimension in its shape {list(tensor.dims)}"
+        return (f"tensor {tensor.name or '<unnamed tensor>'!r} has a negative dimension in its shape "
+                f"{list(tensor.dims)}"), None
     nbytes = external_data.expected_nbytes(tensor)
     if nbytes is not None and nbytes > _MAX_BYTES:
-        return f"tensor {name!r}: shape {list(tensor.dims)} needs {nbytes} bytes, more than any file holds"
-    return None
+        return (f"tensor {tensor.name or '<unnamed tensor>'!r}: shape {list(tensor.dims)} needs {nbytes} bytes, "
+                "more than any file holds"), nbytes
+    return None, nbytes
 
 
 def to_numpy(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarray:
@@ -126,7 +128,7 @@ def to_numpy(tensor: onnx.TensorProto, base_dir: str | None = None) -> np.ndarra
             arr = np.frombuffer(raw, dtype=dtype)
             return arr.reshape(tuple(tensor.dims))
     # (external data itself is checked by resolve(), which raises ExternalDataError)
-    bad = _type_problem(tensor) if external_data.is_external(tensor) else problem(tensor, base_dir)
+    bad = _type_problem(tensor)[0] if external_data.is_external(tensor) else problem(tensor, base_dir)
     if bad is not None:
         raise InvalidModelError(f"{bad}; the model is damaged", [bad])
     try:
