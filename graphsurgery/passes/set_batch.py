@@ -377,6 +377,16 @@ class _ReshapeTarget(_Patch):
                 "(0 copies the batch from the input)")
 
 
+def _batch_then(g: Graph, node_name: str, const_name: str, value: np.ndarray, source: str, axis: int) -> str:
+    """A shape vector computed at run time: dim ``axis`` of ``source`` (the batch), then
+    ``value[1:]``; the name of the tensor holding it."""
+    batch = g.op.Shape(source, _name=g.unique_name(f"{node_name}/batch_shape", kind="node"), start=axis,
+                       end=axis + 1)
+    rest = g.unique_name(f"{const_name}_rest")
+    g.set_initializer(rest, np.ascontiguousarray(value[1:]).astype(np.int64))
+    return g.op.Concat(batch, rest, axis=0, _name=g.unique_name(f"{node_name}/batch_concat", kind="node"))
+
+
 class _ReshapeTargetFromInput(_Patch):
     """Reshape(x, [old, ...], allowzero=1), x's axis 0 the batch: 0 would mean a zero dim, so
     the leading entry is read from x at run time."""
@@ -387,12 +397,7 @@ class _ReshapeTargetFromInput(_Patch):
     def apply(self, model: Model) -> None:
         g = model.graph
         node = g.node(self.node_name)
-        batch = g.op.Shape(node.inputs[0], _name=g.unique_name(f"{self.node_name}/batch_shape", kind="node"),
-                           start=0, end=1)
-        rest = g.unique_name(f"{self.target_name}_rest")
-        g.set_initializer(rest, np.ascontiguousarray(self.value[1:]).astype(np.int64))
-        target = g.op.Concat(batch, rest, axis=0, _name=g.unique_name(f"{self.node_name}/batch_concat", kind="node"))
-        node.set_input(1, target)
+        node.set_input(1, _batch_then(g, self.node_name, self.target_name, self.value, node.inputs[0], 0))
 
     def describe(self) -> str:
         return (f"Reshape {self.node_name!r}: target {self.value.tolist()} takes its batch from its input at "
@@ -431,13 +436,7 @@ class _ConstantOfShapeBatch(_Patch):
     def apply(self, model: Model) -> None:
         g = model.graph
         node = g.node(self.node_name)
-        name, axis = self.source
-        batch = g.op.Shape(name, _name=g.unique_name(f"{self.node_name}/batch_shape", kind="node"),
-                           start=axis, end=axis + 1)
-        rest = g.unique_name(f"{self.shape_name}_rest")
-        g.set_initializer(rest, np.ascontiguousarray(self.value[1:]).astype(np.int64))
-        shape = g.op.Concat(batch, rest, axis=0, _name=g.unique_name(f"{self.node_name}/batch_concat", kind="node"))
-        node.set_input(0, shape)
+        node.set_input(0, _batch_then(g, self.node_name, self.shape_name, self.value, *self.source))
 
     def describe(self) -> str:
         return (f"ConstantOfShape {self.node_name!r}: shape {self.value.tolist()} takes its batch from input "
