@@ -78,6 +78,12 @@ def input_specs(model_proto: onnx.ModelProto) -> list[InputSpec]:
     for vi in model_proto.graph.input:
         if vi.name in inits:
             continue
+        kind = vi.type.WhichOneof("value")
+        if kind != "tensor_type":
+            what = {"sequence_type": "a sequence", "optional_type": "an optional", "map_type": "a map",
+                    "sparse_tensor_type": "a sparse tensor"}.get(kind, "untyped")
+            raise NotVerifiable(f"input {vi.name!r} is {what}, not a tensor; verification generates and compares "
+                                "tensors only")
         tt = vi.type.tensor_type
         try:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))

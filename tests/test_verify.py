@@ -295,3 +295,15 @@ def test_the_references_run_to_run_noise_is_measured_before_a_pass_is_blamed():
     res = Pipeline([_NoisyReference()], verify=True).run(gs.load(_instancenorm_model()))
     [d] = res.verification[0][1]
     assert d.ok and d.noise == pytest.approx(1e-3, rel=1e-3) and "reference noise" in str(d)
+
+
+def test_a_sequence_input_is_named_as_such_not_as_an_element_type(tmp_path, capsys):
+    seq = helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, [2])
+    g = helper.make_graph([helper.make_node("SequenceLength", ["seq"], ["n"], name="len"),
+                           helper.make_node("Identity", ["n"], ["m"], name="id")], "g", [seq],
+                          [helper.make_tensor_value_info("m", TensorProto.INT64, [])])
+    src = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), src)
+    rc, out, err = cli(capsys, str(src), "-o", str(tmp_path / "out.onnx"), "--verify", "-p", "eliminate-noops")
+    assert rc == 2 and "input 'seq' is a sequence, not a tensor" in err, err
+    assert not (tmp_path / "out.onnx").exists()
