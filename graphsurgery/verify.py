@@ -233,32 +233,16 @@ def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:
 
 def fit_inputs(model_proto: onnx.ModelProto, given: dict[str, np.ndarray] | None, *, batch: int = 2,
                seed: int = 0) -> dict[str, np.ndarray]:
-    """Inputs for ``model_proto``: the ``given`` arrays that fit its declared signature (dtype
-    and static dims), generated ones (:func:`make_inputs`) for the rest."""
-    generated = make_inputs(model_proto, batch=batch, seed=seed)
-    if not given:
-        return generated
-    out = {}
-    for vi in model_proto.graph.input:
-        if vi.name not in generated:
-            continue
-        arr = given.get(vi.name)
-        if arr is not None and _fits(np.asarray(arr), vi):
-            out[vi.name] = np.asarray(arr)
-        else:
-            out[vi.name] = generated[vi.name]
-    return out
-
-
-def _fits(arr: np.ndarray, vi: onnx.ValueInfoProto) -> bool:
-    tt = vi.type.tensor_type
-    if onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) != arr.dtype:
-        return False
-    if not tt.HasField("shape"):
-        return True
-    dims = tt.shape.dim
-    return len(dims) == arr.ndim and all(not d.HasField("dim_value") or d.dim_value == n
-                                         for d, n in zip(dims, arr.shape, strict=True))
+    """Inputs for ``model_proto``: the ``given`` arrays for the inputs they name, generated ones
+    (:func:`make_inputs`) for the rest. A given array that does not fit its input (dtype, rank,
+    static dims) raises :class:`InputMismatch`: it is never replaced by a generated one."""
+    feeds = make_inputs(model_proto, batch=batch, seed=seed)
+    for spec in input_specs(model_proto):
+        if given and spec.name in given:
+            arr = np.asarray(given[spec.name])
+            check_given(spec, arr, "the model")
+            feeds[spec.name] = arr
+    return feeds
 
 
 def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True,

@@ -201,3 +201,14 @@ def test_before_and_after_a_pipeline_matched_through_reported_renames():
     r = compare(after, original, inputs, name_map={v: k for k, v in renamed.items()}, backend="ort-noopt")
     compared = [row for row in r.rows if row.skipped is None]
     assert len(compared) >= 100 and r.culprit is None and not r.bad
+
+
+def test_bisect_never_replaces_given_inputs_that_do_not_fit():
+    # a float64 chunk for silero's float32 input: a clear error naming it, not generated inputs
+    from graphsurgery.verify import InputMismatch
+
+    m = gs.load(str(DATA / "silero_vad.onnx"))
+    inputs = silero_inputs(1)
+    inputs["input"] = inputs["input"].astype(np.float64)
+    with pytest.raises(InputMismatch, match="array 'input' has dtype float64"):
+        bisect_pipeline(m, "freeze-inputs(sr=16000),fold-constants,remove-if,cleanup", inputs)
