@@ -30,8 +30,11 @@ class SetBatch(Pass):
     both branches of an If must agree, ReverseSequence reads it on batch_axis and sequence_lens.
     A constant Reshape that merges the batch with the axes after it (the batch outermost, each
     sample's elements together: ``[1, 8, 32] -> [-1, 32]``) is followed through row-wise ops to
-    the Reshape that splits it back, whose batch entry becomes -1. It refuses, naming the node and changing nothing, where
-    samples would mix or the batch is dropped (a reduction, softmax, concat or slice over the
+    the Reshape that splits it back, whose batch entry becomes -1; a Flatten, or a target from
+    Shape glue, may merge it with named dims too. Row numbers ``Range(0, batch)`` are followed
+    only into a Gather over a batch merged with as many rows per sample as they step (BERT's
+    mask indexing); a constant GatherND index that picks row 0 of a batch of 1 becomes a Gather
+    along axis 1. It refuses, naming the node and changing nothing, where samples would mix or the batch is dropped (a reduction, softmax, concat or slice over the
     batch axis, a Reshape to a fixed leading dim, NonZero/NonMaxSuppression), and where it
     cannot tell. Where a constant hard-codes the old batch and the trace proves it is the
     batch, it is patched: a ``Reshape`` target's leading old batch becomes ``0`` (copy the

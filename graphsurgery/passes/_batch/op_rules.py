@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .common import (_BATCH_FIRST, _DATA_SIZED, _ELEMENTWISE, _REDUCE, BATCH, _attr, _Lost, _norm, _show_dims,
-                     _Unknown)
+from .common import _BATCH_FIRST, _DATA_SIZED, _ELEMENTWISE, _REDUCE, BATCH, _attr, _Lost, _norm, _show_dims, _Unknown
 from .values import _Val
 
 
@@ -23,7 +22,7 @@ class _OpRules:
         if op == "DynamicQuantizeLinear":
             raise _Lost("its scale and zero point are computed over the whole tensor, every sample together")
         if dep_vals and op not in ("Reshape", "Expand", "ConstantOfShape", "Slice", "Concat", "Gather", "Unsqueeze",
-                                   "Squeeze", "Cast", "Identity", "Tile", "Pad", "Resize") and op not in _ELEMENTWISE:
+                                   "Squeeze", "Cast", "Identity", "Tile", "Pad", "Resize", "Range") and op not in _ELEMENTWISE:
             raise _Unknown(f"input {ins[dep_vals[0]]!r} is computed from the batch size")
         if op in _ELEMENTWISE:
             if not batched:  # glue arithmetic on the batch size
@@ -85,6 +84,8 @@ class _OpRules:
             return {outs[0]: self.squeeze(scope, node, ins, axes, vals)}
         if op == "Gather":
             return {outs[0]: self.gather(scope, node, ins, axes, vals)}
+        if op == "GatherND":
+            return {outs[0]: self.gather_nd(scope, node, ins, axes, vals)}
         if op == "GatherElements":
             return {outs[0]: self.gather_elements(scope, node, ins, axes)}
         if op == "Slice":
@@ -113,7 +114,9 @@ class _OpRules:
         if op == "ReverseSequence":
             return {outs[0]: self.reverse_sequence(scope, node, ins, axes)}
         if op == "Range":
-            raise _Unknown("it makes a sequence as long as the batch, so each sample would see its position")
+            if batched:
+                raise _Unknown("its start, limit or delta carries the batch")
+            return {outs[0]: self.range_rows(scope, node, vals)}
         return self.fallback(scope, node, batched)
 
 

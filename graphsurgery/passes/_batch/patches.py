@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from ...graph import Graph
 from ...model import Model
@@ -106,3 +107,24 @@ class _ConstantOfShapeBatch(_Patch):
     def describe(self) -> str:
         return (f"ConstantOfShape {self.node_name!r}: shape {self.value.tolist()} takes its batch from input "
                 f"{self.source[0]!r} at run time")
+
+
+class _GatherNDRow(_Patch):
+    """GatherND(data, indices) with constant indices ``[1, ..., 2]`` whose row entries all pick row
+    0 of a batch of 1 ``[[[0, j], ...]]``: each sample reads its own row, so it becomes
+    ``Gather(data, j, axis=1)`` (``j = indices[0, ..., 1]``), one result per sample."""
+
+    def __init__(self, node_name: str, indices_name: str, value: np.ndarray):
+        self.node_name, self.indices_name, self.value = node_name, indices_name, value
+
+    def apply(self, model: Model) -> None:
+        g = model.graph
+        node = g.node(self.node_name)
+        cols = g.unique_name(f"{self.indices_name}_columns")
+        g.set_initializer(cols, np.ascontiguousarray(self.value[0, ..., 1]).astype(self.value.dtype))
+        gather = onnx.helper.make_node("Gather", [node.inputs[0], cols], list(node.outputs), name=node.name, axis=1)
+        g.replace_node(node, [gather])
+
+    def describe(self) -> str:
+        return (f"GatherND {self.node_name!r}: indices {list(self.value.shape)} that pick row 0 of a batch of 1 -> "
+                "Gather along axis 1 (each sample reads its own row)")

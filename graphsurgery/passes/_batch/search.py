@@ -14,6 +14,8 @@ from .trace import _Trace
 
 # at most this many ways of placing the batch in the inputs are tried
 _MAX_TRIES = 16
+# at most this many traces of a model patched in between (each round patches what the last revealed)
+_MAX_ROUNDS = 4
 
 
 def _find_batch(model: Model, old, choices, named, size):
@@ -71,6 +73,34 @@ def _find_batch(model: Model, old, choices, named, size):
 
 
 def _trace(model: Model, targets, old, size) -> _Trace:
+    """Trace the batch; where the trace patched constants that hard-code the old batch, trace
+    the patched model again: the probes of the first trace still had the old constants, so the
+    shapes it read after a patch were the old model's (a ``[1, 8, -1, 16]`` target puts a batch
+    of 11 into its -1). The model is accepted only when a trace of the patched model needs no
+    further patch; the patches of every round are returned, in order, on the last trace."""
+    patches: list = []
+    current = model
+    for _ in range(_MAX_ROUNDS):
+        trace = _probe_trace(current, targets, old, size)
+        try:
+            trace.run(targets)
+        except PassError:
+            if not trace.patches:
+                raise
+        else:
+            if not trace.patches:
+                trace.patches = patches
+                return trace
+        if current is model:
+            current = model.copy()
+        for patch in trace.patches:
+            patch.apply(current)
+        patches.extend(trace.patches)
+    raise PassError("set-batch: the patches for the old batch do not settle: each trace of the patched model "
+                    "finds more; nothing was changed")
+
+
+def _probe_trace(model: Model, targets, old, size) -> _Trace:
     probes = []
     for value in (B1, B2):
         probe = _probe_copy(model, targets, value)
@@ -83,5 +113,4 @@ def _trace(model: Model, targets, old, size) -> _Trace:
     trace.source = targets[0]
     if isinstance(size, int):
         trace.limit = size
-    trace.run(targets)
     return trace

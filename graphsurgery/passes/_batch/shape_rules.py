@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .common import _BIG, B1, B2, BATCH, MIXED, _attr, _Lost, _norm, _show_dims, _Unknown
-from .patches import _ConstantOfShapeBatch, _ReshapeTarget, _ReshapeTargetFree, _ReshapeTargetFromInput
-from .values import _same_product
+from .patches import _ConstantOfShapeBatch, _GatherNDRow, _ReshapeTarget, _ReshapeTargetFree, _ReshapeTargetFromInput
+from .values import _as_mono, _factor, _mono, _mono_div, _mono_mul, _same_product, _show_factor
 
 
 class _ShapeRules:
@@ -35,6 +35,12 @@ class _ShapeRules:
                 elems = [((MIXED if m else BATCH) if i == b else (d[i] if i < len(d) else None)) if e == 0 else e
                          for i, e in enumerate(elems)]
             const = scope.lookup("consts", ins[1]) if scope.parent is None else None
+            if m and (const is None or not isinstance(m, int)):
+                k = self.reshape_glue(scope, node, ins, b, d, m, elems)
+                if k is None:
+                    raise _Unknown(f"it reshapes {ins[0]!r} {_show_dims(d)} (batch merged x{_show_factor(m)}) to "
+                                   f"{_show_dims(elems)}, which set-batch cannot line up with the batch")
+                return k
             if m or (self.old is not None and const is not None and elems and elems[0] != self.old
                      and all(isinstance(e, int) and (e >= 1 or e == -1) for e in elems) and elems.count(-1) <= 1):
                 k = self.reshape_merged(scope, node, ins, b, d, m or 1, elems, const)
@@ -55,7 +61,30 @@ class _ShapeRules:
                 return k
             if elems and elems[0] == -1 and _same_product(elems[1:], per_sample):
                 return 0
+            k = self.reshape_glue(scope, node, ins, b, d, None, elems)
+            if k is not None:
+                return k
         return self.fallback(scope, node, [0])[node.output[0]]
+
+    def reshape_glue(self, scope, node, ins, b, d, m, elems) -> int | None:
+        """A Reshape whose target dims are known as numbers, dim names and the batch (constants
+        or Shape glue) that merges the batch, outermost, with the dims after it, or splits a
+        merged batch back: the target has only 1s before an entry k that is the batch (the
+        dims after it hold each sample's elements) or -1 (the batch times what the dims after
+        it leave of each sample). None when it is not such a target."""
+        per_sample = _mono(d[b + 1:])
+        if per_sample is None or MIXED in elems or elems.count(BATCH) + elems.count(-1) != 1:
+            return None
+        total = _mono_mul(_as_mono(m or 1), per_sample)
+        k = elems.index(BATCH) if BATCH in elems else elems.index(-1)
+        rest = _mono(elems[k + 1:])
+        if rest is None or any(e != 1 for e in elems[:k]):
+            return None
+        f = (1, ()) if elems[k] == BATCH and rest == total else _mono_div(total, rest) if elems[k] == -1 else None
+        if f is None:
+            return None
+        self.merging, self.merging_set = (None if f == (1, ()) else _factor(f)), True
+        return k
 
     def reshape_merged(self, scope, node, ins, b, d, m, elems, const) -> int:
         """A Reshape to a constant target that merges the batch with the dims after it, or splits
@@ -108,6 +137,10 @@ class _ShapeRules:
             return 0
         if b >= f and all(x == 1 for x in d[:f]) and all(x == 1 for x in d[f:b]):
             return 1
+        per_sample = _mono(d[b + 1:f]) if b < f and all(x == 1 for x in d[:b]) else None
+        if per_sample is not None:  # the batch, outermost, merged with the known dims after it
+            self.merging, self.merging_set = _factor(per_sample), True
+            return 0
         raise _Unknown(f"it merges the batch axis {b} with other dims ({_show_dims(d)}, axis={f}), which set-batch "
                        "does not follow")
 
@@ -158,6 +191,33 @@ class _ShapeRules:
             ri = self.need_rank(scope, ins[1], node)
             return bd if bd < axis else bd - 1 + ri
         return axis + bi
+
+    def gather_nd(self, scope, node, ins, axes, vals) -> int:
+        """GatherND(data, indices[..., k]): the batch passes where the indices do not index it
+        (data axes past the k indexed ones, or batch_dims the indices share). Constant indices
+        that hard-code row 0 of a batch of 1 are rewritten to let each sample read its own row."""
+        bd, bi = axes[0], axes[1]
+        batch_dims = _attr(node, "batch_dims", 0)
+        if bi is not None:
+            if bd == 0 and bi == 0 and batch_dims >= 1:
+                return 0  # each sample's indices index its own data
+            raise _Unknown("its indices carry the batch")
+        if vals[1] is not None and vals[1].batchy:
+            raise _Unknown("its indices are computed from the batch size")
+        di = scope.dims(ins[1])
+        if not di or not isinstance(di[-1], int):
+            raise _Unknown(f"the shape of its indices {ins[1]!r} is not known")
+        k, ri = di[-1], len(di)
+        if bd < batch_dims:
+            raise _Unknown("its batch_dims take the batch of its data, but its indices have no batch")
+        if bd >= batch_dims + k:
+            return ri - 1 + bd - batch_dims - k
+        const = scope.lookup("consts", ins[1]) if scope.parent is None else None
+        if (const is not None and self.old == 1 and bd == 0 and batch_dims == 0 and k == 2 and const.ndim >= 2
+                and const.shape[0] == 1 and np.isin(const[..., 0], (0, -1)).all()):
+            self.patches.append(_GatherNDRow(node.name, ins[1], np.asarray(const)))
+            return 0
+        raise _Lost(f"its indices {ins[1]!r} pick along the batch axis {bd}")
 
     def gather_elements(self, scope, node, ins, axes) -> int:
         bd, bi = axes[0], axes[1]

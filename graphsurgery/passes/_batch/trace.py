@@ -7,11 +7,29 @@ import onnx
 
 from ... import shapes
 from ..base import PassError
-from .common import (_BATCH_FIRST, _BIG, _ELEMENTWISE, _MERGE_SAFE, _REDUCE, _SMALL_TYPES, B1, B2, BATCH, MIXED,
-                     _attr, _constant_value, _label, _Lost, _norm_clamp, _show_dims, _Unknown)
+from .common import (
+    _BATCH_FIRST,
+    _BIG,
+    _ELEMENTWISE,
+    _MERGE_SAFE,
+    _REDUCE,
+    _SMALL_TYPES,
+    B1,
+    B2,
+    BATCH,
+    MIXED,
+    _attr,
+    _constant_value,
+    _label,
+    _Lost,
+    _norm_clamp,
+    _show_dims,
+    _Unknown,
+)
 from .op_rules import _OpRules
 from .patches import _Patch
 from .protos import _batch_axes, captured
+from .rows import _RowRules
 from .shape_rules import _ShapeRules
 from .values import _arith, _evaluate, _Val
 
@@ -48,7 +66,7 @@ class _Scope:
 
 
 
-class _Trace(_OpRules, _ShapeRules):
+class _Trace(_OpRules, _ShapeRules, _RowRules):
     def __init__(self, model_proto: onnx.ModelProto, other: onnx.ModelProto, old, opset: int):
         self.model, self.other, self.old, self.opset = model_proto, other, old, opset
         self.source: tuple[str, int] | None = None  # an input and axis that carry the batch
@@ -65,6 +83,10 @@ class _Trace(_OpRules, _ShapeRules):
         # merged each sample's f leading rows into it, [B, S, D] -> [B*S, D])
         self.merged: dict[tuple[int, str], int] = {}
         self.merged_names: set[str] = set()
+        # (scope id, name) -> (stride, bound): row numbers (see rows.py); name -> n: values in [0, n)
+        self.rows: dict[tuple[int, str], tuple] = {}
+        self.bounds: dict[tuple[int, str], tuple] = {}
+        self.merging, self.merging_set = None, False
 
     # ---- union-find: inputs whose batches met ------------------------------------------------
     def find(self, name: str) -> str:
@@ -104,7 +126,7 @@ class _Trace(_OpRules, _ShapeRules):
 
     def set_axis(self, scope, name, axis, tag, merged=None):
         self.axis[(id(scope), name)] = axis
-        if merged is not None and merged > 1:
+        if merged is not None and (not isinstance(merged, int) or merged > 1):
             self.merged[(id(scope), name)] = merged
             self.merged_names.add(name)
         self.tag[(id(scope), name)] = tag
@@ -117,6 +139,10 @@ class _Trace(_OpRules, _ShapeRules):
         for name, axis in targets:
             self.set_axis(main, name, axis, name)
         self.walk(main)
+        try:
+            self.no_rows_out(main, main.proto, "graph output")
+        except _Unknown as exc:
+            raise PassError(f"set-batch: {exc}; nothing was changed") from None
 
     def walk(self, scope: _Scope) -> None:
         for node in scope.proto.node:
@@ -142,6 +168,10 @@ class _Trace(_OpRules, _ShapeRules):
         vals = [self.val(scope, x) for x in ins]
         batched = [i for i, a in enumerate(axes) if a is not None]
         dep_vals = [i for i, v in enumerate(vals) if v is not None and v.batchy]
+        rows_in = [i for i, x in enumerate(ins) if x and self.rows_of(scope, x) is not None]
+        if rows_in and node.op_type not in ("Shape", "Size"):
+            self.rows_step(scope, node, ins, axes, vals, rows_in)
+            return
         if node.domain not in ("", "ai.onnx"):
             if batched or dep_vals:
                 found = self.fallback(scope, node, batched)
@@ -177,9 +207,9 @@ class _Trace(_OpRules, _ShapeRules):
                 raise _Unknown(f"the batch of {ins[batched[0]]!r} is merged with other dims into its axis "
                                f"{axes[batched[0]]} (batch x {merged}), which set-batch follows only through "
                                "row-wise ops and a Reshape that splits it back")
-        self.merging = None
+        self.merging, self.merging_set = None, False
         out_axes = self.rule(scope, node, ins, axes, vals, batched, dep_vals)
-        if op == "Reshape":
+        if op == "Reshape" or self.merging_set:  # the rule decided what its output merges
             merged, self.merging = self.merging, None
         for name, axis in out_axes.items():
             if axis is not None:
@@ -327,6 +357,8 @@ class _Trace(_OpRules, _ShapeRules):
             return
         if not reads_batch:
             return
+        if any(self.rows_of(scope, n) is not None for n in outer):
+            raise _Unknown("its branches read row numbers of the batch, which set-batch does not follow into them")
         if batched or (cond_val is not None and cond_val.batchy):
             raise _Unknown("which branch runs depends on the batch")
         if cond_val is not None and len(cond_val.elems) == 1 and isinstance(cond_val.elems[0], (int, bool)):
@@ -337,6 +369,7 @@ class _Trace(_OpRules, _ShapeRules):
             sub = _Scope(g, other.get(name), scope)
             self.scopes[id(sub)] = sub
             self.walk(sub)
+            self.no_rows_out(sub, g, f"its branch {name} returns")
             results.append([(self.ax(sub, o.name), self.tag_of(sub, o.name), self.rank(sub, o.name))
                             for o in g.output])
             merged_out = next((o.name for o in g.output if self.merged_of(sub, o.name)), None)
@@ -372,6 +405,8 @@ class _Trace(_OpRules, _ShapeRules):
     # ---- values of shape glue ----------------------------------------------------------------
     def values(self, scope, node, vals) -> None:
         """Record the elements of small integer outputs computed from known elements."""
+        self.range_bound(scope, node, vals)
+        self.pass_bound(scope, node)
         op = node.op_type
         out = node.output[0] if node.output else ""
         if not out:

@@ -139,3 +139,52 @@ def _same_product(a, b) -> bool:
         return n, sorted(names)
     fa, fb = factors(a), factors(b)
     return fa is not None and fa == fb
+
+
+# ---- products of dims: how many rows of a merged batch belong to one sample ------------------
+#
+# A merged batch holds batch x f rows on one axis. f is a number, or a product of numbers and dim
+# names (``seq`` x 4): a monomial ``(number, sorted names)``, written as a plain int when it has
+# no names. Names inference made up (``unk__N``) are not trusted to stand for one value.
+
+def _mono(dims) -> tuple[int, tuple[str, ...]] | None:
+    """The product of ``dims`` (numbers >= 1 and dim names) as a monomial; None if one is unknown."""
+    n, names = 1, []
+    for x in dims:
+        if isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 1:
+            n *= int(x)
+        elif isinstance(x, str) and x not in (BATCH, MIXED) and not x.startswith("unk__"):
+            names.append(x)
+        else:
+            return None
+    return n, tuple(sorted(names))
+
+
+def _as_mono(f) -> tuple[int, tuple[str, ...]]:
+    return (f, ()) if isinstance(f, int) else f
+
+
+def _factor(mono):
+    """A monomial as a merge factor: an int when it has no names."""
+    return mono[0] if not mono[1] else mono
+
+
+def _mono_mul(a, b):
+    return a[0] * b[0], tuple(sorted(a[1] + b[1]))
+
+
+def _mono_div(a, b):
+    """``a / b`` when it is exact (b's number divides a's, b's names are among a's), else None."""
+    if b[0] == 0 or a[0] % b[0]:
+        return None
+    names = list(a[1])
+    for x in b[1]:
+        if x not in names:
+            return None
+        names.remove(x)
+    return a[0] // b[0], tuple(names)
+
+
+def _show_factor(f) -> str:
+    m = _as_mono(f)
+    return " x ".join(([str(m[0])] if m[0] != 1 or not m[1] else []) + list(m[1]))
