@@ -855,3 +855,40 @@ def test_an_empty_input_is_no_batch_carrier():
     create("set-batch", size="2").run(m)
     dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.proto.graph.input}
     assert dims == {"x": [2, 4], "like": [0]}
+
+
+def heads_model(batch_first=True):
+    """x [N, 2, S, 4] -> [N * 2, S, 4] (the target Mul(Shape(x)[0], 2), Shape(x)[2], 4) -> MatMul
+    -> back to [N, 2, S, 4]: PyTorch's attention folding the heads into the batch."""
+    rng = np.random.default_rng(0)
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+    parts = ["bh", "s", "four"] if batch_first else ["s", "bh", "four"]
+    nodes = [c("i0", [0]), c("i1", [1]), c("i2", [2]), c("i3", [3]), c("two", [2]), c("four", [4]),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "i0", "i1"], ["b"]),
+             helper.make_node("Mul", ["b", "two"], ["bh"], name="heads"),
+             helper.make_node("Slice", ["shape", "i2", "i3"], ["s"]),
+             helper.make_node("Concat", parts, ["t"], axis=0),
+             helper.make_node("Reshape", ["x", "t"], ["a"], name="fold"),
+             helper.make_node("MatMul", ["a", "w"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["y"], name="unfold")]
+    return model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "S", 4])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "S", 4])],
+                    [numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w")])
+
+
+def test_a_target_that_multiplies_the_batch_by_the_heads_merges_it_per_sample():
+    m = gs.load(heads_model())
+    original = m.to_bytes()
+    create("set-batch", size="4").run(m)
+    m.check()
+    x = np.random.default_rng(1).standard_normal((4, 2, 5, 4)).astype(np.float32)
+    assert np.allclose(run_ort(m.proto, {"x": x})["y"], per_sample(original, {"x": x})["y"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_target_that_puts_the_batch_times_heads_behind_another_dim_is_refused():
+    m = gs.load(heads_model(batch_first=False))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'fold' \\(Reshape\\)"):
+        create("set-batch", size="4").run(m)
+    assert m.to_bytes() == before

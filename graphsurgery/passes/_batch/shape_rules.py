@@ -51,6 +51,10 @@ class _ShapeRules:
                 kind = _ReshapeTargetFromInput if allowzero else _ReshapeTarget
                 self.patches.append(kind(node.name, ins[1], np.asarray(scope.lookup("consts", ins[1]))))
                 elems[0] = BATCH
+            if MIXED in elems and not m:
+                k = self.reshape_glue(scope, node, ins, b, d, None, elems)
+                if k is not None:
+                    return k
             if MIXED in elems or elems.count(BATCH) > 1:
                 raise _Unknown("its target combines the batch size with other dims")
             per_sample = d[b + 1:]
@@ -73,14 +77,21 @@ class _ShapeRules:
         dims after it hold each sample's elements) or -1 (the batch times what the dims after
         it leave of each sample). None when it is not such a target."""
         per_sample = _mono(d[b + 1:])
-        if per_sample is None or MIXED in elems or elems.count(BATCH) + elems.count(-1) != 1:
+        # entries that hold the batch: BATCH, or MIXED known as batch x g (Mul(batch, heads))
+        mults = self._get(self.multiples, scope, ins[1]) if MIXED in elems else None
+        factors = {i: ((1, ()) if e == BATCH else mults[i] if mults is not None and i < len(mults) else None)
+                   for i, e in enumerate(elems) if e in (BATCH, MIXED)}
+        if per_sample is None or None in factors.values() or len(factors) + elems.count(-1) != 1:
             return None
         total = _mono_mul(_as_mono(m or 1), per_sample)
-        k = elems.index(BATCH) if BATCH in elems else elems.index(-1)
+        k = next(iter(factors)) if factors else elems.index(-1)
         rest = _mono(elems[k + 1:])
         if rest is None or any(e != 1 for e in elems[:k]):
             return None
-        f = (1, ()) if elems[k] == BATCH and rest == total else _mono_div(total, rest) if elems[k] == -1 else None
+        if k in factors:  # batch x g rows, each holding what the dims after it hold
+            f = factors[k] if _mono_mul(factors[k], rest) == total else None
+        else:
+            f = _mono_div(total, rest)
         if f is None:
             return None
         self.merging, self.merging_set = (None if f == (1, ()) else _factor(f)), True

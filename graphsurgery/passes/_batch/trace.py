@@ -31,7 +31,7 @@ from .patches import _Patch
 from .protos import _batch_axes, captured
 from .rows import _RowRules
 from .shape_rules import _ShapeRules
-from .values import _arith, _evaluate, _Val
+from .values import _arith, _evaluate, _multiples, _Val
 
 
 class _Scope:
@@ -86,6 +86,8 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
         # (scope id, name) -> (stride, bound): row numbers (see rows.py); name -> n: values in [0, n)
         self.rows: dict[tuple[int, str], tuple] = {}
         self.bounds: dict[tuple[int, str], tuple] = {}
+        # (scope id, name) -> per element of a glue value: the monomial k where it is batch x k
+        self.multiples: dict[tuple[int, str], list] = {}
         self.merging, self.merging_set = None, False
 
     # ---- union-find: inputs whose batches met ------------------------------------------------
@@ -425,6 +427,10 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
                                "is computed from the batch size")
         if res is not None:
             self.vals[(id(scope), out)] = res
+            if MIXED in res.elems:
+                mults = _multiples(node, vals, [self._get(self.multiples, scope, x) if x else None for x in node.input])
+                if mults is not None and len(mults) == len(res.elems) and any(x is not None for x in mults):
+                    self.multiples[(id(scope), out)] = mults
 
     def _value(self, scope, node, vals) -> _Val | None:
         op = node.op_type

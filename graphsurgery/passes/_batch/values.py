@@ -188,3 +188,39 @@ def _mono_div(a, b):
 def _show_factor(f) -> str:
     m = _as_mono(f)
     return " x ".join(([str(m[0])] if m[0] != 1 or not m[1] else []) + list(m[1]))
+
+
+def _multiples(node, vals, known) -> list | None:
+    """Which elements of a glue node's output are the batch times a known product (a monomial),
+    element by element (None where not known): ``Mul(batch, heads)`` is batch x heads. ``known``
+    gives the same for each input (None for an input with none). The element itself stays
+    ``MIXED`` in the values: only a Reshape target reads these, everything else refuses it."""
+    op = node.op_type
+
+    def of(i):
+        v = vals[i]
+        if v is None:
+            return None
+        m = known[i]
+        return [m[j] if m is not None and m[j] is not None else ((1, ()) if e == BATCH else None)
+                for j, e in enumerate(v.elems)]
+
+    if op == "Mul" and len(vals) == 2 and all(v is not None for v in vals):
+        a, b = of(0), of(1)
+        n = max(len(a), len(b))
+        if len(a) not in (1, n) or len(b) not in (1, n):
+            return None
+        out = []
+        for j in range(n):
+            ma, mb = a[j % len(a)], b[j % len(b)]
+            ea, eb = vals[0].elems[j % len(a)], vals[1].elems[j % len(b)]
+            ka, kb = _mono([eb]) if ma is not None else None, _mono([ea]) if mb is not None else None
+            out.append(_mono_mul(ma, ka) if ka is not None else _mono_mul(mb, kb) if kb is not None else None)
+        return out
+    if op in ("Cast", "Identity", "Unsqueeze", "Squeeze") or (op == "Reshape" and vals[0] is not None
+                                                            and vals[1] is not None and len(vals[1].elems) <= 1):
+        return of(0)
+    if op == "Concat" and all(v is not None for v in vals):
+        parts = [of(i) for i in range(len(vals))]
+        return [x for p in parts for x in p]
+    return None
