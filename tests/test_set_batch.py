@@ -288,15 +288,30 @@ def test_torch_dynamo_view_with_allowzero_takes_the_batch_from_its_input():
     assert np.allclose(run_ort(m.proto, {"x": x})["y"], per_sample(original, {"x": x})["y"], rtol=1e-5, atol=1e-5)
 
 
-def test_a_merged_batch_is_not_called_lost():
-    """Flatten(axis=2) of [N, S] keeps every sample's rows together: set-batch cannot follow
-    that, and says so, instead of claiming the batch is lost."""
+def test_a_flatten_that_merges_the_batch_outermost_keeps_each_samples_rows_together():
+    """Flatten(axis=2) of [N, S] gives [N*S, 1]: sample i's S rows follow sample i-1's, so the
+    output is the single runs' outputs one after the other, whatever S is."""
     proto = model_of([helper.make_node("Flatten", ["x"], ["y"], name="flat", axis=2)],
                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S"])],
                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
     m = gs.load(proto)
-    with pytest.raises(PassError, match="cannot follow the batch through node 'flat'.*merges the batch axis 0"):
-        create("set-batch", size="4").run(m)
+    original = m.to_bytes()
+    r = create("set-batch", size="4").run(m)
+    assert r.details["output_axes"] == {"y": [0]}
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    assert np.array_equal(run_ort(m.proto, {"x": x})["y"], per_sample(original, {"x": x})["y"])
+
+
+def test_a_flatten_that_merges_the_batch_behind_another_dim_is_refused():
+    """Flatten(axis=2) of [S, N]: the batch is not outermost, samples interleave."""
+    proto = model_of([helper.make_node("Flatten", ["x"], ["y"], name="flat", axis=2)],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, "N"])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = gs.load(proto)
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="cannot follow the batch through node 'flat'.*merges the batch axis 1"):
+        create("set-batch", size="4", inputs=["x:1"]).run(m)
+    assert m.to_bytes() == before
 
 
 def test_dynamic_quantization_mixes_samples():
@@ -321,12 +336,25 @@ def test_a_recurrence_along_the_batch_axis_is_refused():
         create("set-batch", size="4").run(gs.load(proto))
 
 
-def test_a_reshape_merging_the_batch_is_not_called_lost():
+def test_a_reshape_that_merges_a_free_batch_outermost_is_followed():
+    """[N, 16, 32] -> [-1, 32]: each sample's 16 rows follow the last sample's."""
     proto = model_of([helper.make_node("Reshape", ["x", "t"], ["y"], name="merge")],
                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 32])],
                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                      [numpy_helper.from_array(np.array([-1, 32], np.int64), "t")])
-    with pytest.raises(PassError, match="cannot follow the batch through node 'merge'.*merges the batch"):
+    m = gs.load(proto)
+    original = m.to_bytes()
+    create("set-batch", size="4").run(m)
+    x = np.random.default_rng(0).standard_normal((4, 16, 32)).astype(np.float32)
+    assert np.array_equal(run_ort(m.proto, {"x": x})["y"], per_sample(original, {"x": x})["y"])
+
+
+def test_a_reshape_that_merges_a_free_batch_behind_other_rows_is_refused():
+    proto = model_of([helper.make_node("Reshape", ["x", "t"], ["y"], name="merge")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 32])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                     [numpy_helper.from_array(np.array([16, -1], np.int64), "t")])
+    with pytest.raises(PassError, match="node 'merge' \\(Reshape\\) loses the batch"):
         create("set-batch", size="4").run(gs.load(proto))
 
 
@@ -470,14 +498,167 @@ def test_gpt2_dynamo_export_merges_the_batch_and_splits_it_back(size):
     assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-@pytest.mark.parametrize("fixture,culprit", [
-    ("bert_torchscript", r"'/m/Range' \(Range\)"),  # Range(0, batch) indexes the attention mask
-    ("bert_dynamo", r"'node_GatherND_\d+' \(GatherND\) loses the batch"),  # the same index, baked for batch 1
+@pytest.mark.parametrize("fixture,change", [
+    ("bert_torchscript", "input 'attention_mask': dim 0 batch -> 4"),  # Range(0, batch) indexes the mask
+    ("bert_dynamo", "GatherND 'node_GatherND_46': indices [1, 1, 1, 8, 2] that pick row 0"),  # baked for batch 1
 ])
-def test_bert_exports_whose_mask_indexing_set_batch_cannot_follow_are_refused(fixture, culprit):
+def test_bert_exports_index_each_samples_own_mask_row(fixture, change):
+    """Both exporters pick each sample's attention-mask row by index: TorchScript with row
+    numbers Range(0, batch) into the flattened mask, dynamo with a constant GatherND index
+    that hard-codes row 0 of a batch of 1. Batch 4 gives the four single runs."""
     m = gs.load(str(FIX / f"{fixture}.onnx"))
+    original = m.to_bytes()
+    r = create("set-batch", size="4").run(m)
+    assert any(change in c for c in r.changes), r.changes
+    m.check()
+    feeds = transformer_feeds(m.proto, 4)
+    out = verify.run(m.to_bytes(), feeds, optimize=False)["hidden"]
+    ref = per_sample(original, feeds)["hidden"]
+    assert out.shape == ref.shape == (4, 8, 32)
+    assert np.abs(out - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert not create("set-batch", size="4").run(m).changed
+
+
+@pytest.mark.parametrize("fixture", ["bert_torchscript", "bert_dynamo"])
+def test_bert_exports_batched_pass_verify_from_the_command_line(fixture, tmp_path, capsys):
+    from graphsurgery.cli import main
+
+    out = tmp_path / "b4.onnx"
+    assert main(["run", str(FIX / f"{fixture}.onnx"), "-o", str(out), "-p", "set-batch(size=4)", "--verify"]) == 0
+    assert "verified after set-batch(size=4)" in capsys.readouterr().out
+
+
+# ---- row numbers: Range(0, batch) as the index of each sample's own rows ---------------------
+
+def rows_model(scale=None, offset="range", delta=1, leak=False):
+    """y[i, j] = x.flatten()[i * S + j] (PyTorch's x[arange(N)[:, None], arange(S)]), as the
+    TorchScript exporter writes it: row numbers Range(0, N) times S plus Range(0, S), gathered
+    from Flatten(x, axis=2) and reshaped to the index's shape."""
+    i64 = TensorProto.INT64
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+    nodes = [c("zero", 0), c("one", 1), c("delta", delta), c("i0", [0]), c("i1", [1]), c("minus1", [-1]),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "zero"], ["n"], axis=0),
+             helper.make_node("Gather", ["shape", "i1"], ["s_vec"], axis=0),
+             helper.make_node("Gather", ["shape", "one"], ["s"], axis=0),
+             helper.make_node("Range", ["zero", "n", "delta"], ["rows"], name="rows"),
+             helper.make_node("Unsqueeze", ["rows", "i1"], ["rows2"]),
+             helper.make_node("Mul", ["rows2", scale or "s_vec"], ["starts"], name="scale")]
+    if scale == "two":
+        nodes.append(c("two", [2]))
+    if offset == "range":
+        nodes += [helper.make_node("Range", ["zero", "s", "one"], ["cols"]),
+                  helper.make_node("Unsqueeze", ["cols", "i0"], ["cols2"])]
+    else:  # a constant offset nothing bounds below S
+        nodes.append(c("cols2", [[0, 1, 2]]))
+    nodes += [helper.make_node("Add", ["starts", "cols2"], ["idx"], name="index"),
+              helper.make_node("Flatten", ["x"], ["flat"], axis=2),
+              helper.make_node("Gather", ["flat", "idx"], ["picked"], name="pick", axis=0),
+              helper.make_node("Reshape", ["picked", "minus1"], ["line"]),
+              helper.make_node("Shape", ["idx"], ["idx_shape"]),
+              helper.make_node("Reshape", ["line", "idx_shape"], ["y"], name="back")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if leak:
+        nodes.append(helper.make_node("Cast", ["rows"], ["where"], name="leak", to=TensorProto.INT64))
+        outputs.append(helper.make_tensor_value_info("where", TensorProto.INT64, None))
+    return model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])], outputs)
+
+
+def test_row_numbers_into_a_flattened_batch_pick_each_samples_own_rows():
+    m = gs.load(rows_model())
+    original = m.to_bytes()
+    create("set-batch", size="4").run(m)
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    out = run_ort(m.proto, {"x": x})["y"]
+    assert out.shape == (4, 3)
+    assert np.array_equal(out, per_sample(original, {"x": x})["y"])
+
+
+@pytest.mark.parametrize("kwargs,culprit,why", [
+    ({"delta": 2}, "rows", "not the row numbers 0 .. batch-1"),   # Range(0, N, 2): its length is not the batch
+    ({"leak": True}, "", "holds each sample's position in the batch"),  # row numbers reach an output
+    ({"scale": "two"}, "pick", "step 2 rows per sample .* merged with 3 rows per sample"),  # rows of two samples
+    ({"offset": "constant"}, "index", "cannot show the sum stays within each sample's rows"),
+])
+def test_row_numbers_that_would_mix_samples_are_refused(kwargs, culprit, why):
+    m = gs.load(rows_model(**kwargs))
     before = m.to_bytes()
-    with pytest.raises(PassError, match=culprit + ".*nothing was changed"):
+    with pytest.raises(PassError, match=(f"'{culprit}'.*" if culprit else "") + why):
+        create("set-batch", size="4").run(m)
+    assert m.to_bytes() == before
+
+
+# ---- GatherND with constant indices that hard-code row 0 of a batch of 1 ---------------------
+
+def gather_nd_model(indices, x_dims=(1, 5)):
+    return model_of([helper.make_node("GatherND", ["x", "i"], ["y"], name="gnd")],
+                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_dims))],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                    [numpy_helper.from_array(np.array(indices, np.int64), "i")])
+
+
+def test_a_gather_nd_that_picks_row_0_of_a_batch_of_1_reads_each_samples_row():
+    m = gs.load(gather_nd_model([[[0, 4], [0, 1], [-1, 2]]]))
+    original = m.to_bytes()
+    r = create("set-batch", size="4").run(m)
+    assert "GatherND 'gnd'" in r.changes[0]
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    out = run_ort(m.proto, {"x": x})["y"]
+    assert out.shape == (4, 3)
+    assert np.array_equal(out, per_sample(original, {"x": x})["y"])
+
+
+@pytest.mark.parametrize("indices", [
+    [[0, 4], [0, 1]],          # [2, 2]: two picks from row 0, no axis for the batch in the output
+    [[[0, 4]], [[0, 1]]],      # [2, 1, 2]: the output's first axis is not the batch of 1
+])
+def test_a_gather_nd_along_the_batch_that_cannot_be_rewritten_is_refused(indices):
+    m = gs.load(gather_nd_model(indices))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'gnd' \\(GatherND\\) loses the batch: its indices 'i' pick along the batch"):
+        create("set-batch", size="4").run(m)
+    assert m.to_bytes() == before
+
+
+def test_a_gather_nd_whose_indices_carry_the_batch_into_the_batch_axis_is_refused():
+    """indices [N, 2] with batch_dims 0 pick rows of any sample: samples would read each other."""
+    proto = model_of([helper.make_node("GatherND", ["x", "i"], ["y"], name="gnd")],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5]),
+                      helper.make_tensor_value_info("i", TensorProto.INT64, ["N", 2])],
+                     [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(PassError, match="'gnd' \\(GatherND\\).*its indices carry the batch"):
+        create("set-batch", size="4").run(gs.load(proto))
+
+
+# ---- a merge computed from Shape glue, split back by Shape glue -------------------------------
+
+def glue_merge_model(first_split):
+    """x [N, S, 4] -> [-1, 4] (a target from Shape glue) -> Relu -> back to Shape(x) or not."""
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+    nodes = [c("minus1", [-1]), c("s1", [1]), c("s2", [2]), c("s3", [3]),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "s2", "s3"], ["d"]),
+             helper.make_node("Slice", ["shape", "s1", "s2"], ["s"]),
+             helper.make_node("Concat", ["minus1", "d"] if not first_split else ["s", "minus1", "d"], ["t1"], axis=0),
+             helper.make_node("Reshape", ["x", "t1"], ["a"], name="merge"),
+             helper.make_node("Relu", ["a"], ["b"]),
+             helper.make_node("Reshape", ["b", "shape"], ["y"], name="split")]
+    return model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S", 4])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+
+
+def test_a_merge_from_shape_glue_with_a_symbolic_factor_splits_back_per_sample():
+    m = gs.load(glue_merge_model(False))
+    original = m.to_bytes()
+    create("set-batch", size="4").run(m)
+    x = np.random.default_rng(0).standard_normal((4, 6, 4)).astype(np.float32)
+    assert np.array_equal(run_ort(m.proto, {"x": x})["y"], per_sample(original, {"x": x})["y"])
+
+
+def test_a_merge_from_shape_glue_that_puts_other_rows_before_the_batch_is_refused():
+    m = gs.load(glue_merge_model(True))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'merge' \\(Reshape\\)"):
         create("set-batch", size="4").run(m)
     assert m.to_bytes() == before
 
@@ -674,3 +855,40 @@ def test_an_empty_input_is_no_batch_carrier():
     create("set-batch", size="2").run(m)
     dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in m.proto.graph.input}
     assert dims == {"x": [2, 4], "like": [0]}
+
+
+def heads_model(batch_first=True):
+    """x [N, 2, S, 4] -> [N * 2, S, 4] (the target Mul(Shape(x)[0], 2), Shape(x)[2], 4) -> MatMul
+    -> back to [N, 2, S, 4]: PyTorch's attention folding the heads into the batch."""
+    rng = np.random.default_rng(0)
+    c = lambda name, v: helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(v, np.int64)))
+    parts = ["bh", "s", "four"] if batch_first else ["s", "bh", "four"]
+    nodes = [c("i0", [0]), c("i1", [1]), c("i2", [2]), c("i3", [3]), c("two", [2]), c("four", [4]),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Slice", ["shape", "i0", "i1"], ["b"]),
+             helper.make_node("Mul", ["b", "two"], ["bh"], name="heads"),
+             helper.make_node("Slice", ["shape", "i2", "i3"], ["s"]),
+             helper.make_node("Concat", parts, ["t"], axis=0),
+             helper.make_node("Reshape", ["x", "t"], ["a"], name="fold"),
+             helper.make_node("MatMul", ["a", "w"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["y"], name="unfold")]
+    return model_of(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, "S", 4])],
+                    [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "S", 4])],
+                    [numpy_helper.from_array(rng.standard_normal((4, 4)).astype(np.float32), "w")])
+
+
+def test_a_target_that_multiplies_the_batch_by_the_heads_merges_it_per_sample():
+    m = gs.load(heads_model())
+    original = m.to_bytes()
+    create("set-batch", size="4").run(m)
+    m.check()
+    x = np.random.default_rng(1).standard_normal((4, 2, 5, 4)).astype(np.float32)
+    assert np.allclose(run_ort(m.proto, {"x": x})["y"], per_sample(original, {"x": x})["y"], rtol=1e-6, atol=1e-6)
+
+
+def test_a_target_that_puts_the_batch_times_heads_behind_another_dim_is_refused():
+    m = gs.load(heads_model(batch_first=False))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="'fold' \\(Reshape\\)"):
+        create("set-batch", size="4").run(m)
+    assert m.to_bytes() == before
