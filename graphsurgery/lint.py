@@ -87,7 +87,7 @@ def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP) -> list[Find
                                  "prelu-to-relu"))
         elif op == "InstanceNormalization":
             eps = node.attrs.get("epsilon", 1e-5)
-            if eps < epsilon_floor:
+            if _f32(eps) < _f32(epsilon_floor):  # as stored and as the parser compares: float32
                 found.append(Finding("instancenorm-epsilon", where,
                                      f"epsilon {eps:g} is below {epsilon_floor:g}; older TensorRT ONNX parsers clamp it "
                                      "to 1e-4, silently changing results",
@@ -127,6 +127,12 @@ def _graph_inputs_behind(g, name: str, limit: int = 500) -> tuple[list[str], lis
             through = via_shape or p.op_type in ("Shape", "Size")
             stack.extend((x, through) for x in p.inputs if x)
     return sorted(values), sorted(shaped - values)
+
+
+def _f32(x: float) -> float:
+    import numpy as np
+
+    return float(np.float32(x))
 
 
 def as_dicts(findings: list[Finding]) -> list[dict[str, Any]]:
