@@ -105,6 +105,21 @@ def test_dtypes_int64_matmul_is_an_error_double_a_warning():
     assert found["add"].severity == "warning" and "casts DOUBLE down" in found["add"].message
 
 
+def test_dtypes_the_row_describes_the_output_when_the_first_input_cannot_have_them():
+    """A window's first input is its integer size: the row's FP32, FP16 are its output's types.
+    UINT8 constants of DequantizeLinear: the row lists INT8, the changelog says they import."""
+    w = numpy_helper.from_array(np.array([8, 9], np.uint8), "w")
+    zp = numpy_helper.from_array(np.array(0, np.uint8), "zp")
+    sc = numpy_helper.from_array(np.array(0.5, np.float32), "sc")
+    m = model_of([helper.make_node("HannWindow", ["n"], ["win"], name="hann"),
+                  helper.make_node("DequantizeLinear", ["w", "sc", "zp"], ["wf"], name="dq"),
+                  helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["qf"], name="dq_act")],
+                 [vi("n", [], TensorProto.INT32), vi("q", [2], TensorProto.UINT8)],
+                 [vi("win", [None]), vi("wf", [2]), vi("qf", [2])], [w, zp, sc], opset=17)
+    found = {f.where.split("'")[1]: f.severity for f in lint_for(m, "tensorrt") if f.code == "trt-dtype"}
+    assert found == {"dq": "warning", "dq_act": "error"}
+
+
 def test_restrictions_attributes_outputs_and_constant_inputs():
     k = numpy_helper.from_array(np.array([2], np.int64), "k")
     nodes = [helper.make_node("TopK", ["x", "k"], ["v", "ix"], name="topk", sorted=0),

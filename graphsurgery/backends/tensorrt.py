@@ -113,6 +113,11 @@ def _dtypes(ctx: _Ctx, node, row: dict, schema) -> None:
     if not formal_in:
         return
     main = formal_in[0].type_str
+    allowed = set(row["types"])
+    if formal_out and not _can_be(schema, main, allowed):
+        # the row lists types the first input can never have (a window's integer size): it
+        # describes the output
+        main = formal_out[0].type_str
     checked = []
     for i, name in enumerate(node.inputs):
         f = formal_in[min(i, len(formal_in) - 1)]
@@ -123,7 +128,6 @@ def _dtypes(ctx: _Ctx, node, row: dict, schema) -> None:
             continue
         if formal_out[j].type_str == main or (node.op_type in ("Cast", "CastLike") and j == 0):
             checked.append(name)
-    allowed = set(row["types"])
     bad: dict[str, list[str]] = {}
     for name in checked:
         elem = ctx.elem(node.graph, name)
@@ -140,9 +144,27 @@ def _dtypes(ctx: _Ctx, node, row: dict, schema) -> None:
                     f"casts DOUBLE down to FLOAT, clamping to +-FLT_MAX (the row lists {listed})",
                     severity="warning", source=ctx.data["notes"][0] if ctx.data["notes"] else row["row"])
             continue
+        if tn == "UINT8" and node.op_type in ("QuantizeLinear", "DequantizeLinear") and all(
+                node.graph.tensor(n).is_constant for n in names):
+            ctx.add(node, "trt-dtype", f"{shown} {'is' if len(names) == 1 else 'are'} UINT8 constant(s); the row "
+                    f"lists {listed}, but the 10.10 changelog says UINT8 constants of QuantizeLinear and "
+                    "DequantizeLinear are imported", severity="warning", source=row["row"])
+            continue
         want = " where the row lists INT32" if tn == "INT64" and "INT32" in allowed else ""
         ctx.add(node, "trt-dtype", f"{shown} {'is' if len(names) == 1 else 'are'} {tn}{want}; TensorRT "
                 f"{ctx.version} supports {node.op_type} on {listed} only", source=row["row"])
+
+
+_ONNX_TYPE = {"float": "FP32", "float16": "FP16", "bfloat16": "BF16", "double": "DOUBLE", "int32": "INT32",
+              "int64": "INT64", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}
+
+
+def _can_be(schema, type_str: str, names: set[str]) -> bool:
+    """Whether a formal parameter of type ``type_str`` may have one of the matrix's ``names``."""
+    for c in schema.type_constraints:
+        if c.type_param_str == type_str:
+            return any(_ONNX_TYPE.get(t[len("tensor("):-1]) in names for t in c.allowed_type_strs)
+    return _ONNX_TYPE.get(type_str[len("tensor("):-1] if type_str.startswith("tensor(") else "") in names
 
 
 def _attr(node, schema, name: str):
