@@ -19,6 +19,7 @@ from .errors import (
     NotFoundError,
     SaveError,
 )
+from .fix import FixRefused, fix  # the function, not the module: bound after the submodule is
 from .graph import Graph, Value
 from .model import Model, load
 from .node import Node
@@ -39,6 +40,7 @@ __version__ = _version()
 __all__ = [
     "EditError",
     "ExternalDataError",
+    "FixRefused",
     "Graph",
     "GraphSurgeryError",
     "InvalidModelError",
@@ -49,5 +51,6 @@ __all__ = [
     "SaveError",
     "Session",
     "Value",
+    "fix",
     "load",
 ]

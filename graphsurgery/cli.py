@@ -189,9 +189,19 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     path = example_path() if args.example else args.model
     if path is None:
         raise UsageError("inspect needs a MODEL path (or --example for the bundled example)")
-    s = summarize(_load(path), check=not args.no_check)
-    print(json.dumps(s, indent=2, default=str) if args.json else format_text(s))
-    return 1 if s.get("problems") else 0
+    model = _load(path)
+    s = summarize(model, check=not args.no_check)
+    from .backends.command import add_backend, format_backend
+
+    errors = add_backend(s, model, args)  # inspect --for: that backend's findings replace the lint
+    print(json.dumps(s, indent=2, default=str) if args.json else format_text(s) + format_backend(s))
+    return 1 if s.get("problems") or errors else 0
+
+
+def _cmd_fix(args: argparse.Namespace) -> int:
+    from .backends.command import run_fix
+
+    return run_fix(args)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -459,6 +469,12 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def _backends() -> tuple[str, ...]:
+    from .backends import BACKENDS
+
+    return BACKENDS
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="graphsurgery", description="Inspect and repair ONNX models.")
     p.add_argument("-v", "--verbose", action="count", default=0,
@@ -475,6 +491,10 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--example", action="store_true", help="inspect the example model bundled with graphsurgery")
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     ins.add_argument("--no-check", action="store_true", help="skip onnx's checker and the invariant checks")
+    ins.add_argument("--for", dest="backend", choices=_backends(),
+                     help="lint for one backend: what it will refuse, per node, and the pass that fixes it")
+    ins.add_argument("--legacy", action="store_true",
+                     help="with --for tensorrt: also what TensorRT parsers before 10 did differently")
     ins.set_defaults(func=_cmd_inspect)
     run = sub.add_parser("run", parents=[common], help="apply a pipeline of passes and save the result")
     run.add_argument("model", nargs="?", help="path of an .onnx file")
@@ -527,6 +547,26 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--no-browser", action="store_true")
     sh.add_argument("--no-wait", action="store_true", help=argparse.SUPPRESS)
     sh.set_defaults(func=_cmd_show)
+    fx = sub.add_parser("fix", parents=[common],
+                        help="apply the passes a backend needs (from its lint), verified; refuse what none fixes")
+    fx.add_argument("model", nargs="?", help="path of an .onnx file")
+    fx.add_argument("--example", action="store_true", help="use the bundled example model")
+    fx.add_argument("--for", dest="backend", required=True, choices=_backends())
+    fx.add_argument("-o", "--output", help="where to write the result")
+    fx.add_argument("--set-shape", metavar="NAME=DIMS,...", help="input shapes, e.g. input=1x3x224x224")
+    fx.add_argument("--freeze", metavar="NAME=VALUE,...", help="inputs that are settings, e.g. sr=16000")
+    fx.add_argument("--legacy", action="store_true",
+                    help="with --for tensorrt: also fix for parsers before TensorRT 10 (InstanceNorm epsilon)")
+    fx.add_argument("--partial", action="store_true",
+                    help="write the result even when errors remain (listed; exit code 1)")
+    fx.add_argument("--no-verify", action="store_true", help="skip running onnxruntime before and after")
+    fx.add_argument("--inputs", help="inputs for verification, as a .npz file")
+    fx.add_argument("--rtol", type=_tolerance, default=1e-5)
+    fx.add_argument("--atol", type=_tolerance, default=1e-6)
+    fx.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
+    fx.add_argument("--json", action="store_true", help="machine-readable report")
+    fx.add_argument("-q", "--quiet", action="store_true")
+    fx.set_defaults(func=_cmd_fix)
     ps = sub.add_parser("passes", parents=[common], help="every pass, its options and what it does")
     ps.add_argument("--json", action="store_true")
     ps.set_defaults(func=_cmd_passes)
@@ -535,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (0 success, 1 a difference or problem found,
-    2 failure, 3 verification failed)."""
+    or ``fix --partial`` left errors, 2 failure, 3 verification failed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     want_json = "--json" in argv
     verbose = any(a == "--verbose" or (a.startswith("-v") and set(a[1:]) == {"v"}) for a in argv)

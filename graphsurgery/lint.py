@@ -24,8 +24,15 @@ class Finding:
         return f"[{self.code}] {self.where}: {self.message}" + (f" (fix: {self.fix})" if self.fix else "")
 
 
-def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP) -> list[Finding]:
-    """Every finding, in a stable order: model-level first, then by node."""
+def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP, backend: str | None = None,
+         **backend_options: Any) -> list[Finding]:
+    """Every finding, in a stable order: model-level first, then by node. With ``backend``
+    (``tensorrt``, ``onnxruntime``, ``openvino``), the findings for that backend instead, each
+    with its severity (see :func:`graphsurgery.backends.lint_for`)."""
+    if backend is not None:
+        from .backends import lint_for
+
+        return lint_for(model, backend, **backend_options)
     found: list[Finding] = []
     g = model.graph
     inits = set(g.initializers)
@@ -87,7 +94,7 @@ def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP) -> list[Find
                                  "prelu-to-relu"))
         elif op == "InstanceNormalization":
             eps = node.attrs.get("epsilon", 1e-5)
-            if eps < epsilon_floor:
+            if _f32(eps) < _f32(epsilon_floor):  # as stored and as the parser compares: float32
                 found.append(Finding("instancenorm-epsilon", where,
                                      f"epsilon {eps:g} is below {epsilon_floor:g}; older TensorRT ONNX parsers clamp it "
                                      "to 1e-4, silently changing results",
@@ -127,6 +134,12 @@ def _graph_inputs_behind(g, name: str, limit: int = 500) -> tuple[list[str], lis
             through = via_shape or p.op_type in ("Shape", "Size")
             stack.extend((x, through) for x in p.inputs if x)
     return sorted(values), sorted(shaped - values)
+
+
+def _f32(x: float) -> float:
+    import numpy as np
+
+    return float(np.float32(x))
 
 
 def as_dicts(findings: list[Finding]) -> list[dict[str, Any]]:
