@@ -14,11 +14,7 @@ import os
 import sys
 from importlib import resources
 
-from .errors import GraphSurgeryError
-
-
-class UsageError(GraphSurgeryError):
-    """The command line itself is wrong (unknown option, missing argument, bad value)."""
+from .errors import GraphSurgeryError, UsageError
 
 
 def example_path() -> str:
@@ -421,7 +417,8 @@ def _cmd_passes(args: argparse.Namespace) -> int:
     for p in info:
         print(f"{p['name']:<{width}}  {p['summary']}")
         for key, opt in p["options"].items():
-            print(f"{'':<{width}}    {key}={opt['default']}: {opt['help']}")
+            value = "(required)" if opt["required"] else opt["default"]
+            print(f"{'':<{width}}    {key}={value}: {opt['help']}")
         if p["free_options"]:
             print(f"{'':<{width}}    {p['free_help']}")
     return 0
@@ -445,14 +442,15 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        import difflib
         import re
+
+        from .errors import did_you_mean
 
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if m:  # argument COMMAND: invalid choice: 'inspectt' (choose from 'inspect', ...)
             choices = re.findall(r"'([^']*)'", m.group(2))
-            close = difflib.get_close_matches(m.group(1), choices, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(m.group(1), choices, n=1).removeprefix("; ")
+            hint = f"{hint} " if hint else ""
             what = message[:m.start()]
             what = "unknown command" if what == "argument COMMAND: " else f"{what}unknown value"
             message = f"{what} {m.group(1)!r}; {hint}choose from {', '.join(choices)}"

@@ -26,8 +26,9 @@ def tensor_order(model: Model) -> list[str]:
 
 def run_backend(model_bytes: bytes, feeds: dict[str, np.ndarray], backend: str, base_dir: str | None = None
                 ) -> dict[str, np.ndarray]:
-    """Outputs by name from onnxruntime (``ort``), onnxruntime without graph optimizations
-    (``ort-noopt``) or onnx's reference evaluator (``reference``)."""
+    """Outputs by name from onnxruntime as deployed (``ort``: :data:`graphsurgery.runner.DEPLOYED`),
+    onnxruntime without graph optimizations or weight pre-packing (``ort-noopt``:
+    :data:`graphsurgery.runner.EXACT`) or onnx's reference evaluator (``reference``)."""
     if backend == "reference":
         import onnx
         from onnx.reference import ReferenceEvaluator
@@ -40,9 +41,9 @@ def run_backend(model_bytes: bytes, feeds: dict[str, np.ndarray], backend: str, 
     if backend not in ("ort", "ort-noopt"):
         from ..errors import GraphSurgeryError
         raise GraphSurgeryError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    from .. import verify
+    from ..runner import DEPLOYED, EXACT
 
-    return verify.run(model_bytes, feeds, optimize=backend == "ort", base_dir=base_dir)
+    return (DEPLOYED if backend == "ort" else EXACT).run(model_bytes, feeds, base_dir=base_dir)
 
 
 def capture(model: Model, feeds: dict[str, np.ndarray], *, backend: str = "ort", tensors: list[str] | None = None,

@@ -9,23 +9,21 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
-from ..errors import GraphSurgeryError
+from ..errors import PassError
 from ..model import Model, load
 
 log = logging.getLogger("graphsurgery")
 
 
-class PassError(GraphSurgeryError):
-    """A pass refused to act: the model cannot be transformed correctly as asked."""
-
-
 @dataclass
 class Option:
-    """One option of a pass: its type converts the text given on the command line."""
+    """One option of a pass: its type converts the text given on the command line. A
+    ``required`` option has no default: a pass created without it refuses, naming it."""
 
     type: type | Any
-    default: Any
-    help: str
+    default: Any = None
+    help: str = ""
+    required: bool = False
 
 
 @dataclass
@@ -89,6 +87,11 @@ class Pass:
             if unknown:
                 known = ", ".join(self.options) or "none"
                 raise PassError(f"{self.name}: unknown option(s) {sorted(unknown)}; options are: {known}")
+        missing = [k for k, o in self.options.items() if o.required and opts.get(k) is None]
+        if missing:
+            key = missing[0]
+            raise PassError(f"{self.name} needs {key}=VALUE: option {key!r} is required "
+                            f"({self.options[key].help}), e.g. {self.name}({key}=...)")
         self.opts = {k: o.default for k, o in self.options.items()}
         for k, v in opts.items():
             self.opts[k] = self._convert(k, v)

@@ -219,9 +219,9 @@ class _Verifier:
         return self._loaded[k]
 
     def run_(self, data: bytes, feeds: dict) -> dict:
-        from .. import verify as v
+        from ..runner import EXACT
 
-        return v.run(data, feeds, optimize=False, prepack=False, base_dir=self.base_dir)
+        return EXACT.run(data, feeds, base_dir=self.base_dir)
 
     def runs(self, j: int, feeds: dict):
         """Run model ``j`` on ``feeds``; the RuntimeFailure when onnxruntime cannot, None when it
@@ -320,12 +320,13 @@ class _Verifier:
         which some kernels round differently). Only done when a check fails, so a pass is not
         blamed for what onnxruntime does on its own."""
         from .. import verify as v
+        from ..runner import EXACT
 
         p, res, before, after = self.steps[t]
         after_model = self.model(t + 1)
 
         def one_thread(data, feeds):
-            return v.run(data, feeds, optimize=False, prepack=False, base_dir=self.base_dir, threads=1)
+            return EXACT.with_(threads=1).run(data, feeds, base_dir=self.base_dir)
 
         merged: dict[str, v.OutputDiff] = {}
         for feeds, actual, expected, noise in computed:
