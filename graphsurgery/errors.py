@@ -62,10 +62,12 @@ class NotVerifiable(GraphSurgeryError):
 
 class VerificationError(GraphSurgeryError):
     """Outputs drifted beyond tolerance. ``report`` holds the per-output differences
-    (:class:`graphsurgery.verify.OutputDiff`)."""
+    (:class:`graphsurgery.verify.OutputDiff`); ``pass_index`` is the position in the pipeline
+    of the pass blamed (None when no pass is)."""
 
-    def __init__(self, message: str, report: list | None = None):
+    def __init__(self, message: str, report: list | None = None, pass_index: int | None = None):
         self.report = list(report or [])
+        self.pass_index = pass_index
         super().__init__(message)
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import onnx
 
 # the errors verification raises live with every other error; importable from here as before
-from .errors import GraphSurgeryError, InputMismatch, NotVerifiable, RuntimeFailure, VerificationError
+from .errors import InputMismatch, NotVerifiable
+from .errors import RuntimeFailure as RuntimeFailure
+from .errors import VerificationError as VerificationError
 
 
 @dataclass
@@ -133,7 +135,7 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
 
     walk(model_proto.graph)
     hints: dict[str, list[int]] = {}
-    for op, (a, b) in sorted(compares, key=lambda c: c[0] != "Equal"):  # Equal first
+    for _op, (a, b) in sorted(compares, key=lambda c: c[0] != "Equal"):  # Equal first
         for name, other in ((a, b), (b, a)):
             if name in names and other in consts and consts[other].size >= 1 \
                     and np.issubdtype(consts[other].dtype, np.integer):
@@ -214,7 +216,7 @@ def mismatch(spec: InputSpec, arr) -> str | None:
         return f"dtype {arr.dtype}"
     if spec.dims is not None and arr.ndim != len(spec.dims):
         return f"rank {arr.ndim} (shape {list(arr.shape)})"
-    if spec.dims is not None and any(isinstance(d, int) and d != n for d, n in zip(spec.dims, arr.shape)):
+    if spec.dims is not None and any(isinstance(d, int) and d != n for d, n in zip(spec.dims, arr.shape, strict=True)):
         return f"shape {list(arr.shape)}"
     return None
 
@@ -223,8 +225,8 @@ def check_given(spec: InputSpec, arr: np.ndarray, where: str, given_as: str | No
     """Raise :class:`InputMismatch` unless ``arr`` fits ``spec`` (dtype, rank, static dims)."""
     problem = mismatch(spec, arr)
     if problem:
-        raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} of {where} "
-                            f"takes {spec.type_text()}; give an array of that type and shape")
+        raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} "
+                            f"of {where} takes {spec.type_text()}; give an array of that type and shape")
 
 
 def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:

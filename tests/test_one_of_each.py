@@ -142,3 +142,81 @@ def test_onnxruntime_is_imported_in_one_module_only():
     importers = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
                        if re.search(r"^\s*(import onnxruntime|from onnxruntime)", p.read_text(), re.M))
     assert importers == ["runner.py"]
+
+
+# ---- layers: passes and debugging do not import each other ----------------------------------------
+def _imports(path):
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(path).read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found.add(("." * node.level) + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def test_passes_and_debugging_do_not_import_each_other():
+    import pathlib
+
+    def reaches(modules, package):
+        return any(m.lstrip(".").removeprefix("graphsurgery.").split(".")[0] == package for m in modules)
+
+    root = pathlib.Path(gs.__file__).parent
+    for path in (root / "passes").glob("*.py"):
+        assert not reaches(_imports(path), "debug"), path.name
+    for name in ("capture.py", "expose.py", "runner.py", "verify.py"):
+        assert not reaches(_imports(root / name), "passes") and not reaches(_imports(root / name), "debug"), name
+
+
+# ---- the verifier knows no pass by name ------------------------------------------------------------
+def test_a_pass_that_renames_an_input_says_so_and_given_arrays_follow(monkeypatch):
+    from graphsurgery.passes import Pass, Pipeline
+    from graphsurgery.runner import Runner
+
+    class RenameX(Pass):
+        """Test-only: renames input x to image, as a converter's own pass might."""
+
+        name = "test-rename-x"
+
+        def input_after(self, name, result):
+            return "image" if name == "x" else name
+
+        def feeds_before(self, feeds, before, after, result):
+            return [{("x" if k == "image" else k): v for k, v in feeds.items()}]
+
+        def reference(self, before, after, feeds, result, run):
+            return run(before, self.feeds_before(feeds, None, after, result)[0])
+
+        def apply(self, model, result):
+            model.graph.rename("x", "image")
+            result.note("x -> image")
+
+    m = _model([helper.make_node("Relu", ["x"], ["y"])], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    x = np.array([-3.5, 7.25], np.float32)
+    seen = []
+    real = Runner.run
+    monkeypatch.setattr(Runner, "run", lambda self, model, feeds, **kw: seen.append(dict(feeds))
+                        or real(self, model, feeds, **kw))
+    res = Pipeline([RenameX()], verify=True, inputs={"x": x}).run(gs.load(m))
+    assert all(d.ok for _, rep in res.verification for d in rep)
+    assert any(np.array_equal(f.get("image"), x) for f in seen) and any(np.array_equal(f.get("x"), x) for f in seen)
+
+
+def test_bisect_verifies_as_the_pipeline_does_given_inputs_included():
+    """A given value for an input the pipeline freezes to another value is refused, as --verify
+    refuses it, not silently dropped."""
+    from graphsurgery.debug import bisect_pipeline
+
+    m = _model([helper.make_node("Mul", ["x", "s"], ["y"])],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                helper.make_tensor_value_info("s", TensorProto.FLOAT, [])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    inputs = {"x": np.ones(2, np.float32), "s": np.array(3.0, np.float32)}
+    with pytest.raises(gs.InputMismatch, match="fixed input 's' to 2.0"):
+        bisect_pipeline(gs.load(m), "freeze-inputs(s=2.0),cleanup", inputs)
+    assert bisect_pipeline(gs.load(m), "freeze-inputs(s=3.0),cleanup", inputs).pass_name is None

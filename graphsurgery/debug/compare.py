@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import BACKENDS, capture, run_outputs, tensor_order
 from ..model import Model, load
 from ..verify import ACROSS_BACKENDS_ATOL, ACROSS_BACKENDS_RTOL, measure
-from .capture import BACKENDS, capture, run_outputs, tensor_order
 from .report import Report, Row
 
 # comparing across backends (onnxruntime optimized, unoptimized, onnx's reference evaluator):

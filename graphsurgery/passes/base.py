@@ -154,6 +154,36 @@ class Pass:
         single runs): added to the tolerance, so a pass is not blamed for noise it did not add."""
         return {}
 
+    def input_after(self, name: str, result: PassResult) -> str:
+        """The name that input ``name`` of the model before this pass has after it, so arrays
+        given for the input model follow the pipeline (rename-io renames inputs)."""
+        return name
+
+    def fit_given(self, name: str, arr: np.ndarray, spec, result: PassResult, generated: np.ndarray
+                  ) -> np.ndarray | None:
+        """An array given for input ``name`` that fits the model before this pass but not
+        ``spec``, the input as the pipeline's last model declares it, made to fit ``spec``
+        where this pass explains the difference; else None. By default: inputs whose batch
+        the pass changed (``result.details["inputs"]``, ``[name, axis]`` pairs, as set-batch
+        reports them) take a sample, or fewer samples than the new batch, as the first
+        samples of ``generated``, a generated array for ``spec``."""
+        from .. import verify
+
+        for target, axis in result.details.get("inputs") or []:
+            if target != name or spec.dims is None or arr.ndim != len(spec.dims) or axis >= arr.ndim \
+                    or not isinstance(spec.dims[axis], int) or arr.shape[axis] > spec.dims[axis]:
+                continue
+            shape = list(arr.shape)
+            shape[axis] = spec.dims[axis]
+            if verify.mismatch(spec, np.empty(shape, arr.dtype)):
+                continue
+            out = np.array(generated, dtype=arr.dtype)
+            index = [slice(None)] * arr.ndim
+            index[axis] = slice(0, arr.shape[axis])
+            out[tuple(index)] = arr
+            return out
+        return None
+
     def describe(self) -> str:
         """The pass in pipeline text form, e.g. ``set-batch(size=3,inputs=input;state:1)``."""
         shown = self.opts.items() if self.free_options else [
@@ -183,7 +213,7 @@ def _frozen_feeds(feeds: dict, before: onnx.ModelProto, after: Model) -> dict:
 
         known = {}
         for spec in verify.input_specs(before):
-            for d, n in zip(spec.dims or [], getattr(out.get(spec.name), "shape", ())):
+            for d, n in zip(spec.dims or [], getattr(out.get(spec.name), "shape", ()), strict=False):
                 if isinstance(d, str):
                     known.setdefault(d, int(n))
         generated = verify.make_inputs(before, known=known)
