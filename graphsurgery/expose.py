@@ -13,6 +13,7 @@ import onnx
 from . import shapes
 from .graph import Graph
 from .model import Model
+from .ops import is_default_domain
 
 
 def expose(model: Model, chosen: list[tuple[Graph, str]], skip: Callable[[str], None] = lambda line: None
@@ -153,7 +154,7 @@ def _cannot_carry(model: Model, types: _Flat, g: Graph, name: str) -> str | None
     level, cur, through_if = g, t, False
     while level.parent is not None:
         node = level.owner
-        if node.op_type not in ("If", "Loop", "Scan") or node.domain not in ("", "ai.onnx"):
+        if node.op_type not in ("If", "Loop", "Scan") or not is_default_domain(node.domain):
             return f"inside {node.op_type} {node.name!r}, which cannot carry extra outputs"
         listed = len(node.outputs) + (1 if node.op_type == "Loop" else 0)
         if listed != len(level.output_names):

@@ -12,6 +12,7 @@ import onnx
 from .errors import InputMismatch, NotVerifiable
 from .errors import RuntimeFailure as RuntimeFailure
 from .errors import VerificationError as VerificationError
+from .ops import is_default_domain
 
 
 @dataclass
@@ -118,7 +119,7 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
             if t.data_location != onnx.TensorProto.EXTERNAL:
                 consts.setdefault(t.name, numpy_helper.to_array(t))
         for n in g.node:
-            if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+            if n.op_type == "Constant" and is_default_domain(n.domain):
                 for a in n.attribute:
                     if a.name == "value" and a.t.data_location != onnx.TensorProto.EXTERNAL:
                         consts.setdefault(n.output[0], numpy_helper.to_array(a.t))

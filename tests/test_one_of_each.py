@@ -220,3 +220,56 @@ def test_bisect_verifies_as_the_pipeline_does_given_inputs_included():
     with pytest.raises(gs.InputMismatch, match="fixed input 's' to 2.0"):
         bisect_pipeline(gs.load(m), "freeze-inputs(s=2.0),cleanup", inputs)
     assert bisect_pipeline(gs.load(m), "freeze-inputs(s=3.0),cleanup", inputs).pass_name is None
+
+
+# ---- rule passes and named match failures ---------------------------------------------------------
+def test_passes_written_as_rules_share_one_base_and_keep_their_reports():
+    from graphsurgery.passes import PASSES, RulePass
+
+    assert {n for n, cls in PASSES.items() if issubclass(cls, RulePass)} == {
+        "prelu-to-relu", "fuse-conv-bn", "fold-preprocessing", "eliminate-noops", "focus-to-conv"}
+    # a PRelu on an unsigned input is the rule's near miss, reported with its reason
+    m = _model([helper.make_node("PRelu", ["x", "s"], ["y"], name="p")],
+               [helper.make_tensor_value_info("x", TensorProto.UINT8, [2]),
+                helper.make_tensor_value_info("s", TensorProto.UINT8, [2])],
+               [helper.make_tensor_value_info("y", TensorProto.UINT8, [2])])
+    r = create("prelu-to-relu").run(m)
+    assert not r.changed and r.details["rewritten"] == 0
+    assert r.skipped == ["prelu-to-relu: node 'p': its input is unsigned, which Relu and Neg do not take"]
+    m = _model([helper.make_node("PRelu", ["x", "s"], ["y"], name="p")],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                helper.make_tensor_value_info("s", TensorProto.FLOAT, [2])],
+               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    r = create("prelu-to-relu").run(m)
+    assert r.details["rewritten"] == 1 and r.changes == ["PRelu 'p' in main graph -> Relu(x) - slope*Relu(-x)"]
+
+
+def test_match_failures_are_named_statuses():
+    from graphsurgery.rewrite import Alias, MissKind, Op, Rule, rewrite
+
+    double_neg = Rule("double-neg", Op("Neg", [Op("Neg", ["x"], name="inner")]), build=lambda m, g: Alias(m["x"]))
+    never = Rule("never", Op("Neg", ["x"]), build=lambda m, g: None, condition=lambda m, g: "not today")
+    # the inner Neg's output is also a graph output: the shape fits, the sharing does not
+    m = _model([helper.make_node("Neg", ["x"], ["a"], name="n1"), helper.make_node("Neg", ["a"], ["b"], name="n2")],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2]),
+                helper.make_tensor_value_info("b", TensorProto.FLOAT, [2])])
+    out = rewrite(gs.load(m), [double_neg, never])
+    assert not out.applied
+    assert out.misses["double-neg"].kind is MissKind.SHARED and "also read elsewhere" in out.near_misses["double-neg"]
+    assert out.misses["never"].kind is MissKind.CONDITION and out.near_misses["never"] == "node 'n2': not today"
+
+
+def test_one_spelling_of_operator_facts():
+    import pathlib
+    import re
+
+    from graphsurgery.ops import if_branch_taken, is_nondeterministic
+
+    assert if_branch_taken(np.array(True)) == "then_branch" and if_branch_taken(np.array([0])) == "else_branch"
+    assert if_branch_taken(np.array([1, 0])) is None
+    assert is_nondeterministic("RandomNormalLike") and is_nondeterministic("Dropout") and not is_nondeterministic("Add")
+    root = pathlib.Path(gs.__file__).parent
+    spelt = [p.name for p in root.rglob("*.py") if re.search(r'"", "ai\.onnx"', p.read_text())]
+    # the core and set-batch still spell it themselves (not this part's files)
+    assert set(spelt) <= {"ops.py", "graph.py", "model.py", "lint.py", "set_batch.py"}, spelt

@@ -195,6 +195,52 @@ class Pass:
         return f"<pass {self.describe()}>"
 
 
+class RulePass(Pass):
+    """A pass written as rewrite rules (:mod:`graphsurgery.rewrite`): :meth:`rules` gives them,
+    the rewriter applies them until none matches, each rewrite is one change line
+    (:meth:`change_line`), and each rule that applied nowhere reports why its nearest candidate
+    failed in ``skipped``. Subclasses set ``name`` and implement :meth:`rules`; :meth:`after`
+    does what follows the rewrites (eliminate-noops merges duplicates there)."""
+
+    #: rewrite only the main graph (default: every graph, subgraphs included)
+    main_graph_only: ClassVar[bool] = False
+    #: when near misses are reported: "always", "if none applied" or "never"
+    near_misses: ClassVar[str] = "always"
+    #: ``details[count_key]`` counts the rewrites made, when set
+    count_key: ClassVar[str | None] = None
+
+    def rules(self, model: Model) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def change_line(self, site) -> str:
+        """The change line of one rewrite (``site``: a :class:`graphsurgery.rewrite.Site`)."""
+        return f"{site.rule}: rewrote {site.node!r} in {site.graph}"
+
+    def after(self, model: Model, result: PassResult, rewritten) -> None:
+        """Called with the :class:`graphsurgery.rewrite.RewriteResult` once the rules are done."""
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        out = self.rewrite(model, result, self.rules(model))
+        self.after(model, result, out)
+
+    def rewrite(self, model: Model, result: PassResult, rules: list, *, change_line=None,
+                near_misses: str | None = None):
+        """Apply ``rules`` and record what they did in ``result`` (``change_line`` and
+        ``near_misses`` override the pass's own for these rules); returns the RewriteResult."""
+        from ..rewrite import rewrite
+
+        out = rewrite(model.graph if self.main_graph_only else model, rules)
+        for site in out.sites:
+            result.note((change_line or self.change_line)(site))
+        report = near_misses or self.near_misses
+        if report == "always" or (report == "if none applied" and not out.applied):
+            for rule, why in out.near_misses.items():
+                result.skip(f"{rule}: {why}")
+        if self.count_key:
+            result.details[self.count_key] = result.details.get(self.count_key, 0) + len(out.applied)
+        return out
+
+
 def _frozen_feeds(feeds: dict, before: onnx.ModelProto, after: Model) -> dict:
     """``feeds`` plus, for inputs of ``before`` that ``feeds`` lacks, their constant value in
     ``after`` (a frozen input) or else a generated value."""
