@@ -14,11 +14,7 @@ import os
 import sys
 from importlib import resources
 
-from .errors import GraphSurgeryError
-
-
-class UsageError(GraphSurgeryError):
-    """The command line itself is wrong (unknown option, missing argument, bad value)."""
+from .errors import GraphSurgeryError, UsageError
 
 
 def example_path() -> str:
@@ -406,8 +402,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     try:
         address = netron.start(args.model, address=("127.0.0.1", args.port), browse=not args.no_browser)
     except (OSError, OverflowError) as exc:
-        raise GraphSurgeryError(f"cannot serve on 127.0.0.1:{args.port}: {_one_line(getattr(exc, 'strerror', None) or exc)}; "
-                                "try another --port") from None
+        why = _one_line(getattr(exc, "strerror", None) or exc)
+        raise GraphSurgeryError(f"cannot serve on 127.0.0.1:{args.port}: {why}; try another --port") from None
     host, port = address if isinstance(address, tuple) else ("127.0.0.1", args.port)
     print(f"Netron is serving {args.model} at http://{host}:{port} (loopback only); press Ctrl+C to stop")
     if args.no_wait:
@@ -431,7 +427,8 @@ def _cmd_passes(args: argparse.Namespace) -> int:
     for p in info:
         print(f"{p['name']:<{width}}  {p['summary']}")
         for key, opt in p["options"].items():
-            print(f"{'':<{width}}    {key}={opt['default']}: {opt['help']}")
+            value = "(required)" if opt["required"] else opt["default"]
+            print(f"{'':<{width}}    {key}={value}: {opt['help']}")
         if p["free_options"]:
             print(f"{'':<{width}}    {p['free_help']}")
     return 0
@@ -455,14 +452,15 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        import difflib
         import re
+
+        from .errors import did_you_mean
 
         m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
         if m:  # argument COMMAND: invalid choice: 'inspectt' (choose from 'inspect', ...)
             choices = re.findall(r"'([^']*)'", m.group(2))
-            close = difflib.get_close_matches(m.group(1), choices, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(m.group(1), choices, n=1).removeprefix("; ")
+            hint = f"{hint} " if hint else ""
             what = message[:m.start()]
             what = "unknown command" if what == "argument COMMAND: " else f"{what}unknown value"
             message = f"{what} {m.group(1)!r}; {hint}choose from {', '.join(choices)}"
@@ -476,6 +474,8 @@ def _backends() -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import verify  # the tolerances' defaults
+
     p = _Parser(prog="graphsurgery", description="Inspect and repair ONNX models.")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="show every change and, on failure, the traceback; -vv also debug logs")
@@ -505,8 +505,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verify", action="store_true",
                      help="run onnxruntime before and after each pass; stop at the first that changes outputs")
     run.add_argument("--inputs", help="inputs for --verify, as a .npz file (default: generated from the signature)")
-    run.add_argument("--rtol", type=_tolerance, default=1e-5)
-    run.add_argument("--atol", type=_tolerance, default=1e-6)
+    run.add_argument("--rtol", type=_tolerance, default=verify.RTOL)
+    run.add_argument("--atol", type=_tolerance, default=verify.ATOL)
     run.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
     run.add_argument("--json", action="store_true", help="machine-readable report")
     run.add_argument("-q", "--quiet", action="store_true")
@@ -519,8 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the same model on onnx's reference evaluator, or onnxruntime without optimizations")
     dbg.add_argument("--arrays", help="reference values by tensor name, as .npz")
     dbg.add_argument("--inputs", help="model inputs as .npz (default: generated from the signature)")
-    dbg.add_argument("--rtol", type=_tolerance, default=1e-4, help="relative to each tensor's largest value")
-    dbg.add_argument("--atol", type=_tolerance, default=1e-5)
+    dbg.add_argument("--rtol", type=_tolerance, default=verify.ACROSS_BACKENDS_RTOL,
+                     help="relative to each tensor's largest value")
+    dbg.add_argument("--atol", type=_tolerance, default=verify.ACROSS_BACKENDS_ATOL)
     dbg.add_argument("--chunk", type=_positive, help="tensors compared per run (bounds memory on large models)")
     dbg.add_argument("--reproducer", metavar="DIR", help="write the culprit node alone, with its inputs, to DIR")
     dbg.add_argument("--all", action="store_true", help="show every row")

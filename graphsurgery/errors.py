@@ -48,10 +48,45 @@ class SaveError(GraphSurgeryError):
     """The model cannot be written as asked; nothing was written."""
 
 
+class PassError(GraphSurgeryError):
+    """A pass refused to act: the model cannot be transformed correctly as asked."""
+
+
+class UsageError(GraphSurgeryError):
+    """The command line itself is wrong (unknown option, missing argument, bad value)."""
+
+
+class NotVerifiable(GraphSurgeryError):
+    """A pass's result cannot be compared with the model before it (the reason says why)."""
+
+
+class VerificationError(GraphSurgeryError):
+    """Outputs drifted beyond tolerance. ``report`` holds the per-output differences
+    (:class:`graphsurgery.verify.OutputDiff`); ``pass_index`` is the position in the pipeline
+    of the pass blamed (None when no pass is)."""
+
+    def __init__(self, message: str, report: list | None = None, pass_index: int | None = None):
+        self.report = list(report or [])
+        self.pass_index = pass_index
+        super().__init__(message)
+
+
+class InputMismatch(GraphSurgeryError):
+    """Inputs given for verification do not fit the model (name, dtype or rank)."""
+
+
+class RuntimeFailure(GraphSurgeryError):
+    """onnxruntime refused to load or run a model."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str], *, n: int = 3) -> str:
+    """``"; did you mean 'a', 'b'?"`` for the candidates close to a misspelt ``name``, else ``""``:
+    the one spelling of the suggestion every "no such name" message appends."""
+    close = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    return ("; did you mean " + ", ".join(repr(c) for c in close) + "?") if close else ""
+
+
 def not_found(kind: str, name: str, candidates: Iterable[str], where: str = "") -> NotFoundError:
     """Build a :class:`NotFoundError` that suggests close matches for a misspelt name."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
-    msg = f"no {kind} named {name!r}{(' in ' + where) if where else ''}"
-    if close:
-        msg += "; did you mean " + ", ".join(repr(c) for c in close) + "?"
-    return NotFoundError(msg)
+    where_text = (" in " + where) if where else ""
+    return NotFoundError(f"no {kind} named {name!r}{where_text}{did_you_mean(name, candidates)}")

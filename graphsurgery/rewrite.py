@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ import onnx
 from .graph import Graph
 from .model import Model
 from .node import Node
+from .ops import DEFAULT_DOMAINS
 
 
 class _AnyInput:
@@ -90,13 +92,44 @@ class Rule:
     doc: str = ""
 
 
-class _Miss(Exception):
-    def __init__(self, depth: int, reason: str):
-        self.depth, self.reason = depth, reason
+class MissKind(Enum):
+    """Why a pattern did not match a node."""
+
+    OP_TYPE = "another op type or domain"
+    ATTRIBUTE = "an attribute does not fit"
+    INPUT_COUNT = "another number of inputs"
+    INPUT_OMITTED = "an input the pattern needs is omitted"
+    NOT_SAME_TENSOR = "a variable bound to two tensors"
+    NOT_SAME_NODE = "a named op bound to two nodes"
+    NOT_CONSTANT = "an input is not a constant"
+    CONSTANT_REJECTED = "a constant does not fit the rule"
+    NOT_PRODUCED_HERE = "an input is not computed by the op the pattern wants"
+    SHARED = "the shape fits, but an inner node is also read elsewhere"
+    CONDITION = "the pattern fits, but the rule's condition does not hold"
+
+
+@dataclass
+class MatchFailure(Exception):
+    """A failed match: its ``kind``, how many ops deep into the pattern it happened, and a
+    ``reason`` naming the node or tensor. The nearest miss of a rule is the one reported: a
+    failed condition (the whole pattern fitted) beats any structural miss; among those the
+    deeper wins, an inner node that is also read elsewhere counting one level deeper (its op
+    fitted)."""
+
+    kind: MissKind
+    depth: int
+    reason: str
+
+    @property
+    def nearness(self) -> tuple[bool, int]:
+        return (self.kind is MissKind.CONDITION, self.depth + (self.kind is MissKind.SHARED))
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 def match(pattern: Op, node: Node) -> Match:
-    """Match ``pattern`` rooted at ``node``; raises ``_Miss(depth, reason)`` otherwise."""
+    """Match ``pattern`` rooted at ``node``; raises :class:`MatchFailure` otherwise."""
     m = Match(root=node)
     _match_op(pattern, node, m, 0, root=True)
     return m
@@ -104,23 +137,24 @@ def match(pattern: Op, node: Node) -> Match:
 
 def _match_op(p: Op, node: Node, m: Match, depth: int, root: bool = False) -> int:
     label = node.name or node.op_type
-    if node.op_type != p.op_type or node.domain not in ((p.domain,) if p.domain else ("", "ai.onnx")):
-        raise _Miss(depth, f"node {label!r} is {node.op_type}, not {p.op_type}")
+    if node.op_type != p.op_type or node.domain not in ((p.domain,) if p.domain else DEFAULT_DOMAINS):
+        raise MatchFailure(MissKind.OP_TYPE, depth, f"node {label!r} is {node.op_type}, not {p.op_type}")
     for key, want in p.attrs.items():
         have = node.attrs.get(key)
         ok = want(have) if callable(want) else have == want
         if not ok:
-            raise _Miss(depth, f"node {label!r}: attribute {key}={have!r} does not fit")
+            raise MatchFailure(MissKind.ATTRIBUTE, depth, f"node {label!r}: attribute {key}={have!r} does not fit")
     ins = list(node.inputs)
     needed = p.min_inputs if p.min_inputs is not None else len(p.inputs)
     if len(ins) < needed or len(ins) > len(p.inputs):
-        raise _Miss(depth, f"node {label!r} has {len(ins)} inputs; the pattern takes {needed}-{len(p.inputs)}")
+        raise MatchFailure(MissKind.INPUT_COUNT, depth,
+                           f"node {label!r} has {len(ins)} inputs; the pattern takes {needed}-{len(p.inputs)}")
     if p.name:
         m.nodes[p.name] = node
     orders = [list(range(len(p.inputs)))]
     if p.commutative and len(p.inputs) == 2:
         orders.append([1, 0])
-    best: _Miss | None = None
+    best: MatchFailure | None = None
     for order in orders:
         trial = Match(root=m.root, nodes=dict(m.nodes), tensors=dict(m.tensors), consts=dict(m.consts))
         try:
@@ -131,8 +165,8 @@ def _match_op(p: Op, node: Node, m: Match, depth: int, root: bool = False) -> in
                 deepest = max(deepest, _match_input(sub, tensor, node, trial, depth + 1))
             m.nodes, m.tensors, m.consts = trial.nodes, trial.tensors, trial.consts
             return deepest
-        except _Miss as miss:
-            if best is None or miss.depth > best.depth:
+        except MatchFailure as miss:
+            if best is None or miss.nearness > best.nearness:
                 best = miss
     raise best  # type: ignore[misc]
 
@@ -142,46 +176,63 @@ def _match_input(sub, tensor: str, reader: Node, m: Match, depth: int) -> int:
     if sub is ANY:
         return depth
     if not tensor:
-        raise _Miss(depth, f"node {reader.name!r}: an input the pattern needs is omitted")
+        raise MatchFailure(MissKind.INPUT_OMITTED, depth,
+                           f"node {reader.name!r}: an input the pattern needs is omitted")
     if isinstance(sub, str):
         if sub in m.tensors and m.tensors[sub] != tensor:
-            raise _Miss(depth, f"{sub!r} must be the same tensor in both places ({m.tensors[sub]!r}, {tensor!r})")
+            raise MatchFailure(MissKind.NOT_SAME_TENSOR, depth,
+                               f"{sub!r} must be the same tensor in both places ({m.tensors[sub]!r}, {tensor!r})")
         m.tensors[sub] = tensor
         return depth
     if isinstance(sub, Const):
         t = g.tensor(tensor)
         if not t.is_constant:
-            raise _Miss(depth, f"node {reader.name!r}: input {tensor!r} is not a constant")
+            raise MatchFailure(MissKind.NOT_CONSTANT, depth,
+                               f"node {reader.name!r}: input {tensor!r} is not a constant")
         value = np.asarray(t.numpy())
         if sub.where is not None and not sub.where(value):
-            raise _Miss(depth, f"node {reader.name!r}: constant {tensor!r} does not fit the rule")
+            raise MatchFailure(MissKind.CONSTANT_REJECTED, depth,
+                               f"node {reader.name!r}: constant {tensor!r} does not fit the rule")
         m.consts[sub.name] = value
         m.tensors[sub.name] = tensor
         return depth
     producer = g.producer(tensor)
     if producer is None or producer.graph is not g:
-        raise _Miss(depth, f"input {tensor!r} of node {reader.name!r} is not computed by a {sub.op_type} here")
+        raise MatchFailure(MissKind.NOT_PRODUCED_HERE, depth,
+                           f"input {tensor!r} of node {reader.name!r} is not computed by a {sub.op_type} here")
     if producer.op_type != sub.op_type:
-        raise _Miss(depth, f"input {tensor!r} of node {reader.name!r} comes from {producer.op_type}, not {sub.op_type}")
+        raise MatchFailure(MissKind.NOT_PRODUCED_HERE, depth,
+                           f"input {tensor!r} of node {reader.name!r} comes from {producer.op_type}, not {sub.op_type}")
     if sub.exclusive and (len(g.consumers(tensor)) != 1 or tensor in g.output_names):
-        # the shape fits: a nearer miss than a wrong op
-        raise _Miss(depth + 1, f"{tensor!r} is also read elsewhere, so {producer.name!r} cannot be rewritten away")
+        raise MatchFailure(MissKind.SHARED, depth,
+                           f"{tensor!r} is also read elsewhere, so {producer.name!r} cannot be rewritten away")
     if sub.name and sub.name in m.nodes and m.nodes[sub.name] is not producer:
-        raise _Miss(depth, f"{sub.name!r} must be the same node in both places")
+        raise MatchFailure(MissKind.NOT_SAME_NODE, depth, f"{sub.name!r} must be the same node in both places")
     return _match_op(sub, producer, m, depth)
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a rule was applied: the rule, the root node's name (else its op type), its graph."""
+
+    rule: str
+    node: str
+    graph: str
 
 
 @dataclass
 class RewriteResult:
     applied: list[tuple[str, str]] = field(default_factory=list)  # (rule, root node)
+    sites: list[Site] = field(default_factory=list)               # the same, with the graph
     near_misses: dict[str, str] = field(default_factory=dict)     # rule -> why its nearest candidate failed
+    misses: dict[str, MatchFailure] = field(default_factory=dict)  # rule -> its nearest failed match
 
 
 def rewrite(model: Model | Graph, rules: list[Rule], *, max_rounds: int = 10) -> RewriteResult:
     """Apply ``rules`` in every graph until none matches (at most ``max_rounds`` sweeps)."""
     out = RewriteResult()
     graphs = list(model.graphs()) if isinstance(model, Model) else [model]
-    best_miss: dict[str, _Miss] = {}
+    best_miss: dict[str, MatchFailure] = {}
     for _ in range(max_rounds):
         changed = False
         for g in graphs:
@@ -193,28 +244,36 @@ def rewrite(model: Model | Graph, rules: list[Rule], *, max_rounds: int = 10) ->
                         continue
                     try:
                         m = match(rule.pattern, node)
-                    except _Miss as miss:
-                        if rule.name not in best_miss or miss.depth > best_miss[rule.name].depth:
-                            best_miss[rule.name] = miss
+                    except MatchFailure as miss:
+                        _keep_nearest(best_miss, rule.name, miss)
                         continue
                     if rule.condition is not None:
                         verdict = rule.condition(m, g)
                         if verdict is not True:
                             reason = verdict if isinstance(verdict, str) else "its condition does not hold"
-                            miss = _Miss(99, f"node {node.name!r}: {reason}")
-                            if rule.name not in best_miss or best_miss[rule.name].depth <= 99:
-                                best_miss[rule.name] = miss
+                            _keep_nearest(best_miss, rule.name, MatchFailure(
+                                MissKind.CONDITION, 0, f"node {node.name!r}: {reason}"), latest=True)
                             continue
                     if _apply(g, m, rule.build(m, g)):
                         out.applied.append((rule.name, node.name or node.op_type))
+                        out.sites.append(Site(rule.name, node.name or node.op_type, g.describe()))
                         changed = True
                         break
         if not changed:
             break
         graphs = list(model.graphs()) if isinstance(model, Model) else graphs
     applied = {r for r, _ in out.applied}
-    out.near_misses = {name: miss.reason for name, miss in best_miss.items() if name not in applied}
+    out.misses = {name: miss for name, miss in best_miss.items() if name not in applied}
+    out.near_misses = {name: miss.reason for name, miss in out.misses.items()}
     return out
+
+
+def _keep_nearest(best: dict[str, MatchFailure], rule: str, miss: MatchFailure, latest: bool = False) -> None:
+    """Keep ``miss`` as the rule's nearest unless a nearer one is known (``latest``: or an
+    equally near one)."""
+    old = best.get(rule)
+    if old is None or miss.nearness > old.nearness or (latest and miss.nearness == old.nearness):
+        best[rule] = miss
 
 
 def _apply(g: Graph, m: Match, replacement) -> bool:

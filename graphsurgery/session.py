@@ -156,6 +156,7 @@ class Session:
         change = Change(label, results, diff(load(before, base_dir=self.model.base_dir), self.model))
         if self.inputs is not None:
             from . import verify
+            from .runner import EXACT
 
             # meaning, not onnxruntime's optimizer: on If-heavy models (silero_vad with its rate frozen)
             # onnxruntime's own If-inlining crashes the process
@@ -163,9 +164,8 @@ class Session:
             feeds_before = _feeds(proto_before, self.inputs, "the model before this step")
             feeds_after = _feeds(self.model.proto, self.inputs, "the model after this step")
             try:
-                old = verify.run(before, feeds_before, optimize=False, prepack=False, base_dir=self.model.base_dir)
-                new = verify.run(self.model.to_bytes(), feeds_after,
-                                 optimize=False, prepack=False, base_dir=self.model.base_dir)
+                old = EXACT.run(before, feeds_before, base_dir=self.model.base_dir)
+                new = EXACT.run(self.model.to_bytes(), feeds_after, base_dir=self.model.base_dir)
                 change.drift = verify.compare(old, new)
             except verify.RuntimeFailure as exc:
                 change.drift = [verify.OutputDiff("(run)", float("nan"), float("nan"), False, str(exc)[:200])]

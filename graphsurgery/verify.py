@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 
-from .errors import GraphSurgeryError
-
-
-class NotVerifiable(GraphSurgeryError):
-    """A pass's result cannot be compared with the model before it (the reason says why)."""
-
-
-class VerificationError(GraphSurgeryError):
-    """Outputs drifted beyond tolerance (``report`` holds the per-output differences)."""
-
-    def __init__(self, message: str, report: list[OutputDiff]):
-        self.report = report
-        super().__init__(message)
+# the errors verification raises live with every other error; importable from here as before
+from .errors import InputMismatch, NotVerifiable
+from .errors import RuntimeFailure as RuntimeFailure
+from .errors import VerificationError as VerificationError
+from .ops import is_default_domain
 
 
 @dataclass
@@ -47,10 +40,6 @@ class OutputDiff:
             (f" ({'; '.join(notes)})" if notes else "")
 
 
-class InputMismatch(GraphSurgeryError):
-    """Inputs given for verification do not fit the model (name, dtype or rank)."""
-
-
 @dataclass
 class InputSpec:
     """One graph input as declared: dims are ints, names (symbolic) or None (unknown)."""
@@ -58,6 +47,8 @@ class InputSpec:
     name: str
     dtype: np.dtype
     dims: list | None  # None: rank unknown
+    #: containers around the tensor, outermost first: ("sequence",), ("optional",), ...
+    wrappers: tuple[str, ...] = ()
 
     def type_text(self) -> str:
         """``float32 [1, 512]``; ``?`` for an unknown dim."""
@@ -70,21 +61,28 @@ class InputSpec:
         return f"{self.name} {self.type_text()}"
 
 
-def input_specs(model_proto: onnx.ModelProto) -> list[InputSpec]:
+def input_specs(model_proto: onnx.ModelProto, *, containers: bool = False) -> list[InputSpec]:
     """The graph inputs that are not initializers, with their declared dtype and dims; a
-    negative dim (``-1`` written by some exporters) counts as unknown."""
+    negative dim (``-1`` written by some exporters) counts as unknown. With ``containers``,
+    sequences and optionals of tensors are described by their tensor and ``wrappers``; else
+    they raise :class:`NotVerifiable`."""
     inits = {t.name for t in model_proto.graph.initializer}
     out = []
     for vi in model_proto.graph.input:
         if vi.name in inits:
             continue
-        kind = vi.type.WhichOneof("value")
+        tp, wrappers = vi.type, []
+        while containers and tp.WhichOneof("value") in ("sequence_type", "optional_type"):
+            kind = tp.WhichOneof("value")
+            wrappers.append(kind.removesuffix("_type"))
+            tp = tp.sequence_type.elem_type if kind == "sequence_type" else tp.optional_type.elem_type
+        kind = tp.WhichOneof("value")
         if kind != "tensor_type":
             what = {"sequence_type": "a sequence", "optional_type": "an optional", "map_type": "a map",
                     "sparse_tensor_type": "a sparse tensor"}.get(kind, "untyped")
             raise NotVerifiable(f"input {vi.name!r} is {what}, not a tensor; verification generates and compares "
                                 "tensors only")
-        tt = vi.type.tensor_type
+        tt = tp.tensor_type
         try:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
         except (KeyError, ValueError, TypeError):
@@ -100,7 +98,7 @@ def input_specs(model_proto: onnx.ModelProto) -> list[InputSpec]:
                     dims.append(d.dim_param)
                 else:
                     dims.append(None)
-        out.append(InputSpec(vi.name, dtype, dims))
+        out.append(InputSpec(vi.name, dtype, dims, tuple(wrappers)))
     return out
 
 
@@ -121,7 +119,7 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
             if t.data_location != onnx.TensorProto.EXTERNAL:
                 consts.setdefault(t.name, numpy_helper.to_array(t))
         for n in g.node:
-            if n.op_type == "Constant" and n.domain in ("", "ai.onnx"):
+            if n.op_type == "Constant" and is_default_domain(n.domain):
                 for a in n.attribute:
                     if a.name == "value" and a.t.data_location != onnx.TensorProto.EXTERNAL:
                         consts.setdefault(n.output[0], numpy_helper.to_array(a.t))
@@ -138,7 +136,7 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
 
     walk(model_proto.graph)
     hints: dict[str, list[int]] = {}
-    for op, (a, b) in sorted(compares, key=lambda c: c[0] != "Equal"):  # Equal first
+    for _op, (a, b) in sorted(compares, key=lambda c: c[0] != "Equal"):  # Equal first
         for name, other in ((a, b), (b, a)):
             if name in names and other in consts and consts[other].size >= 1 \
                     and np.issubdtype(consts[other].dtype, np.integer):
@@ -148,7 +146,8 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
 
 def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
                 ranges: dict[str, tuple[float, float]] | None = None, size: int = 1,
-                known: dict[str, int] | None = None, batch_first_unknown: bool = False) -> dict[str, np.ndarray]:
+                known: dict[str, int] | None = None, batch_first_unknown: bool = False,
+                containers: bool = False) -> dict[str, np.ndarray]:
     """Random inputs for every graph input that is not an initializer, from its declared type.
 
     Unknown dims become ``batch`` on axis 0 and ``size`` elsewhere; with
@@ -156,12 +155,14 @@ def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
     instead (a recurrent state ``[2, ?, 128]`` has its batch on axis 1). A symbolic dim takes
     the same value wherever it appears (``known`` fixes some by name). Floats are uniform in
     [-1, 1], integers in [0, 10] (an integer input the graph compares with constants takes the
-    first of them), bools random; ``ranges`` overrides per input.
+    first of them), bools random; ``ranges`` overrides per input. With ``containers``, a
+    sequence input gets a list of two such tensors and an optional one its tensor; else such
+    inputs raise :class:`NotVerifiable`. The one input generator of graphsurgery.
     """
     rng = np.random.default_rng(seed)
     hints = integer_hints(model_proto)
     symbols = dict(known or {})
-    specs = input_specs(model_proto)
+    specs = input_specs(model_proto, containers=containers)
 
     def batch_axis(dims):
         if not batch_first_unknown:
@@ -184,17 +185,27 @@ def make_inputs(model_proto: onnx.ModelProto, *, batch: int = 1, seed: int = 0,
                 shape.append(batch if i == axis else size)
         dtype = spec.dtype
         lo, hi = (ranges or {}).get(spec.name, (-1.0, 1.0) if np.issubdtype(dtype, np.floating) else (0, 10))
-        if spec.name in hints and np.issubdtype(dtype, np.integer) and not (ranges and spec.name in ranges):
-            feeds[spec.name] = np.full(shape, hints[spec.name][0], dtype)
-        elif np.issubdtype(dtype, np.floating):
-            feeds[spec.name] = rng.uniform(lo, hi, shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[spec.name] = rng.integers(0, 2, shape).astype(bool)
-        elif np.issubdtype(dtype, np.integer):
-            feeds[spec.name] = rng.integers(int(lo), int(hi) + 1, shape).astype(dtype)
-        else:
+
+        def tensor(spec=spec, shape=shape, dtype=dtype, lo=lo, hi=hi):
+            if spec.name in hints and np.issubdtype(dtype, np.integer) and not (ranges and spec.name in ranges):
+                return np.full(shape, hints[spec.name][0], dtype)
+            if np.issubdtype(dtype, np.floating):
+                return rng.uniform(lo, hi, shape).astype(dtype)
+            if dtype == np.bool_:
+                return rng.integers(0, 2, shape).astype(bool)
+            if np.issubdtype(dtype, np.integer):
+                return rng.integers(int(lo), int(hi) + 1, shape).astype(dtype)
             raise NotVerifiable(f"input {spec.name!r} is {dtype}, which verification cannot generate; "
                                 "give it with --inputs")
+
+        def value(wrappers, tensor=tensor):
+            if not wrappers:
+                return tensor()
+            if wrappers[0] == "sequence":
+                return [value(wrappers[1:]) for _ in range(2)]
+            return value(wrappers[1:])  # an optional holds its value
+
+        feeds[spec.name] = value(spec.wrappers)
     return feeds
 
 
@@ -206,7 +217,7 @@ def mismatch(spec: InputSpec, arr) -> str | None:
         return f"dtype {arr.dtype}"
     if spec.dims is not None and arr.ndim != len(spec.dims):
         return f"rank {arr.ndim} (shape {list(arr.shape)})"
-    if spec.dims is not None and any(isinstance(d, int) and d != n for d, n in zip(spec.dims, arr.shape)):
+    if spec.dims is not None and any(isinstance(d, int) and d != n for d, n in zip(spec.dims, arr.shape, strict=True)):
         return f"shape {list(arr.shape)}"
     return None
 
@@ -215,8 +226,8 @@ def check_given(spec: InputSpec, arr: np.ndarray, where: str, given_as: str | No
     """Raise :class:`InputMismatch` unless ``arr`` fits ``spec`` (dtype, rank, static dims)."""
     problem = mismatch(spec, arr)
     if problem:
-        raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} of {where} "
-                            f"takes {spec.type_text()}; give an array of that type and shape")
+        raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} "
+                            f"of {where} takes {spec.type_text()}; give an array of that type and shape")
 
 
 def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:
@@ -247,141 +258,111 @@ def fit_inputs(model_proto: onnx.ModelProto, given: dict[str, np.ndarray] | None
 
 def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimize: bool = True,
         prepack: bool = True, base_dir: str | None = None, threads: int | None = None) -> dict[str, np.ndarray]:
-    """Outputs of ``model`` in onnxruntime's CPU provider, by name.
+    """Outputs of ``model`` in onnxruntime's CPU provider, by name: :class:`graphsurgery.runner.Runner`
+    with these settings (see there; checks that compare models use ``runner.EXACT``)."""
+    from .runner import Runner
 
-    ``prepack=False`` stops onnxruntime from pre-packing constant weights (LSTM, Conv, MatMul),
-    which picks different kernels and so changes the last bits of results: use it to check
-    that two models compute exactly the same thing. A model with external data reads it from
-    ``base_dir`` after the same containment checks as :func:`graphsurgery.load` (no link, no
-    ``..``, no file outside the folder); nothing is written to disk. ``threads`` sets
-    onnxruntime's intra-op thread count (default: its own choice).
-    """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise GraphSurgeryError("verification needs onnxruntime: pip install 'graphsurgery[ort]' "
-                                "(or onnxruntime-gpu)") from None
-    proto = model if isinstance(model, onnx.ModelProto) else None
-    data = model if isinstance(model, bytes) else model.SerializeToString()
-    so = ort.SessionOptions()
-    so.log_severity_level = 4  # failures are reported by us, as exceptions
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    if not prepack:
-        so.add_session_config_entry("session.disable_prepacking", "1")
-    if threads is not None:
-        so.intra_op_num_threads = threads
-    if _check_external(proto if proto is not None else onnx.ModelProto.FromString(data), base_dir):
-        import os
-
-        so.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                    os.path.realpath(base_dir))
-    try:
-        return _run(ort, so, data, feeds)
-    except GraphSurgeryError:
-        raise
-    except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeFailure(f"onnxruntime cannot run the model: {first}") from None
+    return Runner(optimize=optimize, prepack=prepack, threads=threads).run(model, feeds, base_dir=base_dir)
 
 
-class RuntimeFailure(GraphSurgeryError):
-    """onnxruntime refused to load or run a model."""
+# Tolerances, in one place. An element is within tolerance when
+#     |actual - expected| <= atol + rtol * scale + noise
+# where ``scale`` is the output's largest finite magnitude in the expected values: relative to
+# the output's scale, not to each element, since kernels (and batched against single runs)
+# legitimately round near-zero elements differently in relative terms; ``noise`` is the
+# reference's own measured disagreement with itself, so a change is not blamed for it.
+#: the same computation on the same runner (--verify, repair sessions, convert-opset's check)
+RTOL, ATOL = 1e-5, 1e-6
+#: different backends or optimizer settings (``graphsurgery debug``, :func:`graphsurgery.debug.compare`)
+ACROSS_BACKENDS_RTOL, ACROSS_BACKENDS_ATOL = 1e-4, 1e-5
+
+Tolerance = float | Mapping[str, float]  # one value, or per output name (missing names: the default)
 
 
-def _tensors(proto: onnx.ModelProto):
-    """Every TensorProto of the model: initializers, tensor attributes, sparse tensors, at any depth."""
-    def graph(g):
-        yield from g.initializer
-        for sp in g.sparse_initializer:
-            yield sp.values
-            yield sp.indices
-        yield from nodes(g.node)
+@dataclass
+class Measure:
+    """How one array compares with its expected value: ``max_abs``, ``max_rel`` (``max_abs``
+    over the expected output's scale), ``beyond`` (share of elements beyond tolerance), ``ok``
+    and, when NaNs or infinities sit in other places, a ``note`` saying so."""
 
-    def nodes(ns):
-        for n in ns:
-            for a in n.attribute:
-                if a.HasField("t"):
-                    yield a.t
-                yield from a.tensors
-                if a.HasField("sparse_tensor"):
-                    yield a.sparse_tensor.values
-                    yield a.sparse_tensor.indices
-                if a.HasField("g"):
-                    yield from graph(a.g)
-                for sub in a.graphs:
-                    yield from graph(sub)
-
-    yield from graph(proto.graph)
-    for f in proto.functions:
-        yield from nodes(f.node)
+    max_abs: float
+    max_rel: float
+    beyond: float
+    ok: bool
+    note: str = ""
 
 
-def _check_external(proto: onnx.ModelProto, base_dir: str | None) -> bool:
-    """Validate every external data reference as loading does; True when there are any."""
-    from . import external_data
+def measure(expected: np.ndarray, actual: np.ndarray, *, rtol: float = RTOL, atol: float = ATOL,
+            noise: float = 0.0) -> Measure:
+    """Compare two arrays of one shape elementwise (see the tolerance rule above). NaN against
+    NaN and an infinity against the same infinity are equal; a NaN or infinity against anything
+    else is beyond tolerance and named in ``note``. Non-numeric arrays must be equal."""
+    e, a = np.asarray(expected), np.asarray(actual)
+    if e.size == 0:
+        return Measure(0.0, 0.0, 0.0, True)
+    if not (np.issubdtype(e.dtype, np.number) and np.issubdtype(a.dtype, np.number)):
+        same = bool(np.array_equal(a, e))
+        return Measure(0.0 if same else 1.0, 0.0 if same else 1.0, 0.0 if same else 1.0, same)
+    e64, a64 = e.astype(np.float64), a.astype(np.float64)
+    e_nan, a_nan = np.isnan(e64), np.isnan(a64)
+    e_inf, a_inf = np.isinf(e64), np.isinf(a64)
+    nan_off = e_nan != a_nan
+    inf_off = ~nan_off & (e_inf | a_inf) & (a64 != e64)
+    special = e_nan | a_nan | e_inf | a_inf
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.where(special, 0.0, np.abs(a64 - e64))
+    finite = np.abs(e64[np.isfinite(e64)])
+    scale = float(finite.max()) if finite.size else 0.0
+    max_abs = float("inf") if (nan_off.any() or inf_off.any()) else float(diff.max())
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    bad = (diff > atol + rtol * scale + noise) | nan_off | inf_off
+    note = "NaNs differ" if nan_off.any() else "infinities differ" if inf_off.any() else ""
+    return Measure(max_abs, max_rel, float(bad.mean()), not bool(bad.any()), note)
 
-    found = False
-    for t in _tensors(proto):
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            external_data.resolve(t, base_dir)  # raises ExternalDataError naming the tensor and file
-            found = True
-    return found
+
+def flatten_outputs(outputs: dict) -> dict[str, np.ndarray]:
+    """Outputs as plain arrays: a sequence's items as ``name[i]`` and its length as
+    ``name (length)``, an absent optional left out."""
+    flat = {}
+    for name, value in outputs.items():
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                flat[f"{name}[{i}]"] = np.asarray(item)
+            flat[f"{name} (length)"] = np.asarray(len(value))
+        elif value is not None:
+            flat[name] = np.asarray(value)
+    return flat
 
 
-def _run(ort, so, data: bytes, feeds):
-    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    wanted = {i.name for i in sess.get_inputs()}
-    return dict(zip(names, sess.run(None, {k: v for k, v in feeds.items() if k in wanted}), strict=True))
+def tolerance_for(tol: Tolerance, name: str, default: float) -> float:
+    """The tolerance of output ``name`` from one value or a per-output mapping."""
+    if isinstance(tol, Mapping):
+        return float(tol.get(name, default))
+    return float(tol)
 
 
-def compare(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], *, rtol: float = 1e-5,
-            atol: float = 1e-6, noise: dict[str, float] | None = None, on_purpose: bool = False) -> list[OutputDiff]:
-    """Per-output differences; an output is ok when ``|a - e| <= atol + rtol * max|e| + noise``
-    everywhere: tolerance relative to the output's scale, since kernels (and batched against
-    single runs) legitimately round near-zero elements differently in relative terms, plus the
-    reference's own measured noise for that output. ``max rel`` is reported on the same scale.
-    With ``on_purpose`` (a pass that changes outputs by design) numeric drift is reported but
-    ok; a missing output, another shape or dtype still fail."""
+def compare(expected: dict, actual: dict, *, rtol: Tolerance = RTOL, atol: Tolerance = ATOL,
+            noise: dict[str, float] | None = None, on_purpose: bool = False) -> list[OutputDiff]:
+    """Per-output differences, by the tolerance rule above (:func:`measure`); ``rtol`` and
+    ``atol`` are one value or a value per output name. Sequence outputs are compared item by
+    item. With ``on_purpose`` (a pass that changes outputs by design) numeric drift is
+    reported but ok; a missing output, another shape or dtype still fail."""
     report = []
     noise = noise or {}
+    expected, actual = flatten_outputs(expected), flatten_outputs(actual)
     for name, e in expected.items():
         if name not in actual:
             report.append(OutputDiff(name, float("inf"), float("inf"), False, "missing after the change"))
             continue
-        a = np.asarray(actual[name])
-        e = np.asarray(e)
+        a = actual[name]
         if a.shape != e.shape:
             report.append(OutputDiff(name, float("inf"), float("inf"), False, f"shape {e.shape} -> {a.shape}"))
             continue
         if a.dtype != e.dtype:
             report.append(OutputDiff(name, float("inf"), float("inf"), False, f"dtype {e.dtype} -> {a.dtype}"))
             continue
-        if e.size == 0:
-            report.append(OutputDiff(name, 0.0, 0.0, True))
-            continue
-        if not np.issubdtype(e.dtype, np.number):
-            same = bool(np.array_equal(a, e))
-            report.append(OutputDiff(name, 0.0 if same else 1.0, 0.0 if same else 1.0, same or on_purpose,
-                                     on_purpose=on_purpose and not same))
-            continue
-        a64, e64 = a.astype(np.float64), e.astype(np.float64)
-        nan_same = np.array_equal(np.isnan(a64), np.isnan(e64))
-        with np.errstate(invalid="ignore"):
-            diff = np.abs(a64 - e64)
-        inf_same = np.array_equal(a64[np.isinf(e64)], e64[np.isinf(e64)]) and np.array_equal(np.isinf(a64), np.isinf(e64))
-        diff = np.where(np.isnan(diff), 0, diff)  # NaN vs NaN, inf vs same inf: equal; differing NaNs reported apart
-        finite = np.abs(e64)[np.isfinite(e64)]
-        scale = float(finite.max()) if finite.size else 0.0
-        max_abs = float(diff.max())
-        max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
         n = float(noise.get(name, 0.0))
-        within = bool(np.all(diff <= atol + rtol * scale + n))
-        ok = nan_same and inf_same and within
-        why = "" if nan_same else "NaNs differ"
-        if nan_same and not inf_same:
-            why = "infinities differ"
-        report.append(OutputDiff(name, max_abs, max_rel, ok or on_purpose, why, noise=n,
-                                 on_purpose=on_purpose and not ok))
+        m = measure(e, a, rtol=tolerance_for(rtol, name, RTOL), atol=tolerance_for(atol, name, ATOL), noise=n)
+        report.append(OutputDiff(name, m.max_abs, m.max_rel, m.ok or on_purpose, m.note, noise=n,
+                                 on_purpose=on_purpose and not m.ok))
     return report

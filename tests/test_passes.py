@@ -39,7 +39,7 @@ def test_registry_lists_every_pass_with_docs():
                  "fix-prelu-slope", "instancenorm-epsilon", "debug-outputs"]:
         assert name in info and info[name]["summary"] and len(info[name]["doc"]) > 80
     assert set(info) == set(PASSES)
-    with pytest.raises(PassError, match="did you mean remove-if"):
+    with pytest.raises(PassError, match="did you mean .remove-if."):
         create("remove-iff")
     with pytest.raises(PassError, match="unknown option"):
         create("remove-if", fld="true")

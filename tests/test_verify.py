@@ -17,6 +17,7 @@ from graphsurgery.cli import example_path, main
 from graphsurgery.errors import ExternalDataError
 from graphsurgery.passes import Pipeline
 from graphsurgery.passes.registry import create
+from graphsurgery.runner import Runner
 from conftest import DATA, tiny_chain
 
 FIX = pathlib.Path(__file__).parent / "fixtures"
@@ -148,14 +149,14 @@ def test_given_inputs_are_used_even_with_set_batch(monkeypatch):
     x = np.random.default_rng(5).uniform(-1, 1, (1, 512)).astype(np.float32)
     inputs = {"input": x, "state": np.zeros((2, 1, 128), np.float32), "sr": np.array(16000, np.int64)}
     seen = []
-    real_run = verify.run
+    real_run = Runner.run
 
-    def spy(model, feeds, **kw):
+    def spy(self, model, feeds, **kw):
         if "input" in feeds:
             seen.append(feeds["input"])
-        return real_run(model, feeds, **kw)
+        return real_run(self, model, feeds, **kw)
 
-    monkeypatch.setattr(verify, "run", spy)
+    monkeypatch.setattr(Runner, "run", spy)
     res = Pipeline.from_text(README + ",set-batch(size=2,inputs=input;state:1)", verify=True,
                              inputs=inputs).run(gs.load(SILERO))
     assert all(d.ok for _, rep in res.verification for d in rep)
@@ -230,8 +231,9 @@ def test_inputs_given_under_a_name_rename_io_changes_are_used(monkeypatch):
     spec = verify.input_specs(m.proto)[0]
     x = np.random.default_rng(3).uniform(-1, 1, [d if isinstance(d, int) else 1 for d in spec.dims]).astype(np.float32)
     seen = []
-    real_run = verify.run
-    monkeypatch.setattr(verify, "run", lambda model, feeds, **kw: seen.append(dict(feeds)) or real_run(model, feeds, **kw))
+    real_run = Runner.run
+    monkeypatch.setattr(Runner, "run", lambda self, model, feeds, **kw: seen.append(dict(feeds))
+                        or real_run(self, model, feeds, **kw))
     res = Pipeline.from_text(f"fuse-conv-bn,rename-io({spec.name}=image)", verify=True, inputs={spec.name: x}).run(m)
     assert all(d.ok for _, rep in res.verification for d in rep)
     assert any(np.array_equal(f.get("image", f.get(spec.name)), x) for f in seen)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..model import Model, load
+from ..verify import ATOL, RTOL
 from .report import Report
 
 
@@ -38,30 +39,34 @@ class BisectResult:
         return "\n".join(lines)
 
 
-def bisect_pipeline(model: Any, pipeline, inputs: dict[str, np.ndarray] | None = None, *, rtol: float = 1e-4,
-                    atol: float = 1e-5) -> BisectResult:
-    """Run ``pipeline`` (text or passes) on a copy of ``model`` pass by pass, compare each pass's
-    output model with its input model (as ``--verify`` does), and for the first that drifts,
-    compare the two models tensor by tensor to name the node."""
-    from ..passes.pipeline import Pipeline, check_pass
+def bisect_pipeline(model: Any, pipeline, inputs: dict[str, np.ndarray] | None = None, *, rtol: float = RTOL,
+                    atol: float = ATOL) -> BisectResult:
+    """Run ``pipeline`` (text or passes) on a copy of ``model`` and verify it exactly as
+    ``--verify`` does (:class:`graphsurgery.passes.Pipeline` with ``verify=True``: the same
+    inputs, mapped through each pass, the same tolerances and reference-noise allowance); for
+    the first pass whose output model disagrees with its input model, compare the two models
+    tensor by tensor to name the node. Given ``inputs`` that do not fit are an error, as there."""
     from .. import verify as v
+    from ..passes.pipeline import Pipeline
     from .compare import compare
 
-    subject = (load(model) if not isinstance(model, Model) else model).copy()
+    source = load(model) if not isinstance(model, Model) else model
     passes = Pipeline.from_text(pipeline).passes if isinstance(pipeline, str) else list(pipeline)
-    before = subject.to_bytes()
-    for i, p in enumerate(passes):
-        res = p.run(subject)
-        after = subject.to_bytes()
-        if res.changed:
-            diffs = check_pass(p, res, before, after, subject, inputs, rtol=rtol, atol=atol)
-            if any(not d.ok for d in diffs):
-                out = BisectResult(pass_name=p.describe(), pass_index=i, output_diffs=diffs)
-                previous = load(before)
-                if [i.name for i in previous.proto.graph.input] == [i.name for i in subject.proto.graph.input]:
-                    feeds = v.fit_inputs(subject.proto, inputs)
-                    out.report = compare(subject, previous, feeds, backend="ort-noopt", rtol=rtol, atol=atol)
-                    out.culprit = out.report.culprit
-                return out
-        before = after
+    try:
+        Pipeline(passes, verify=True, inputs=inputs, rtol=rtol, atol=atol).run(source.copy())
+    except v.VerificationError as exc:
+        if exc.pass_index is None:  # no pass to blame (no model of the pipeline runs): say so
+            raise
+        i = exc.pass_index
+        out = BisectResult(pass_name=passes[i].describe(), pass_index=i, output_diffs=exc.report)
+        previous = source.copy()
+        for p in passes[:i]:
+            p.run(previous)
+        subject = previous.copy()
+        passes[i].run(subject)
+        if previous.graph.input_names == subject.graph.input_names:
+            feeds = v.fit_inputs(subject.proto, inputs)
+            out.report = compare(subject, previous, feeds, backend="ort-noopt", rtol=rtol, atol=atol)
+            out.culprit = out.report.culprit
+        return out
     return BisectResult()

@@ -7,12 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import BACKENDS, capture, run_outputs, tensor_order
 from ..model import Model, load
-from .capture import BACKENDS, capture, run_outputs, tensor_order
+from ..verify import ACROSS_BACKENDS_ATOL, ACROSS_BACKENDS_RTOL, measure
 from .report import Report, Row
 
-DEFAULT_RTOL = 1e-4
-DEFAULT_ATOL = 1e-5
+# comparing across backends (onnxruntime optimized, unoptimized, onnx's reference evaluator):
+# the tolerances and the rule are graphsurgery.verify's, the one comparator
+DEFAULT_RTOL = ACROSS_BACKENDS_RTOL
+DEFAULT_ATOL = ACROSS_BACKENDS_ATOL
 
 
 def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | None = None, *,
@@ -26,9 +29,9 @@ def compare(model: Any, reference: Any, inputs: dict[str, np.ndarray] | str | No
       model's names to the other's where they differ);
     - arrays by tensor name: a dict, or the path of an ``.npz`` file (never pickle).
 
-    An element is within tolerance when ``|a - b| <= atol + rtol * max|reference tensor|``:
-    relative to the tensor's scale, so kernels that round near-zero values differently are
-    not flagged.
+    An element is within tolerance when ``|a - b| <= atol + rtol * max|reference tensor|``
+    (:func:`graphsurgery.verify.measure`, the comparator ``--verify`` uses): relative to the
+    tensor's scale, so kernels that round near-zero values differently are not flagged.
 
     ``inputs`` is a dict or an ``.npz`` path (default: generated from the input signature).
     ``chunk`` bounds how many intermediate tensors are held at once (default: 256 for models
@@ -133,26 +136,14 @@ def _row(name: str, node, a, b, rtol: float, atol: float) -> Row:
         else:
             row.ok = False
             return row
-    if not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
-        row.ok = bool(np.array_equal(a, b))
-        row.max_abs = 0.0 if row.ok else 1.0
-        return row
-    x, y = a.astype(np.float64), b.astype(np.float64)
-    both_nan = np.isnan(x) & np.isnan(y)
-    diff = np.where(both_nan, 0.0, np.abs(x - y))
-    diff = np.where(np.isnan(diff), np.inf, diff)
-    # tolerance relative to the tensor's scale (its largest reference magnitude), not to each
-    # element: different kernels legitimately disagree in relative terms on near-zero values
-    scale = float(np.nanmax(np.abs(y))) if np.isfinite(np.nanmax(np.abs(y))) else 0.0
-    limit = atol + rtol * scale
-    beyond = diff > limit
-    row.max_abs = float(diff.max()) if diff.size else 0.0
-    row.max_rel = float((diff / np.maximum(np.abs(np.where(np.isnan(y), 0, y)), 1e-12)).max()) if diff.size else 0.0
-    nx, ny = np.linalg.norm(np.nan_to_num(x)), np.linalg.norm(np.nan_to_num(y))
-    row.cosine = float(np.dot(np.nan_to_num(x).ravel(), np.nan_to_num(y).ravel()) / (nx * ny)) if nx and ny else (
-        1.0 if nx == ny else 0.0)
-    row.beyond = float(beyond.mean()) if beyond.size else 0.0
-    row.ok = not bool(beyond.any())
+    m = measure(b, a, rtol=rtol, atol=atol)
+    row.max_abs, row.max_rel, row.beyond, row.ok = m.max_abs, m.max_rel, m.beyond, m.ok
+    if np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number):
+        x, y = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        both = np.isfinite(x) & np.isfinite(y)  # the angle between the finite parts
+        x, y = x[both], y[both]
+        nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+        row.cosine = float(np.dot(x, y) / (nx * ny)) if nx and ny else (1.0 if nx == ny else 0.0)
     return row
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from ..capture import capture, run_backend
 from ..model import Model, load
-from .capture import capture, run_backend
 
 
 @dataclass

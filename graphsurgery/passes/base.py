@@ -9,23 +9,21 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
-from ..errors import GraphSurgeryError
+from ..errors import PassError
 from ..model import Model, load
 
 log = logging.getLogger("graphsurgery")
 
 
-class PassError(GraphSurgeryError):
-    """A pass refused to act: the model cannot be transformed correctly as asked."""
-
-
 @dataclass
 class Option:
-    """One option of a pass: its type converts the text given on the command line."""
+    """One option of a pass: its type converts the text given on the command line. A
+    ``required`` option has no default: a pass created without it refuses, naming it."""
 
     type: type | Any
-    default: Any
-    help: str
+    default: Any = None
+    help: str = ""
+    required: bool = False
 
 
 @dataclass
@@ -89,6 +87,11 @@ class Pass:
             if unknown:
                 known = ", ".join(self.options) or "none"
                 raise PassError(f"{self.name}: unknown option(s) {sorted(unknown)}; options are: {known}")
+        missing = [k for k, o in self.options.items() if o.required and opts.get(k) is None]
+        if missing:
+            key = missing[0]
+            raise PassError(f"{self.name} needs {key}=VALUE: option {key!r} is required "
+                            f"({self.options[key].help}), e.g. {self.name}({key}=...)")
         self.opts = {k: o.default for k, o in self.options.items()}
         for k, v in opts.items():
             self.opts[k] = self._convert(k, v)
@@ -151,6 +154,36 @@ class Pass:
         single runs): added to the tolerance, so a pass is not blamed for noise it did not add."""
         return {}
 
+    def input_after(self, name: str, result: PassResult) -> str:
+        """The name that input ``name`` of the model before this pass has after it, so arrays
+        given for the input model follow the pipeline (rename-io renames inputs)."""
+        return name
+
+    def fit_given(self, name: str, arr: np.ndarray, spec, result: PassResult, generated: np.ndarray
+                  ) -> np.ndarray | None:
+        """An array given for input ``name`` that fits the model before this pass but not
+        ``spec``, the input as the pipeline's last model declares it, made to fit ``spec``
+        where this pass explains the difference; else None. By default: inputs whose batch
+        the pass changed (``result.details["inputs"]``, ``[name, axis]`` pairs, as set-batch
+        reports them) take a sample, or fewer samples than the new batch, as the first
+        samples of ``generated``, a generated array for ``spec``."""
+        from .. import verify
+
+        for target, axis in result.details.get("inputs") or []:
+            if target != name or spec.dims is None or arr.ndim != len(spec.dims) or axis >= arr.ndim \
+                    or not isinstance(spec.dims[axis], int) or arr.shape[axis] > spec.dims[axis]:
+                continue
+            shape = list(arr.shape)
+            shape[axis] = spec.dims[axis]
+            if verify.mismatch(spec, np.empty(shape, arr.dtype)):
+                continue
+            out = np.array(generated, dtype=arr.dtype)
+            index = [slice(None)] * arr.ndim
+            index[axis] = slice(0, arr.shape[axis])
+            out[tuple(index)] = arr
+            return out
+        return None
+
     def describe(self) -> str:
         """The pass in pipeline text form, e.g. ``set-batch(size=3,inputs=input;state:1)``."""
         shown = self.opts.items() if self.free_options else [
@@ -160,6 +193,52 @@ class Pass:
 
     def __repr__(self) -> str:
         return f"<pass {self.describe()}>"
+
+
+class RulePass(Pass):
+    """A pass written as rewrite rules (:mod:`graphsurgery.rewrite`): :meth:`rules` gives them,
+    the rewriter applies them until none matches, each rewrite is one change line
+    (:meth:`change_line`), and each rule that applied nowhere reports why its nearest candidate
+    failed in ``skipped``. Subclasses set ``name`` and implement :meth:`rules`; :meth:`after`
+    does what follows the rewrites (eliminate-noops merges duplicates there)."""
+
+    #: rewrite only the main graph (default: every graph, subgraphs included)
+    main_graph_only: ClassVar[bool] = False
+    #: when near misses are reported: "always", "if none applied" or "never"
+    near_misses: ClassVar[str] = "always"
+    #: ``details[count_key]`` counts the rewrites made, when set
+    count_key: ClassVar[str | None] = None
+
+    def rules(self, model: Model) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def change_line(self, site) -> str:
+        """The change line of one rewrite (``site``: a :class:`graphsurgery.rewrite.Site`)."""
+        return f"{site.rule}: rewrote {site.node!r} in {site.graph}"
+
+    def after(self, model: Model, result: PassResult, rewritten) -> None:
+        """Called with the :class:`graphsurgery.rewrite.RewriteResult` once the rules are done."""
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        out = self.rewrite(model, result, self.rules(model))
+        self.after(model, result, out)
+
+    def rewrite(self, model: Model, result: PassResult, rules: list, *, change_line=None,
+                near_misses: str | None = None):
+        """Apply ``rules`` and record what they did in ``result`` (``change_line`` and
+        ``near_misses`` override the pass's own for these rules); returns the RewriteResult."""
+        from ..rewrite import rewrite
+
+        out = rewrite(model.graph if self.main_graph_only else model, rules)
+        for site in out.sites:
+            result.note((change_line or self.change_line)(site))
+        report = near_misses or self.near_misses
+        if report == "always" or (report == "if none applied" and not out.applied):
+            for rule, why in out.near_misses.items():
+                result.skip(f"{rule}: {why}")
+        if self.count_key:
+            result.details[self.count_key] = result.details.get(self.count_key, 0) + len(out.applied)
+        return out
 
 
 def _frozen_feeds(feeds: dict, before: onnx.ModelProto, after: Model) -> dict:
@@ -180,7 +259,7 @@ def _frozen_feeds(feeds: dict, before: onnx.ModelProto, after: Model) -> dict:
 
         known = {}
         for spec in verify.input_specs(before):
-            for d, n in zip(spec.dims or [], getattr(out.get(spec.name), "shape", ())):
+            for d, n in zip(spec.dims or [], getattr(out.get(spec.name), "shape", ()), strict=False):
                 if isinstance(d, str):
                     known.setdefault(d, int(n))
         generated = verify.make_inputs(before, known=known)

@@ -19,13 +19,11 @@ class ConvertOpset(Pass):
     stay there (the converter reads them, validated like every external reference)."""
 
     name = "convert-opset"
-    options = {"version": Option(int, None, "the target opset of the default domain")}
+    options = {"version": Option(int, help="the target opset of the default domain", required=True)}
     touches = frozenset({"opset_import", "ir_version"})
 
     def apply(self, model: Model, result: PassResult) -> None:
         target = self.opts["version"]
-        if target is None:
-            raise PassError("convert-opset needs version=N, e.g. convert-opset(version=17)")
         current = model.opset("")
         if current == target:
             return
@@ -99,74 +97,25 @@ def _restore_external(converted: onnx.ModelProto, kept: dict[str, tuple[onnx.Ten
             t.CopyFrom(original)
 
 
-def _feeds(proto: onnx.ModelProto) -> tuple[dict, str | None]:
-    """Inputs generated from the model's signature, tensors inside sequences and optionals
-    included; or the reason they cannot be."""
-    rng = np.random.default_rng(0)
-    inits = {t.name for t in proto.graph.initializer}
-
-    def make(tp: onnx.TypeProto, name: str):
-        kind = tp.WhichOneof("value")
-        if kind == "tensor_type":
-            tt = tp.tensor_type
-            try:
-                dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
-            except (KeyError, ValueError, TypeError):
-                raise ValueError(f"input {name!r} has no usable element type") from None
-            dims = tt.shape.dim if tt.HasField("shape") else []
-            shape = [d.dim_value if d.HasField("dim_value") else (1 if i else 2) for i, d in enumerate(dims)]
-            if dtype == np.bool_:
-                return rng.integers(0, 2, shape).astype(bool)
-            if dtype.kind == "f":
-                return rng.uniform(-1, 1, shape).astype(dtype)
-            if dtype.kind in "iu":
-                return rng.integers(0, 11, shape).astype(dtype)
-            raise ValueError(f"input {name!r} has element type {dtype}, which cannot be generated")
-        if kind == "sequence_type":
-            return [make(tp.sequence_type.elem_type, name) for _ in range(2)]
-        if kind == "optional_type":
-            return make(tp.optional_type.elem_type, name)
-        raise ValueError(f"input {name!r} is a {kind or 'value of unknown type'}, which cannot be generated")
-
-    try:
-        return {vi.name: make(vi.type, vi.name) for vi in proto.graph.input if vi.name not in inits}, None
-    except ValueError as exc:
-        return {}, str(exc)
-
-
-def _flat(outputs: dict) -> dict[str, np.ndarray]:
-    """Outputs as plain arrays: a sequence's items as ``name[i]``, a missing optional as absent."""
-    flat = {}
-    for name, value in outputs.items():
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                flat[f"{name}[{i}]"] = np.asarray(item)
-            flat[f"{name} (length)"] = np.asarray(len(value))
-        elif value is not None:
-            flat[name] = np.asarray(value)
-    return flat
-
-
 def _check_numerics(model: Model, converted: onnx.ModelProto, result: PassResult) -> str | None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
+    from .. import runner, verify
+
+    if not runner.available():
         result.skip("outputs not compared: onnxruntime is not installed")
         return None
-    from .. import verify
-
-    feeds, why = _feeds(model.proto)
-    if why:
-        result.skip(f"outputs not compared: {why}")
+    try:  # sequences and optionals included
+        feeds = verify.make_inputs(model.proto, batch=2, containers=True)
+    except verify.NotVerifiable as exc:
+        result.skip(f"outputs not compared: {exc}")
         return None
     try:
-        before = verify.run(model.to_bytes(), feeds, optimize=False, base_dir=model.base_dir)
+        before = runner.EXACT.run(model.to_bytes(), feeds, base_dir=model.base_dir)
     except verify.RuntimeFailure as exc:  # nothing to compare against
         result.skip(f"outputs not compared: the original does not run on generated inputs ({exc})")
         return None
     try:
-        after = verify.run(converted.SerializeToString(), feeds, optimize=False, base_dir=model.base_dir)
+        after = runner.EXACT.run(converted.SerializeToString(), feeds, base_dir=model.base_dir)
     except verify.RuntimeFailure as exc:
         return f"it does not run: {exc}"
-    bad = [str(d) for d in verify.compare(_flat(before), _flat(after)) if not d.ok]
+    bad = [str(d) for d in verify.compare(before, after) if not d.ok]
     return "; ".join(bad) or None

@@ -33,9 +33,9 @@ class Cut(Pass):
 
     def reference(self, before: bytes, after: Model, feeds: dict, result: PassResult, run) -> dict:
         """The new outputs, as the model before the cut computes them."""
-        from ..debug.capture import capture
-        from ..model import load
         from .. import verify
+        from ..capture import capture
+        from ..model import load
 
         if self.opts["inputs"]:
             raise verify.NotVerifiable("a cut that adds inputs cannot be run on the model before it")

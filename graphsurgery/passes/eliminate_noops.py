@@ -6,17 +6,13 @@ import numpy as np
 
 from .. import shapes
 from ..model import Model
-from ..rewrite import ANY, Alias, Const, Op, Rule, rewrite
-from .base import Pass, PassResult
+from ..ops import is_nondeterministic
+from ..rewrite import ANY, Alias, Const, Op, Rule
+from .base import PassResult, RulePass
 
 
 def _axes(value, rank=None) -> list[int]:
     return sorted(int(a) % rank if rank else int(a) for a in np.asarray(value).reshape(-1))
-
-
-# operators whose results are drawn at random: two of them on the same inputs are not duplicates
-# (Dropout is, in training mode; RandomNormal, RandomUniform, ... start with "Random")
-RANDOM = frozenset({"Multinomial", "Bernoulli", "Dropout"})
 
 
 def rules(types: shapes.Types) -> list[Rule]:
@@ -83,7 +79,7 @@ def rules(types: shapes.Types) -> list[Rule]:
     ]
 
 
-class EliminateNoops(Pass):
+class EliminateNoops(RulePass):
     """Remove nodes that change nothing: Identity; Dropout in inference (mask unread);
     Cast to the same type; Reshape, Transpose or Expand that leave the tensor as it is; Pad by
     zero; Unsqueeze of a Squeeze (or the reverse) on the same axes. Then merge duplicates:
@@ -93,15 +89,19 @@ class EliminateNoops(Pass):
 
     name = "eliminate-noops"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        types = shapes.infer(model)
-        out = rewrite(model, rules(types))
-        for rule, node in out.applied:
-            result.note(f"{rule}: removed {node!r}")
+    near_misses = "never"
+    count_key = "removed"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return rules(shapes.infer(model))
+
+    def change_line(self, site) -> str:
+        return f"{site.rule}: removed {site.node!r}"
+
+    def after(self, model: Model, result: PassResult, rewritten) -> None:
         merged = _cse(model)
         for line in merged:
             result.note(line)
-        result.details["removed"] = len(out.applied)
         result.details["merged"] = len(merged)
 
 
@@ -125,7 +125,7 @@ def _cse(model: Model) -> list[str]:
                 lines.append(f"initializer {name!r} is a duplicate of {first!r}")
         seen: dict[tuple, object] = {}
         for node in g.nodes:
-            if node.has_subgraphs() or node.op_type.startswith("Random") or node.op_type in RANDOM:
+            if node.has_subgraphs() or is_nondeterministic(node.op_type):
                 continue
             key = (node.domain, node.op_type, node.inputs,
                    tuple(sorted(a.SerializeToString() for a in node.proto.attribute)), len(node.outputs))

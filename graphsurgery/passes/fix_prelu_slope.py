@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import shapes
 from ..model import Model
+from ..ops import is_default_domain
 from .base import Option, Pass, PassError, PassResult
 
 # Ops whose output is laid out channel-first (N, C, ...): a [C] slope right after one of them
@@ -39,7 +40,7 @@ def _producer_kind(g, name: str) -> tuple[str | None, str | None]:
     """("channel"|"last-axis", op) from the nearest real producer of ``name``, or (None, None)."""
     seen = 0
     p = g.producer(name)
-    while p is not None and seen < 16 and p.domain in ("", "ai.onnx"):
+    while p is not None and seen < 16 and is_default_domain(p.domain):
         if p.op_type in _CHANNEL_FIRST:
             return "channel", p.op_type
         if p.op_type in _LAST_AXIS:

@@ -7,8 +7,8 @@ from onnx import helper
 
 from .. import shapes
 from ..model import Model
-from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
-from .base import Pass, PassResult
+from ..rewrite import ANY, Const, Op, Rule, const_init
+from .base import PassResult, RulePass
 
 BIG = 2**31 - 1
 
@@ -88,7 +88,7 @@ def _permutation_into_conv() -> Rule:
                             Const("w"), ANY], min_inputs=2), build, condition)
 
 
-class FocusToConv(Pass):
+class FocusToConv(RulePass):
     """Replace YOLOv5's Focus stem — ``cat(x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2],
     x[..., 1::2, 1::2])`` exported as eight Slice nodes and a Concat — by ``SpaceToDepth(2)``,
     which backends run as one fast op. The channel order differs between the two, so the
@@ -97,15 +97,19 @@ class FocusToConv(Pass):
 
     name = "focus-to-conv"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model, _focus_rules(shapes.infer(model)))
-        for _, node in out.applied:
-            result.note(f"Focus stem at {node!r} -> SpaceToDepth")
-        if not out.applied:
-            for rule, why in out.near_misses.items():
-                result.skip(f"{rule}: {why}")
+    near_misses = "if none applied"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return _focus_rules(shapes.infer(model))
+
+    def change_line(self, site) -> str:
+        return f"Focus stem at {site.node!r} -> SpaceToDepth"
+
+    def after(self, model: Model, result: PassResult, rewritten) -> None:
+        if not rewritten.applied:
             return
-        folded = rewrite(model, [_permutation_into_conv()])
-        for _, node in folded.applied:
-            result.note(f"channel order folded into Conv {node!r}")
-        result.details["replaced"] = len(out.applied)
+        result.details["replaced"] = len(rewritten.applied)
+        # the channel order SpaceToDepth leaves, into the next Conv's weights (a stem without a
+        # Conv after it keeps its Gather: not worth a near miss)
+        self.rewrite(model, result, [_permutation_into_conv()], near_misses="never",
+                     change_line=lambda site: f"channel order folded into Conv {site.node!r}")

@@ -10,12 +10,10 @@ from .. import shapes, tensors
 from ..errors import EditError
 from ..graph import Graph
 from ..model import Model
+from ..ops import DEFAULT_DOMAINS, if_branch_taken, is_nondeterministic
 from .base import Option, Pass, PassResult, parse_bool
 
-# Never folded: their value is not a function of their inputs.
-_NONDETERMINISTIC = {"RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
-                     "Bernoulli", "Dropout"}
-_STANDARD = ("", "ai.onnx")
+_STANDARD = DEFAULT_DOMAINS
 _MAX_ROUNDS = 8
 
 
@@ -81,7 +79,7 @@ class FoldConstants(Pass):
         folded: list[tuple] = []  # (node, its outputs' values), in order
         for node in g.nodes:
             p = node.proto
-            if p.domain not in _STANDARD or p.op_type in _NONDETERMINISTIC or node.has_subgraphs():
+            if p.domain not in _STANDARD or is_nondeterministic(p.op_type) or node.has_subgraphs():
                 continue
             if returned.intersection(p.output):
                 continue  # see above
@@ -366,8 +364,8 @@ def _is_dead(g: Graph) -> bool:
         if owner.op_type == "If" and owner.domain in _STANDARD and owner.inputs and owner.inputs[0]:
             t = g.parent.tensor(owner.inputs[0])
             if t.is_constant:
-                taken = "then_branch" if bool(np.asarray(t.numpy()).reshape(-1)[0]) else "else_branch"
-                if g.attr_name != taken:
+                taken = if_branch_taken(t.numpy())
+                if taken is not None and g.attr_name != taken:
                     return True
         g = g.parent
     return False

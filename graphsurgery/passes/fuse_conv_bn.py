@@ -6,8 +6,8 @@ import numpy as np
 from onnx import helper
 
 from ..model import Model
-from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
-from .base import Pass, PassResult
+from ..rewrite import ANY, Const, Op, Rule, const_init
+from .base import RulePass
 
 
 def _conv_bn(m, g):
@@ -49,17 +49,17 @@ RULE = Rule("conv-bn", Op("BatchNormalization", [Op("Conv", ["x", Const("w"), AN
             _build, _conv_bn, doc="Conv then inference BatchNormalization -> one Conv")
 
 
-class FuseConvBn(Pass):
+class FuseConvBn(RulePass):
     """Fold each inference ``BatchNormalization`` that directly follows a ``Conv`` (whose output
     nothing else reads) into the Conv's weights and bias: ``W' = W * s``, ``b' = (b - mean) * s +
     beta`` with ``s = gamma / sqrt(var + eps)``, computed in float64. Exact up to rounding."""
 
     name = "fuse-conv-bn"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model, [RULE])
-        for _, node in out.applied:
-            result.note(f"BatchNormalization {node!r} folded into the Conv before it")
-        for rule, why in out.near_misses.items():
-            result.skip(f"{rule}: {why}")
-        result.details["fused"] = len(out.applied)
+    count_key = "fused"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return [RULE]
+
+    def change_line(self, site) -> str:
+        return f"BatchNormalization {site.node!r} folded into the Conv before it"

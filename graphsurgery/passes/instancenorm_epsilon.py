@@ -17,15 +17,13 @@ class InstanceNormEpsilon(Pass):
     name = "instancenorm-epsilon"
     changes_outputs = True  # its purpose: --verify reports the drift, it does not fail on it
     options = {
-        "epsilon": Option(float, None, "the new epsilon (required)"),
+        "epsilon": Option(float, help="the new epsilon", required=True),
         "pattern": Option(str, None, "only nodes whose name matches this shell pattern"),
         "below": Option(float, None, "only nodes whose current epsilon is below this value"),
     }
 
     def apply(self, model: Model, result: PassResult) -> None:
         eps = self.opts["epsilon"]
-        if eps is None:
-            raise PassError("instancenorm-epsilon needs epsilon=VALUE, e.g. instancenorm-epsilon(epsilon=0.001)")
         if not eps > 0:
             raise PassError(f"instancenorm-epsilon: epsilon must be positive, got {eps}")
         changed = {}

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 
 from ..model import Model, load
+from ..verify import ATOL, RTOL
 from .base import Pass, PassError, PassResult
 
 log = logging.getLogger("graphsurgery")
@@ -118,7 +119,8 @@ class PipelineResult:
         return "".join(result_html(r) for r in self.results)
 
     def __repr__(self) -> str:
-        return f"<PipelineResult {', '.join(r.name for r in self.results)}: {sum(len(r.changes) for r in self.results)} change(s)>"
+        changes = sum(len(r.changes) for r in self.results)
+        return f"<PipelineResult {', '.join(r.name for r in self.results)}: {changes} change(s)>"
 
     def __str__(self) -> str:
         lines = [str(r) for r in self.results]
@@ -144,7 +146,7 @@ class Pipeline:
     (``changes_outputs``) have their drift reported, not failed."""
 
     def __init__(self, passes: Iterable[Pass], *, verify: bool = False, inputs: dict[str, np.ndarray] | None = None,
-                 rtol: float = 1e-5, atol: float = 1e-6,
+                 rtol: float = RTOL, atol: float = ATOL,
                  progress: Callable[[int, int, str], None] | None = None):
         self.passes = list(passes)
         self.verify = verify
@@ -203,6 +205,7 @@ class _Verifier:
         # one step per pass that changed something: (pass, result, before bytes, after bytes)
         self.steps = [(p, r, snapshots[i], snapshots[i + 1])
                       for i, (p, r) in enumerate(zip(pipeline.passes, results, strict=True)) if r.changed]
+        self.indices = [i for i, r in enumerate(results) if r.changed]  # each step's place in the pipeline
         self.models = [snapshots[0]] + [s[3] for s in self.steps]
         self._protos: dict[int, onnx.ModelProto] = {}
         self.unverifiable: dict[int, str] = {}  # step -> why it cannot be compared
@@ -219,9 +222,9 @@ class _Verifier:
         return self._loaded[k]
 
     def run_(self, data: bytes, feeds: dict) -> dict:
-        from .. import verify as v
+        from ..runner import EXACT
 
-        return v.run(data, feeds, optimize=False, prepack=False, base_dir=self.base_dir)
+        return EXACT.run(data, feeds, base_dir=self.base_dir)
 
     def runs(self, j: int, feeds: dict):
         """Run model ``j`` on ``feeds``; the RuntimeFailure when onnxruntime cannot, None when it
@@ -268,14 +271,18 @@ class _Verifier:
             if start is None:
                 raise v.VerificationError(self._no_run_message(first_error, given), [])
         report: list[tuple[str, list]] = []
-        for t, (p, res, before, after) in enumerate(self.steps):
+        for t, (p, *_) in enumerate(self.steps):
             if t < start:
                 why = (f"the model before it does not run in onnxruntime ({first_error}); "
                        + ("verification starts from the model after this pass" if t == start - 1 else
                           "verification starts from a later model"))
                 report.append((p.describe(), [v.OutputDiff("(not verified)", 0.0, 0.0, True, why)]))
                 continue
-            report.append((p.describe(), self._check(t, chain[t + 1])))
+            try:
+                report.append((p.describe(), self._check(t, chain[t + 1])))
+            except v.VerificationError as exc:
+                exc.pass_index = self.indices[t]
+                raise
         return report
 
     def _check(self, t: int, feeds_list: list[dict]) -> list:
@@ -320,12 +327,13 @@ class _Verifier:
         which some kernels round differently). Only done when a check fails, so a pass is not
         blamed for what onnxruntime does on its own."""
         from .. import verify as v
+        from ..runner import EXACT
 
         p, res, before, after = self.steps[t]
         after_model = self.model(t + 1)
 
         def one_thread(data, feeds):
-            return v.run(data, feeds, optimize=False, prepack=False, base_dir=self.base_dir, threads=1)
+            return EXACT.with_(threads=1).run(data, feeds, base_dir=self.base_dir)
 
         merged: dict[str, v.OutputDiff] = {}
         for feeds, actual, expected, noise in computed:
@@ -351,9 +359,8 @@ class _Verifier:
         given, as_given = {}, {}
         for name, arr in (self.pl.inputs or {}).items():
             first = name
-            for p, _, _, _ in self.steps:  # an input rename-io renamed: given under its old name
-                if p.name == "rename-io" and name in p.opts:
-                    name = str(p.opts[name])
+            for p, res, _, _ in self.steps:  # an input a pass renamed: given under its old name
+                name = p.input_after(name, res)
             given[name] = np.asarray(arr)
             as_given[name] = repr(first) if first == name else f"{first!r} (renamed {name!r})"
         if not given:
@@ -386,26 +393,19 @@ class _Verifier:
         return given
 
     def _into_batch(self, name: str, arr: np.ndarray, spec) -> np.ndarray:
-        """An array given for the model before a set-batch (a sample, or fewer than the new
-        batch) as the first samples of a generated batch; else ``arr`` unchanged (and refused)."""
+        """An array given for the model before a pass that changed the input's shape (set-batch:
+        a sample, or fewer than the new batch), fitted by that pass (:meth:`Pass.fit_given`);
+        else ``arr`` unchanged (and refused)."""
         from .. import verify as v
 
+        try:
+            generated = v.make_inputs(self.proto(len(self.steps)))[name]
+        except v.NotVerifiable:
+            return arr
         for p, res, _, _ in self.steps:
-            if p.name != "set-batch":
-                continue
-            for target, axis in res.details.get("inputs") or []:
-                if target != name or spec.dims is None or arr.ndim != len(spec.dims) or axis >= arr.ndim \
-                        or not isinstance(spec.dims[axis], int) or arr.shape[axis] > spec.dims[axis]:
-                    continue
-                shape = list(arr.shape)
-                shape[axis] = spec.dims[axis]
-                if v.mismatch(spec, np.empty(shape, arr.dtype)):
-                    continue
-                base = v.make_inputs(self.proto(len(self.steps)))[name].astype(arr.dtype)
-                index = [slice(None)] * arr.ndim
-                index[axis] = slice(0, arr.shape[axis])
-                base[tuple(index)] = arr
-                return base
+            fitted = p.fit_given(name, arr, spec, res, generated)
+            if fitted is not None:
+                return fitted
         return arr
 
     def _guessing(self, k: int, given: dict) -> bool:
@@ -467,7 +467,7 @@ class _Verifier:
         known = {}
         for s in v.input_specs(proto):
             if s.name in given and s.dims:
-                for d, n in zip(s.dims, given[s.name].shape):
+                for d, n in zip(s.dims, given[s.name].shape, strict=False):
                     if isinstance(d, str):
                         known.setdefault(d, int(n))
         feeds = v.make_inputs(proto, batch=batch, size=size, known=known, batch_first_unknown=first_unknown)
@@ -494,30 +494,6 @@ def _worst(merged: dict, diffs: list) -> None:
 
 def _short(arr: np.ndarray) -> str:
     return str(arr.tolist()) if arr.size <= 8 else f"<{arr.dtype} {list(arr.shape)}>"
-
-
-def check_pass(p: Pass, res: PassResult, before: bytes, after: bytes, model: Model,
-               inputs: dict[str, np.ndarray] | None, *, rtol: float, atol: float) -> list:
-    """Per-output differences between the model after pass ``p`` (``after``, also ``model``) and
-    the reference the pass computes from the model before it, on ``inputs`` (generated from the
-    model after it where not given). onnxruntime runs without its optimizer and without weight
-    pre-packing: this checks meaning, not onnxruntime's rounding."""
-    from .. import verify as v
-
-    def run_(data, feeds):
-        return v.run(data, feeds, optimize=False, prepack=False, base_dir=model.base_dir)
-
-    feeds = v.fit_inputs(model.proto, inputs)
-    try:
-        actual = p.outputs_after(after, model, feeds, res, run_)
-    except v.RuntimeFailure as exc:
-        raise v.VerificationError(f"pass {p.describe()} left a model that does not run: {exc}", []) from None
-    try:
-        expected = p.reference(before, model, feeds, res, run_)
-    except v.NotVerifiable as exc:
-        return [v.OutputDiff("(not verified)", 0.0, 0.0, True, str(exc))]
-    noise = {} if p.changes_outputs else p.reference_noise(before, model, feeds, res, run_, expected)
-    return v.compare(expected, actual, rtol=rtol, atol=atol, noise=noise, on_purpose=p.changes_outputs)
 
 
 def run(model, pipeline: str | Iterable[Pass], **kwargs: Any):

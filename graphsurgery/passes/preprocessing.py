@@ -8,8 +8,8 @@ from onnx import helper
 
 from .. import shapes
 from ..model import Model
-from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
-from .base import Option, Pass, PassResult
+from ..rewrite import ANY, Const, Op, Rule, const_init
+from .base import Option, Pass, PassResult, RulePass
 
 
 def _per_channel(value: np.ndarray, channels: int | None, rank: int = 4) -> np.ndarray | None:
@@ -85,7 +85,7 @@ def _fold_rules(types: shapes.Types) -> list[Rule]:
     return [Rule(f"normalise-{name}-conv", pattern, build, condition) for name, pattern in _chain_rules()]
 
 
-class FoldPreprocessing(Pass):
+class FoldPreprocessing(RulePass):
     """Fold input normalisation — ``(x - mean) / std``, ``(x - mean) * scale``, or either half —
     into the first Conv's weights and bias, so the model runs end to end on raw input. Only
     where exact: mean and std one value per channel, the Conv unpadded and ungrouped (with
@@ -94,14 +94,15 @@ class FoldPreprocessing(Pass):
 
     name = "fold-preprocessing"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model.graph, _fold_rules(shapes.infer(model)))
-        for rule, node in out.applied:
-            result.note(f"{rule}: normalisation folded into Conv {node!r}")
-        if not out.applied:
-            for rule, why in out.near_misses.items():
-                result.skip(f"{rule}: {why}")
-        result.details["folded"] = len(out.applied)
+    main_graph_only = True
+    near_misses = "if none applied"
+    count_key = "folded"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return _fold_rules(shapes.infer(model))
+
+    def change_line(self, site) -> str:
+        return f"{site.rule}: normalisation folded into Conv {site.node!r}"
 
 
 class SplitPreprocessing(Pass):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..errors import did_you_mean
 from .base import Pass, PassError
 from .cleanup import Cleanup
 from .convert_opset import ConvertOpset
@@ -49,10 +50,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
 def create(name: str, **opts: Any) -> Pass:
     cls = PASSES.get(name)
     if cls is None:
-        import difflib
-
-        close = difflib.get_close_matches(name, PASSES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; passes: {', '.join(PASSES)}"
+        hint = did_you_mean(name, PASSES) or f"; passes: {', '.join(PASSES)}"
         raise PassError(f"no pass named {name!r}{hint}")
     return cls(**opts)
 
@@ -63,7 +61,8 @@ def describe_all() -> list[dict[str, Any]]:
     for name, cls in PASSES.items():
         doc = (cls.__doc__ or "").strip()
         out.append({"name": name, "summary": _first_sentence(doc), "doc": doc,
-                    "options": {k: {"default": o.default, "help": o.help} for k, o in cls.options.items()},
+                    "options": {k: {"default": o.default, "help": o.help, "required": o.required}
+                                for k, o in cls.options.items()},
                     "free_options": cls.free_options, "free_help": cls.free_help if cls.free_options else None})
     return out
 

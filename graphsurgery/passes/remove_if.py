@@ -7,6 +7,7 @@ from onnx import helper
 
 from ..graph import Graph, Node
 from ..model import Model
+from ..ops import if_branch_taken, is_default_domain
 from .base import Option, Pass, PassError, PassResult, parse_bool
 from .fold_constants import FoldConstants
 
@@ -34,7 +35,7 @@ class RemoveIf(Pass):
                 if g.is_function or g.model is None:
                     continue
                 for node in g.find_nodes("If"):
-                    if node._rank is None or node.domain not in ("", "ai.onnx"):
+                    if node._rank is None or not is_default_domain(node.domain):
                         continue
                     branch = _taken_branch(g, node, result)
                     if branch is None:
@@ -68,10 +69,10 @@ def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
     if not t.is_constant:
         return None
     value = t.numpy()
-    if value.size != 1:
+    taken = if_branch_taken(value)
+    if taken is None:
         result.skip(f"If {node.name!r}: condition {cond!r} has {value.size} elements, not one")
-        return None
-    return "then_branch" if bool(value.reshape(-1)[0]) else "else_branch"
+    return taken
 
 
 def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:

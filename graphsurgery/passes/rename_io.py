@@ -15,6 +15,10 @@ class RenameIO(Pass):
     free_options = True
     free_help = "OLD=NEW for each graph input or output to rename"
 
+    def input_after(self, name, result):
+        """The new name of a renamed input."""
+        return str(self.opts.get(name, name))
+
     def feeds_before(self, feeds, before, after, result):
         """The same arrays under the old names."""
         new_to_old = {str(new): old for old, new in self.opts.items()}
