@@ -28,11 +28,22 @@ TIME_LIMIT = 900.0
 _STUCK = object()
 
 
-def run_onnx_checker(data: bytes, base_dir: str | None, full: bool) -> list[str]:
+# what the child reports, alone, for a model whose text is not all UTF-8 (``text=True``)
+NOT_UTF8 = "the model holds text that is not valid UTF-8"
+
+
+def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> list[str]:
     """onnx's checker (with shape inference when ``full``) on the serialized model ``data``,
     its findings as one line each. ``base_dir``: where the model's external data lives (None
-    when it has none). Runs in this process: see :func:`isolated_check`."""
+    when it has none). ``text``: first check that every text field is UTF-8, and if not,
+    report :data:`NOT_UTF8` alone. Runs in this process: see :func:`isolated_check`."""
     import onnx
+
+    if text:
+        from .serialization import text_is_utf8
+
+        if not text_is_utf8(data):
+            return [NOT_UTF8]
 
     try:
         if base_dir is not None:
@@ -64,14 +75,39 @@ def run_onnx_checker(data: bytes, base_dir: str | None, full: bool) -> list[str]
     return []
 
 
-def isolated_check(data: bytes, base_dir: str | None, full: bool) -> list[str]:
+def isolated_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> list[str]:
     """:func:`run_onnx_checker` in a child process: forked, or started afresh when there is
     no fork or the forked child got stuck."""
-    if hasattr(os, "fork"):
-        found = _forked(data, base_dir, full)
-        if found is not _STUCK:
-            return found
-    return _spawned(data, base_dir, full)
+    return start_check(data, base_dir, full, text).result()
+
+
+class PendingCheck:
+    """A check running in a child process; :meth:`result` waits for its findings, and
+    :meth:`cancel` stops it. One of the two must be called."""
+
+    def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False):
+        self._args = (data, base_dir, full, text)
+        self._child = _fork(*self._args) if hasattr(os, "fork") else None
+
+    def result(self) -> list[str]:
+        child, self._child = self._child, None
+        if child is not None:
+            found = _watch(*child)
+            if found is not _STUCK:
+                return found
+        return _spawned(*self._args)
+
+    def cancel(self) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            pid, read_fd = child
+            os.close(read_fd)
+            _stop(pid)
+
+
+def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> PendingCheck:
+    """Start :func:`run_onnx_checker` in a child process; the caller goes on meanwhile."""
+    return PendingCheck(data, base_dir, full, text)
 
 
 def _crashed(sig: int) -> list[str]:
@@ -106,7 +142,7 @@ def _cpu_and_state(pid: int) -> tuple[float, str] | None:
         return None
 
 
-def _forked(data: bytes, base_dir: str | None, full: bool):
+def _fork(data: bytes, base_dir: str | None, full: bool, text: bool) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
@@ -118,7 +154,7 @@ def _forked(data: bytes, base_dir: str | None, full: bool):
             import faulthandler
 
             faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
-            view = memoryview(json.dumps(run_onnx_checker(data, base_dir, full)).encode())
+            view = memoryview(json.dumps(run_onnx_checker(data, base_dir, full, text)).encode())
             while view:
                 view = view[os.write(write_fd, view):]
         except BaseException:  # noqa: BLE001
@@ -126,6 +162,19 @@ def _forked(data: bytes, base_dir: str | None, full: bool):
         finally:
             os._exit(code)
     os.close(write_fd)
+    return pid, read_fd
+
+
+def _stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+
+
+def _watch(pid: int, read_fd: int):
+    """The forked child's findings; :data:`_STUCK` when it stopped working without finishing."""
     import select
 
     chunks: list[bytes] = []
@@ -154,16 +203,15 @@ def _forked(data: bytes, base_dir: str | None, full: bool):
             elif now - last_progress > STALL_SECONDS:
                 outcome = _STUCK
                 break
-    finally:
+    except BaseException:
         os.close(read_fd)
-        if outcome is not None:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _, status = os.waitpid(pid, 0)
+        _stop(pid)
+        raise
+    os.close(read_fd)
     if outcome is not None:
+        _stop(pid)
         return outcome
+    _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
         return _crashed(os.WTERMSIG(status))
     return _verdict(b"".join(chunks))
@@ -175,12 +223,12 @@ _CHILD = ("import json, sys\n"
           "_child_main()\n")
 
 
-def _spawned(data: bytes, base_dir: str | None, full: bool, code: str = _CHILD) -> list[str]:
+def _spawned(data: bytes, base_dir: str | None, full: bool, text: bool = False, code: str = _CHILD) -> list[str]:
     """The check in a freshly started interpreter, the model given on its standard input."""
     import subprocess
 
     args = [sys.executable, "-c", code, json.dumps([p for p in sys.path if isinstance(p, str)]),
-            json.dumps([base_dir, full])]
+            json.dumps([base_dir, full, text])]
     try:
         proc = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               timeout=TIME_LIMIT)
@@ -194,7 +242,7 @@ def _spawned(data: bytes, base_dir: str | None, full: bool, code: str = _CHILD) 
 
 
 def _child_main() -> None:
-    base_dir, full = json.loads(sys.argv[2])
+    base_dir, full, text = json.loads(sys.argv[2])
     data = sys.stdin.buffer.read()
-    sys.stdout.write(json.dumps(run_onnx_checker(data, base_dir, full)))
+    sys.stdout.write(json.dumps(run_onnx_checker(data, base_dir, full, text)))
     sys.stdout.flush()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import onnx
 
 from . import tensors
-from .checker import isolated_check
+from .checker import NOT_UTF8, PendingCheck, start_check
 from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
 from .serialization import TWO_GB, iter_model_tensors, validate_header, validate_text
 
@@ -81,32 +81,57 @@ def _problems(model: Model, onnx_checker: bool, full: bool, scanned: ScanResult 
               data: bytes | None) -> tuple[list[str], bytes | None, ScanResult | None]:
     """:func:`problems`, plus the bytes the checker was given and the scan, when made."""
     found: list[str] = []
+    pending = None
+    if onnx_checker and scanned is not None and scanned.problem is None and data is not None:
+        # the bytes are final: onnx's checker starts now, in its child, while the rest is checked
+        # here; the child checks the text too (a second parse costs memory: there, not here)
+        pending = _start_onnx_checker(data, model.base_dir, full, scanned.has_external, text=True)
     try:
-        validate_header(model.proto, "the model")
-        if data is None:
-            data = model.proto.SerializeToString()
-        validate_text(model.proto, "the model", data)
-    except ModelLoadError as exc:
-        return [str(exc)], data, scanned  # nothing else can be read safely
-    if scanned is None or scanned.problem is not None:
-        for g in [model.graph, *model.functions.values()]:
-            try:
-                _graph_problems(g, found)
-            except GraphSurgeryError as exc:
-                found.append(str(exc))
-        if scanned is not None and not found:
-            found.append(scanned.problem)
-        data = None  # (building the index may have put nodes in order)
-    for t in iter_model_tensors(model.proto):
-        bad = tensors.problem(t, model.base_dir)
-        if bad is not None:
-            found.append(bad)
-    if onnx_checker and not found:
-        if scanned is None:
-            scanned = scan(model)
-        if data is None:
-            data = model.proto.SerializeToString()
-        found.extend(_onnx_checker(data, model.base_dir, full, scanned.has_external))
+        try:
+            validate_header(model.proto, "the model")
+            if pending is None:
+                if data is None:
+                    data = model.proto.SerializeToString()
+                validate_text(model.proto, "the model", data)
+        except ModelLoadError as exc:
+            return [str(exc)], data, scanned  # nothing else can be read safely
+        if scanned is None or scanned.problem is not None:
+            for g in [model.graph, *model.functions.values()]:
+                try:
+                    _graph_problems(g, found)
+                except GraphSurgeryError as exc:
+                    found.append(str(exc))
+            if scanned is not None and not found:
+                found.append(scanned.problem)
+            data = None  # (building the index may have put nodes in order)
+        base_dir = model.base_dir
+        for t in (scanned.tensors if scanned is not None and scanned.problem is None
+                  else iter_model_tensors(model.proto)):
+            bad = tensors.problem(t, base_dir)
+            if bad is not None:
+                found.append(bad)
+        if pending is not None and (found or not onnx_checker):
+            pending.cancel()
+            pending = None
+        if pending is not None or (onnx_checker and not found):
+            if pending is None:
+                if scanned is None:
+                    scanned = scan(model)
+                if data is None:
+                    data = model.proto.SerializeToString()
+                pending = _start_onnx_checker(data, model.base_dir, full, scanned.has_external)
+            if pending is not None:
+                verdict = pending.result()
+                pending = None
+                if verdict == [NOT_UTF8]:
+                    try:
+                        validate_text(model.proto, "the model", data)
+                    except ModelLoadError as exc:
+                        return [str(exc)], data, scanned
+                found.extend(verdict)
+    finally:
+        if pending is not None:
+            pending.cancel()
     return found, data, scanned
 
 
@@ -143,10 +168,11 @@ def _graph_problems(g: Graph, found: list[str]) -> None:
         _graph_problems(sub, found)
 
 
-def _onnx_checker(data: bytes, base_dir: str | None, full: bool, external: bool) -> list[str]:
+def _start_onnx_checker(data: bytes, base_dir: str | None, full: bool, external: bool,
+                        text: bool = False) -> PendingCheck | None:
     if len(data) >= TWO_GB and not external:
-        return []  # onnx's checker cannot take a proto this size in memory; our own checks ran
-    return isolated_check(data, base_dir if external else None, full)
+        return None  # onnx's checker cannot take a proto this size in memory; our own checks ran
+    return start_check(data, base_dir if external else None, full, text)
 
 
 def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None:
@@ -159,12 +185,13 @@ def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None
 class ScanResult:
     """What one ordered pass over every graph found."""
 
-    __slots__ = ("problem", "depth", "has_external")
+    __slots__ = ("problem", "depth", "has_external", "tensors")
 
     def __init__(self) -> None:
         self.problem: str | None = None
         self.depth = 0
         self.has_external = False
+        self.tensors: list[onnx.TensorProto] = []  # every tensor held in the model, in no particular order
 
 
 def scan(model: Model) -> ScanResult:
@@ -185,6 +212,7 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     external = onnx.TensorProto.EXTERNAL
     GRAPH, GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
     TENSOR, TENSORS = onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS
+    found = res.tensors
     if level > res.depth:
         res.depth = level
     if isinstance(g, onnx.FunctionProto):
@@ -193,14 +221,18 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     else:
         inputs = {vi.name for vi in g.input}
         local = set(inputs)
-        for t in g.initializer:
-            if t.name in local and t.name not in inputs:  # (an initializer may also be an input)
-                res.problem = res.problem or f"initializer {t.name!r} appears twice in {where}"
-            local.add(t.name)
+        initializers = list(g.initializer)
+        found.extend(initializers)
+        for t in initializers:
+            name = t.name
+            if name in local and name not in inputs:  # (an initializer may also be an input)
+                res.problem = res.problem or f"initializer {name!r} appears twice in {where}"
+            local.add(name)
             if t.data_location == external:
                 res.has_external = True
         for sp in g.sparse_initializer:
             local.add(sp.values.name)
+            found += (sp.values, sp.indices)
         if outer:
             for name in local:
                 if name and any(name in s for s in outer):
@@ -209,31 +241,35 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     scopes = [*outer, local]
     for p in g.node:
         for name in p.input:
-            if name and name not in local and not any(name in s for s in outer):
+            if name not in local and name and not any(name in s for s in outer):
                 res.problem = res.problem or (f"node {p.name!r} ({p.op_type}) in {where} reads {name!r} before "
                                               "anything defines it")
         for name in p.output:
-            if name:
-                if name in local:
+            if name in local:
+                if name:
                     res.problem = res.problem or f"{name!r} is defined twice in {where} (node {p.name!r})"
-                elif outer and any(name in s for s in outer):
-                    res.problem = res.problem or (f"node {p.name!r} in {where} redefines {name!r} from an "
-                                                  "enclosing scope")
+            elif outer and name and any(name in s for s in outer):
+                res.problem = res.problem or (f"node {p.name!r} in {where} redefines {name!r} from an "
+                                              "enclosing scope")
+            else:
                 local.add(name)
         if p.attribute:
             for a in p.attribute:
                 t = a.type
-                if t == GRAPH:
+                if t == TENSOR:
+                    found.append(a.t)
+                    if a.t.data_location == external:
+                        res.has_external = True
+                elif t == GRAPH:
                     _scan(a.g, scopes, f"{where} › node {p.name!r}.{a.name}", level + 1, res)
                 elif t == GRAPHS:
                     for sub in a.graphs:
                         _scan(sub, scopes, f"{where} › node {p.name!r}.{a.name}", level + 1, res)
-                elif t == TENSOR:
-                    if a.t.data_location == external:
-                        res.has_external = True
                 elif t == TENSORS:
+                    found.extend(a.tensors)
                     if any(x.data_location == external for x in a.tensors):
                         res.has_external = True
+    local.discard("")
     for name in outputs:
         if name and name not in local and not any(name in s for s in outer):
             res.problem = res.problem or f"output {name!r} of {where} has no producer"

@@ -18,13 +18,13 @@ from conftest import tiny_chain
 def checker_runs(monkeypatch):
     """How many times onnx's checker was started (in a child) by this process."""
     runs = []
-    real = checks.isolated_check
+    real = checks.start_check
 
     def counting(*args, **kwargs):
         runs.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(checks, "isolated_check", counting)
+    monkeypatch.setattr(checks, "start_check", counting)
     return runs
 
 
