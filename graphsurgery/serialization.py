@@ -572,10 +572,26 @@ def _data_files_of(path: str) -> set[str]:
         if os.path.getsize(path) > _MAX_PARSE_FOR_DATA:
             return set()
         with open(path, "rb") as f:
+            if not _mentions(f, b"location"):
+                return set()  # a tensor's data file is named under the key "location": none here
+            f.seek(0)
             proto = onnx.ModelProto.FromString(f.read())
         return {_location_of(t) for t in iter_model_tensors(proto) if external_data.is_external(t)} - {""}
     except Exception:  # noqa: BLE001 - no model, or one we cannot read: it refers to nothing we know of
         return set()
+
+
+def _mentions(f, word: bytes) -> bool:
+    """Does the open file ``f`` hold ``word`` anywhere? Read in chunks, never whole."""
+    tail = b""
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            return False
+        seen = tail + chunk
+        if word in seen:
+            return True
+        tail = seen[-len(word) + 1:]
 
 
 def _uses(path: str, name: str) -> bool:
