@@ -2,57 +2,137 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import warnings
-from typing import TYPE_CHECKING
+import hashlib
+from typing import TYPE_CHECKING, NamedTuple
 
 import onnx
 
 from . import tensors
+from .checker import NOT_UTF8, PendingCheck, start_check
 from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
-from .serialization import TWO_GB, _create_temp, iter_model_tensors, validate_header, validate_text
+from .serialization import TWO_GB, iter_model_tensors, validate_header, validate_text
 
 if TYPE_CHECKING:
     from .graph import Graph
     from .model import Model
 
 
+class Verified(NamedTuple):
+    """A state of the model that passed the full :func:`check`: the fingerprint of its bytes,
+    the folder its external data was checked in, and what :func:`scan` measured of it."""
+
+    digest: bytes
+    base_dir: str | None
+    depth: int
+    has_external: bool
+
+
+def fingerprint(data: bytes) -> bytes:
+    """A digest of the serialized model: equal digests, equal models."""
+    return hashlib.sha256(data).digest()
+
+
+def review(model: Model, *, known: Verified | None = None, data: bytes | None = None, ordered: bool = False,
+           onnx_checker: bool = True, full: bool = True) -> tuple[list[str], Verified | None]:
+    """What :func:`problems` finds, and the :class:`Verified` state to remember when the full
+    check passed, without checking the very same bytes twice.
+
+    ``known`` is the state that last passed; ``data`` the model serialized, if the caller has
+    it. The fingerprint covers the whole proto, so whatever changed it (this library's verbs,
+    or code editing ``model.proto`` directly) makes the check run again in full. What lies
+    outside the proto, the external data files, is checked every time. ``ordered``: the graphs
+    were just put in order (as a save does), so one ordered :func:`scan` finds their invariants.
+    """
+    if known is not None:
+        if data is None:
+            data = model.proto.SerializeToString()
+        if known.base_dir == model.base_dir and known.digest == fingerprint(data):
+            return (_external_problems(model) if known.has_external else []), known
+    found, data, scanned = _problems(model, onnx_checker, full, scan(model) if ordered else None, data)
+    if found or not (onnx_checker and full):
+        return found, None
+    if scanned is None:
+        scanned = scan(model)
+    return [], Verified(fingerprint(data), model.base_dir, scanned.depth, scanned.has_external)
+
+
+def _external_problems(model: Model) -> list[str]:
+    found = []
+    for t in iter_model_tensors(model.proto):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            bad = tensors.problem(t, model.base_dir)
+            if bad is not None:
+                found.append(bad)
+    return found
+
+
 def problems(model: Model, *, onnx_checker: bool = True, full: bool = True,
              scanned: ScanResult | None = None) -> list[str]:
     """Every problem found, one line each; an empty list means the model is sound.
 
-    ``scanned`` (from :meth:`Model.save`, its :func:`scan` of the model just sorted) leaves
-    out what a save already knows: text was validated at load, and protobuf refuses text that
-    is not UTF-8 on every assignment since;
-    the graphs' invariants are found by save's one ordered pass (:func:`scan`), which sees
-    the same problems in a model it has just sorted, without building the index.
+    ``scanned``, a :func:`scan` of the model as it is (in order), finds the graphs' invariants
+    in one ordered pass; the index is built to name them only when it saw one (it notices
+    "read before defined" where the index names a cycle).
     """
+    return _problems(model, onnx_checker, full, scanned, None)[0]
+
+
+def _problems(model: Model, onnx_checker: bool, full: bool, scanned: ScanResult | None,
+              data: bytes | None) -> tuple[list[str], bytes | None, ScanResult | None]:
+    """:func:`problems`, plus the bytes the checker was given and the scan, when made."""
     found: list[str] = []
+    pending = None
+    if onnx_checker and scanned is not None and scanned.problem is None and data is not None:
+        # the bytes are final: onnx's checker starts now, in its child, while the rest is checked
+        # here; the child checks the text too (a second parse costs memory: there, not here)
+        pending = _start_onnx_checker(data, model.base_dir, full, scanned.has_external, text=True)
     try:
-        validate_header(model.proto, "the model")
-        if scanned is None:
-            validate_text(model.proto, "the model")
-    except ModelLoadError as exc:
-        return [str(exc)]  # nothing else can be read safely
-    if scanned is None or scanned.problem is not None:
-        # the index names what the one ordered pass only notices (a cycle, not "read before defined")
-        for g in [model.graph, *model.functions.values()]:
-            try:
-                _graph_problems(g, found)
-            except GraphSurgeryError as exc:
-                found.append(str(exc))
-        if scanned is not None and not found:
-            found.append(scanned.problem)
-    for t in iter_model_tensors(model.proto):
-        bad = tensors.problem(t, model.base_dir)
-        if bad is not None:
-            found.append(bad)
-    if onnx_checker and not found:
-        external = scanned.has_external if scanned is not None else scan(model).has_external
-        found.extend(_onnx_checker(model, full, external))
-    return found
+        try:
+            validate_header(model.proto, "the model")
+            if pending is None:
+                if data is None:
+                    data = model.proto.SerializeToString()
+                validate_text(model.proto, "the model", data)
+        except ModelLoadError as exc:
+            return [str(exc)], data, scanned  # nothing else can be read safely
+        if scanned is None or scanned.problem is not None:
+            for g in [model.graph, *model.functions.values()]:
+                try:
+                    _graph_problems(g, found)
+                except GraphSurgeryError as exc:
+                    found.append(str(exc))
+            if scanned is not None and not found:
+                found.append(scanned.problem)
+            data = None  # (building the index may have put nodes in order)
+        base_dir = model.base_dir
+        for t in (scanned.tensors if scanned is not None and scanned.problem is None
+                  else iter_model_tensors(model.proto)):
+            bad = tensors.problem(t, base_dir)
+            if bad is not None:
+                found.append(bad)
+        if pending is not None and (found or not onnx_checker):
+            pending.cancel()
+            pending = None
+        if pending is not None or (onnx_checker and not found):
+            if pending is None:
+                if scanned is None:
+                    scanned = scan(model)
+                if data is None:
+                    data = model.proto.SerializeToString()
+                pending = _start_onnx_checker(data, model.base_dir, full, scanned.has_external)
+            if pending is not None:
+                verdict = pending.result()
+                pending = None
+                if verdict == [NOT_UTF8]:
+                    try:
+                        validate_text(model.proto, "the model", data)
+                    except ModelLoadError as exc:
+                        return [str(exc)], data, scanned
+                found.extend(verdict)
+    finally:
+        if pending is not None:
+            pending.cancel()
+    return found, data, scanned
 
 
 def _graph_problems(g: Graph, found: list[str]) -> None:
@@ -88,92 +168,11 @@ def _graph_problems(g: Graph, found: list[str]) -> None:
         _graph_problems(sub, found)
 
 
-def _onnx_checker(model: Model, full: bool, external: bool) -> list[str]:
-    proto = model.proto
-    if proto.ByteSize() >= TWO_GB and not external:
-        return []  # onnx's checker cannot take a proto this size in memory; our own checks ran
-    return _isolated(lambda: _run_onnx_checker(model, proto, external, full))
-
-
-def _run_onnx_checker(model: Model, proto, external: bool, full: bool) -> list[str]:
-    try:
-        if external and model.base_dir is not None:
-            # onnx's checker finds external data only relative to a model path, so give it one
-            # beside the data, for the length of the check.
-            try:
-                fd, tmp = _create_temp(model.base_dir, "graphsurgery-check.onnx")
-            except OSError:  # a read-only folder: check the model itself (external files were resolved above)
-                onnx.checker.check_model(proto, full_check=full)
-            else:
-                try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(proto.SerializeToString())
-                    onnx.checker.check_model(tmp, full_check=full)
-                finally:
-                    os.unlink(tmp)
-        else:
-            onnx.checker.check_model(proto, full_check=full)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()
-        return [f"onnx checker: {first[0] if first else exc}"]
-    except onnx.shape_inference.InferenceError as exc:
-        return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
-    except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
-        first = str(exc).strip().splitlines()
-        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
-    return []
-
-
-def _isolated(run) -> list[str]:
-    """Run ``run()`` (onnx's checker) in a forked child where the platform allows it.
-
-    onnx's C++ checker and shape inference abort or crash the whole process on some damaged
-    models; in a child, a crash becomes a reported problem instead of taking the caller down.
-    Forking costs a few milliseconds: the child shares the parent's memory, model included.
-    """
-    if not hasattr(os, "fork"):
-        return run()
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
-        pid = os.fork()
-    if pid == 0:  # the child: report, and leave without running any of the parent's cleanup
-        code = 0
-        try:
-            os.close(read_fd)
-            import faulthandler
-
-            faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
-            data = json.dumps(run()).encode()
-            view = memoryview(data)
-            while view:
-                view = view[os.write(write_fd, view):]
-        except BaseException:  # noqa: BLE001
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-    chunks = []
-    try:
-        while True:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(read_fd)
-        _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
-        return [f"onnx checker crashed ({name}) on this model; it is damaged in a way onnx does not report"]
-    try:
-        return list(json.loads(b"".join(chunks)))
-    except ValueError:
-        return ["onnx checker stopped without a verdict on this model"]
+def _start_onnx_checker(data: bytes, base_dir: str | None, full: bool, external: bool,
+                        text: bool = False) -> PendingCheck | None:
+    if len(data) >= TWO_GB and not external:
+        return None  # onnx's checker cannot take a proto this size in memory; our own checks ran
+    return start_check(data, base_dir if external else None, full, text)
 
 
 def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None:
@@ -186,12 +185,13 @@ def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None
 class ScanResult:
     """What one ordered pass over every graph found."""
 
-    __slots__ = ("problem", "depth", "has_external")
+    __slots__ = ("problem", "depth", "has_external", "tensors")
 
     def __init__(self) -> None:
         self.problem: str | None = None
         self.depth = 0
         self.has_external = False
+        self.tensors: list[onnx.TensorProto] = []  # every tensor held in the model, in no particular order
 
 
 def scan(model: Model) -> ScanResult:
@@ -212,6 +212,7 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     external = onnx.TensorProto.EXTERNAL
     GRAPH, GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
     TENSOR, TENSORS = onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS
+    found = res.tensors
     if level > res.depth:
         res.depth = level
     if isinstance(g, onnx.FunctionProto):
@@ -220,14 +221,18 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     else:
         inputs = {vi.name for vi in g.input}
         local = set(inputs)
-        for t in g.initializer:
-            if t.name in local and t.name not in inputs:  # (an initializer may also be an input)
-                res.problem = res.problem or f"initializer {t.name!r} appears twice in {where}"
-            local.add(t.name)
+        initializers = list(g.initializer)
+        found.extend(initializers)
+        for t in initializers:
+            name = t.name
+            if name in local and name not in inputs:  # (an initializer may also be an input)
+                res.problem = res.problem or f"initializer {name!r} appears twice in {where}"
+            local.add(name)
             if t.data_location == external:
                 res.has_external = True
         for sp in g.sparse_initializer:
             local.add(sp.values.name)
+            found += (sp.values, sp.indices)
         if outer:
             for name in local:
                 if name and any(name in s for s in outer):
@@ -236,34 +241,38 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     scopes = [*outer, local]
     for p in g.node:
         for name in p.input:
-            if name and name not in local and not any(name in s for s in outer):
+            if name not in local and name and not any(name in s for s in outer):
                 res.problem = res.problem or (f"node {p.name!r} ({p.op_type}) in {where} reads {name!r} before "
                                               "anything defines it")
         for name in p.output:
-            if name:
-                if name in local:
+            if name in local:
+                if name:
                     res.problem = res.problem or f"{name!r} is defined twice in {where} (node {p.name!r})"
-                elif outer and any(name in s for s in outer):
-                    res.problem = res.problem or (f"node {p.name!r} in {where} redefines {name!r} from an "
-                                                  "enclosing scope")
+            elif outer and name and any(name in s for s in outer):
+                res.problem = res.problem or (f"node {p.name!r} in {where} redefines {name!r} from an "
+                                              "enclosing scope")
+            else:
                 local.add(name)
         if p.attribute:
             for a in p.attribute:
                 t = a.type
-                if t == GRAPH:
+                if t == TENSOR:
+                    found.append(a.t)
+                    if a.t.data_location == external:
+                        res.has_external = True
+                elif t == GRAPH:
                     _scan(a.g, scopes, f"{where} › node {p.name!r}.{a.name}", level + 1, res)
                 elif t == GRAPHS:
                     for sub in a.graphs:
                         _scan(sub, scopes, f"{where} › node {p.name!r}.{a.name}", level + 1, res)
-                elif t == TENSOR:
-                    if a.t.data_location == external:
-                        res.has_external = True
                 elif t == TENSORS:
+                    found.extend(a.tensors)
                     if any(x.data_location == external for x in a.tensors):
                         res.has_external = True
+    local.discard("")
     for name in outputs:
         if name and name not in local and not any(name in s for s in outer):
             res.problem = res.problem or f"output {name!r} of {where} has no producer"
 
 
-__all__ = ["check", "problems", "scan"]
+__all__ = ["Verified", "check", "problems", "review", "scan"]

@@ -54,6 +54,7 @@ class Model:
         self._names: set[str] | None = None
         self._node_names: set[str] | None = None
         self._counter = itertools.count(1)
+        self._verified: checks.Verified | None = None  # the last state the full check passed
 
     @property
     def proto(self) -> onnx.ModelProto:
@@ -200,13 +201,19 @@ class Model:
 
     def problems(self, *, onnx_checker: bool = True, full: bool = True) -> list[str]:
         """Every problem :meth:`check` would raise for, one line each."""
-        return checks.problems(self, onnx_checker=onnx_checker, full=full)
+        found, verified = checks.review(self, known=self._verified, onnx_checker=onnx_checker, full=full)
+        if verified is not None:
+            self._verified = verified
+        return found
 
     def check(self, *, onnx_checker: bool = True, full: bool = True) -> None:
         """Raise :class:`InvalidModelError` listing every problem: onnx's checker (with shape
         inference when ``full``) plus single producers, no dangling inputs, no cycles,
         unique initializers, outputs with producers, opsets present."""
-        checks.check(self, onnx_checker=onnx_checker, full=full)
+        found = self.problems(onnx_checker=onnx_checker, full=full)
+        if found:
+            head = found[0] if len(found) == 1 else f"{len(found)} problems, first: {found[0]}"
+            raise InvalidModelError(head, found)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False, external_data: bool | None = None,
              location: str | None = None, size_threshold: int = 1024, check: bool = True,
@@ -229,16 +236,29 @@ class Model:
         from .errors import SaveError
 
         self._restore_order()
-        scan = checks.scan(self)  # one ordered pass: names, order, nesting depth, external data
+        data = self._proto.SerializeToString()
+        verified = None
         if check:
-            # everything check() looks at: a saved model is one check() accepts
-            found = checks.problems(self, scanned=scan)
+            # everything check() looks at: a saved model is one check() accepts. A state that
+            # passed already (same bytes, same folder) is not checked again, but for its external files.
+            found, verified = checks.review(self, known=self._verified, data=data, ordered=True)
             if found:
                 raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
                                 "Fix it, or pass check=False to save anyway")
-        serialization.save(self, os.fspath(path), overwrite=overwrite, external=external_data, location=location,
-                           size_threshold=size_threshold, depth=scan.depth, has_external=scan.has_external,
-                           durable=durable, progress=progress)
+            depth, has_external = verified.depth, verified.has_external
+        else:
+            scanned = checks.scan(self)  # one ordered pass: nesting depth, external data
+            depth, has_external = scanned.depth, scanned.has_external
+        saved = serialization.save(self._proto, os.fspath(path), data=data, base_dir=self.base_dir,
+                                   source_path=self.source_path, overwrite=overwrite, external=external_data,
+                                   location=location, size_threshold=size_threshold, depth=depth,
+                                   has_external=has_external, durable=durable, progress=progress)
+        if saved.base_dir is not None:
+            self.base_dir = saved.base_dir
+        if verified is not None:
+            # what was written is what passed, its weights perhaps moved in or out of the file
+            self._verified = verified if saved.data is data else checks.Verified(
+                checks.fingerprint(saved.data), self.base_dir, depth, saved.external)
 
     def _restore_order(self) -> None:
         """Re-sort graphs whose order an edit may have broken (only those: the rest are as loaded)."""
@@ -265,9 +285,6 @@ class Model:
         proto = onnx.ModelProto()
         proto.CopyFrom(self.proto)
         return Model(proto, base_dir=self.base_dir)
-
-    def _moved_to(self, folder: str) -> None:
-        self.base_dir = folder
 
     # ---- interop -------------------------------------------------------------
     def to_networkx(self, *, recursive: bool = False):

@@ -8,13 +8,14 @@ leaves a half-written model behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
 import stat
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import onnx
 from google.protobuf.descriptor import FieldDescriptor as _FD
@@ -22,9 +23,6 @@ from google.protobuf.message import DecodeError
 
 from . import external_data
 from .errors import ModelLoadError, SaveError
-
-if TYPE_CHECKING:
-    from .model import Model
 
 TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
@@ -35,9 +33,12 @@ _CHUNK = 4 * 2**20
 
 
 def parse(data: bytes, what: str) -> onnx.ModelProto:
-    """Parse model bytes, refusing what is empty, truncated or plainly not an ONNX model."""
+    """Parse model bytes, refusing what is empty, truncated or plainly not an ONNX model, or
+    holds text that is not UTF-8."""
     if not data:
         raise ModelLoadError(f"{what} is empty (0 bytes); it is not an ONNX model")
+    # the strict parse first, and let go of it, so the two parses never hold the model twice
+    text_ok = text_is_utf8(data)
     proto = onnx.ModelProto()
     try:
         proto.ParseFromString(data)
@@ -46,16 +47,83 @@ def parse(data: bytes, what: str) -> onnx.ModelProto:
     except RecursionError:
         raise ModelLoadError(f"{what} nests subgraphs too deeply to be read") from None
     validate_header(proto, what)
-    validate_text(proto, what)
+    if not text_ok:
+        _find_bad_text(proto, what)
     return proto
 
 
-def validate_text(proto: onnx.ModelProto, what: str) -> None:
+@functools.lru_cache(maxsize=1)
+def _strict_text_class():
+    """A twin of ``onnx.ModelProto`` whose parser refuses text fields that are not UTF-8.
+
+    onnx.proto is proto2, whose ``string`` fields protobuf does not validate when parsing (upb
+    hands back ``bytes`` for them when read). Declaring the same messages as edition 2023 with
+    ``utf8_validation = VERIFY`` makes protobuf's own C parser check every text field, at the
+    cost of one more parse; ``bytes`` fields (weights, attribute strings) stay unchecked, as in
+    ONNX. None when this protobuf cannot build it (then text is checked field by field).
+    """
+    try:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+        fdp = descriptor_pb2.FileDescriptorProto()
+        onnx.ModelProto.DESCRIPTOR.file.CopyToProto(fdp)
+        if fdp.dependency:
+            return None
+        old, new = f".{fdp.package}.", f".graphsurgery_text_check.{fdp.package}."
+        fdp.name = "graphsurgery_text_check/" + fdp.name
+        fdp.package = new[1:-1]
+        stack = list(fdp.message_type)
+        while stack:
+            msg = stack.pop()
+            stack.extend(msg.nested_type)
+            for f in msg.field:
+                if f.type_name.startswith(old):
+                    f.type_name = new + f.type_name[len(old):]
+        if fdp.syntax not in ("", "proto2"):
+            return None
+        fdp.syntax = "editions"
+        fdp.edition = descriptor_pb2.EDITION_2023
+        features = fdp.options.features
+        features.field_presence = features.EXPLICIT  # what proto2 does, otherwise
+        features.enum_type = features.CLOSED
+        features.repeated_field_encoding = features.EXPANDED
+        features.message_encoding = features.LENGTH_PREFIXED
+        features.json_format = features.LEGACY_BEST_EFFORT
+        features.utf8_validation = features.VERIFY
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(fdp)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(new[1:] + "ModelProto"))
+    except Exception:  # noqa: BLE001 - an older protobuf without editions: the slower walk does the job
+        return None
+
+
+def text_is_utf8(data: bytes) -> bool:
+    """False when the serialized model ``data`` may hold text that is not UTF-8 (or does not
+    parse at all); True when every text field is valid UTF-8."""
+    strict = _strict_text_class()
+    if strict is None:
+        return False
+    try:
+        strict.FromString(data)
+    except (DecodeError, RecursionError):
+        return False
+    return True
+
+
+def validate_text(proto: onnx.ModelProto, what: str, data: bytes | None = None) -> None:
     """Refuse a model holding text (names, domains, doc strings...) that is not valid UTF-8.
 
     Protobuf decodes text fields only when they are read, so without this a damaged name would
     raise UnicodeDecodeError from whichever tool reads it first. Weights are not looked at.
+    ``data``, the model serialized, saves serializing it again.
     """
+    if _strict_text_class() is not None and text_is_utf8(proto.SerializeToString() if data is None else data):
+        return
+    _find_bad_text(proto, what)
+
+
+def _find_bad_text(proto: onnx.ModelProto, what: str) -> None:
+    """Walk every text field of ``proto`` and raise naming the first that does not decode."""
     # (message, where): ``where`` is the parent's place and the field, spelt out only on error
     stack: list[tuple[object, tuple]] = [(proto, ())]
     STRING, MESSAGE = _FD.TYPE_STRING, _FD.TYPE_MESSAGE
@@ -319,11 +387,24 @@ def _unlink(path: str) -> None:
         pass
 
 
-def save(model: Model, path: str, *, overwrite: bool, external: bool | None, location: str | None,
-         size_threshold: int, depth: int, has_external: bool, durable: bool, progress=None) -> None:
-    """Write ``model`` to ``path`` as described in :meth:`graphsurgery.Model.save`."""
+class Saved(NamedTuple):
+    """What a save did: the model file's bytes as written (the proto as it now is: weights
+    that moved inline or out are so in the proto too), whether it keeps weights externally,
+    and the folder its external data now lives in (None: where it was)."""
+
+    data: bytes
+    external: bool
+    base_dir: str | None
+
+
+def save(proto: onnx.ModelProto, path: str, *, base_dir: str | None, source_path: str | None, overwrite: bool,
+         external: bool | None, location: str | None, size_threshold: int, depth: int, has_external: bool,
+         durable: bool, progress=None, data: bytes | None = None) -> Saved:
+    """Write ``proto`` to ``path`` as described in :meth:`graphsurgery.Model.save`. ``data``
+    is ``proto`` serialized, if the caller has it; ``base_dir`` where its external data lives;
+    ``source_path`` the file it was loaded from, never overwritten unless ``overwrite``."""
     path = os.fspath(path)
-    src = model.source_path
+    src = source_path
     if not overwrite and src is not None and os.path.exists(path) and os.path.samefile(path, src):
         raise SaveError(f"refusing to overwrite the input model {src}; save elsewhere, or pass overwrite=True")
     if 2 + 3 * depth + 5 > MAX_MESSAGE_DEPTH:
@@ -333,37 +414,42 @@ def save(model: Model, path: str, *, overwrite: bool, external: bool | None, loc
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(folder):
         reclaim_stale(folder)
-    proto = model.proto
+    size = len(data) if data is not None else proto.ByteSize()
     if external is None:
-        external = has_external or proto.ByteSize() >= TWO_GB
+        external = has_external or size >= TWO_GB
     if not external:
         if has_external:
-            _inline_external(model)
-        size = proto.ByteSize()
+            _inline_external(proto, base_dir)
+            data = None
+            size = proto.ByteSize()
         if size >= TWO_GB:
             raise SaveError(f"the model is {size / 2**30:.2f} GiB; protobuf cannot write a file of 2 GiB or more. "
                             "Save with external_data=True to keep weights in a separate file")
+        if data is None:
+            data = proto.SerializeToString()
         old = _data_files_of(path)
-        write_atomic(path, proto.SerializeToString(), durable)
+        write_atomic(path, data, durable)
         _drop_old_data(path, old, keep=set(), location=os.path.basename(path) + ".data")
-        return
-    _save_external(model, path, location or os.path.basename(path) + ".data", size_threshold, durable, progress)
+        return Saved(data, False, None)
+    data = _save_external(proto, base_dir, path, location or os.path.basename(path) + ".data", size_threshold,
+                          durable, progress)
+    return Saved(data, True, folder)
 
 
-def _inline_external(model: Model) -> None:
+def _inline_external(proto: onnx.ModelProto, base_dir: str | None) -> None:
     from . import tensors
 
-    for t in list(iter_model_tensors(model.proto)):
+    for t in list(iter_model_tensors(proto)):
         if external_data.is_external(t):
-            data = tensors.to_numpy(t, model.base_dir)
+            data = tensors.to_numpy(t, base_dir)
             raw = data.tobytes()
             del t.external_data[:]
             t.ClearField("data_location")  # absent, as in a model that was never external
             t.raw_data = raw
 
 
-def _save_external(model: Model, path: str, location: str, size_threshold: int, durable: bool,
-                   progress=None) -> None:
+def _save_external(proto: onnx.ModelProto, base_dir: str | None, path: str, location: str, size_threshold: int,
+                   durable: bool, progress=None) -> bytes:
     """Stream every external tensor, and every inline initializer of ``size_threshold`` bytes or
     more, into one new data file beside ``path``; then point the tensors at it and write the model.
 
@@ -380,12 +466,11 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise SaveError(f"cannot save to {path}: folder {folder} does not exist")
-    proto = model.proto
     initializers = _initializer_ids(proto)
     chosen = []
     for t in iter_model_tensors(proto):
         if external_data.is_external(t):
-            chosen.append((t, external_data.resolve(t, model.base_dir)))
+            chosen.append((t, external_data.resolve(t, base_dir)))
         elif id(t) in initializers and t.data_type != onnx.TensorProto.STRING and t.ByteSize() >= size_threshold:
             chosen.append((t, None))
     old = _data_files_of(path)
@@ -432,11 +517,11 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
             undo.append((t, prev, off, length))
             external_data.set_entries(t, final, off, length)
         try:
-            write_atomic(path, proto.SerializeToString(), durable)
+            data = proto.SerializeToString()
+            write_atomic(path, data, durable)
         except BaseException:
             _undo(undo, os.path.join(folder, final))
             raise
-        model._moved_to(folder)
     except BaseException:
         if tmp_data is not None:
             _unlink(tmp_data)
@@ -444,6 +529,7 @@ def _save_external(model: Model, path: str, location: str, size_threshold: int, 
             _unlink(os.path.join(folder, final))  # ours, and no model refers to it
         raise
     _drop_old_data(path, old, keep={final}, location=location)
+    return data
 
 
 def _claim_name(tmp: str, folder: str, location: str, plain: bool) -> str:
@@ -486,10 +572,26 @@ def _data_files_of(path: str) -> set[str]:
         if os.path.getsize(path) > _MAX_PARSE_FOR_DATA:
             return set()
         with open(path, "rb") as f:
+            if not _mentions(f, b"location"):
+                return set()  # a tensor's data file is named under the key "location": none here
+            f.seek(0)
             proto = onnx.ModelProto.FromString(f.read())
         return {_location_of(t) for t in iter_model_tensors(proto) if external_data.is_external(t)} - {""}
     except Exception:  # noqa: BLE001 - no model, or one we cannot read: it refers to nothing we know of
         return set()
+
+
+def _mentions(f, word: bytes) -> bool:
+    """Does the open file ``f`` hold ``word`` anywhere? Read in chunks, never whole."""
+    tail = b""
+    while True:
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            return False
+        seen = tail + chunk
+        if word in seen:
+            return True
+        tail = seen[-len(word) + 1:]
 
 
 def _uses(path: str, name: str) -> bool:

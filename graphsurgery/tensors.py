@@ -48,6 +48,8 @@ for _t in ("INT32", "INT16", "INT8", "UINT8", "UINT16", "BOOL", "FLOAT16", "BFLO
         _FIELDS[getattr(T, _t)] = ("int32_data", 1)
 if hasattr(T, "FLOAT4E2M1"):
     _FIELDS[T.FLOAT4E2M1] = ("int32_data", 0.5)
+# element types whose elements take a whole number of bytes each
+_FIXED_SIZE = {t: np.dtype(d).itemsize for t, d in _STANDARD.items()}
 _TYPED = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
 # numpy cannot hold more than this many bytes in one array on any platform we support
 _MAX_BYTES = 2**62
@@ -58,6 +60,32 @@ def problem(tensor: onnx.TensorProto, base_dir: str | None) -> str | None:
 
     Cheap: it compares lengths and checks external data ranges; it decodes nothing.
     """
+    # the common weight first: raw bytes of a fixed-size element type and nothing else
+    fields = tensor.ListFields()
+    if len(fields) <= 5:
+        raw = dims = None
+        dt = T.UNDEFINED
+        for fd, value in fields:
+            name = fd.name
+            if name == "raw_data":
+                raw = value
+            elif name == "dims":
+                dims = value
+            elif name == "data_type":
+                dt = value
+            elif name not in ("name", "doc_string"):
+                raw = None
+                break
+        size = _FIXED_SIZE.get(dt)
+        if raw is not None and size is not None:
+            count = 1
+            for d in dims or ():
+                if d < 0:
+                    count = -1
+                    break
+                count *= d
+            if count >= 0 and count * size == len(raw):
+                return None
     bad, nbytes = _type_problem(tensor)
     if bad is not None:
         return bad

@@ -1,0 +1,164 @@
+"""Saves check what can have changed, and nothing twice; onnx's checker runs where a crash,
+a stuck child or an endless check cannot take the caller down."""
+
+import os
+import threading
+import time
+
+import onnx
+import pytest
+from onnx import helper
+
+import graphsurgery as gs
+from graphsurgery import checker, checks, serialization
+from conftest import tiny_chain
+
+
+@pytest.fixture
+def checker_runs(monkeypatch):
+    """How many times onnx's checker was started (in a child) by this process."""
+    runs = []
+    real = checks.start_check
+
+    def counting(*args, **kwargs):
+        runs.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(checks, "start_check", counting)
+    return runs
+
+
+def test_a_checked_model_is_not_checked_again_until_it_changes(tmp_path, checker_runs):
+    model = gs.load(tiny_chain())
+    model.check()
+    assert len(checker_runs) == 1
+    model.save(tmp_path / "a.onnx")
+    model.save(tmp_path / "b.onnx")
+    model.check()
+    assert len(checker_runs) == 1
+    model.set_metadata("k", "w")  # an edit: the next save checks again
+    model.save(tmp_path / "c.onnx")
+    assert len(checker_runs) == 2
+    model.save(tmp_path / "d.onnx")  # what was saved passed: not again
+    assert len(checker_runs) == 2
+    assert (tmp_path / "c.onnx").read_bytes() == (tmp_path / "d.onnx").read_bytes()
+
+
+def test_editing_the_proto_directly_after_a_check_is_still_caught(tmp_path):
+    model = gs.load(tiny_chain())
+    model.check()
+    model.save(tmp_path / "ok.onnx")
+    # something only onnx's checker sees, done behind the library's back
+    model.proto.graph.node[0].attribute[0].type = onnx.AttributeProto.FLOAT
+    with pytest.raises(gs.SaveError, match="refusing to save"):
+        model.save(tmp_path / "bad.onnx")
+    model.proto.graph.node[0].attribute[0].type = onnx.AttributeProto.INTS
+    model.proto.graph.node.append(helper.make_node("Relu", ["nowhere"], ["z"], name="dangling"))
+    with pytest.raises(gs.SaveError, match="nowhere"):
+        model.save(tmp_path / "bad.onnx")
+    assert sorted(os.listdir(tmp_path)) == ["ok.onnx"]
+
+
+def test_text_smuggled_in_by_merging_bytes_is_refused_at_save(tmp_path):
+    model = gs.load(tiny_chain())
+    model.check()
+    node = onnx.NodeProto(name="\u00ffrelu")
+    data = node.SerializeToString().replace("\u00ff".encode(), b"\xff\xfe")
+    model.proto.graph.node[1].MergeFromString(data)  # protobuf does not check proto2 text here
+    with pytest.raises(gs.SaveError, match="not valid UTF-8"):
+        model.save(tmp_path / "bad.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_external_data_is_checked_at_every_save(tmp_path):
+    gs.load(tiny_chain()).save(tmp_path / "m.onnx", external_data=True, size_threshold=0)
+    model = gs.load(str(tmp_path / "m.onnx"))
+    model.check()
+    data_file = next(p for p in tmp_path.iterdir() if p.name != "m.onnx")
+    data_file.write_bytes(data_file.read_bytes()[:8])  # the model's bytes are the same; its data is not
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(gs.SaveError, match="external data"):
+        model.save(out / "m.onnx")
+
+
+def test_a_model_whose_weights_moved_out_is_known_sound_after_the_save(tmp_path, checker_runs):
+    model = gs.load(tiny_chain())
+    model.save(tmp_path / "m.onnx", external_data=True, size_threshold=0)
+    assert len(checker_runs) == 1
+    model.save(tmp_path / "again.onnx")
+    assert len(checker_runs) == 1
+    assert gs.load(str(tmp_path / "again.onnx")).problems() == []
+
+
+def test_clean_text_is_not_walked_field_by_field(monkeypatch):
+    def walk(*a, **k):
+        raise AssertionError("the text was walked field by field")
+
+    monkeypatch.setattr(serialization, "_find_bad_text", walk)
+    data = tiny_chain().SerializeToString()
+    gs.load(data)
+    gs.load(onnx.ModelProto.FromString(data))
+    assert gs.load(data).problems() == []
+
+
+def test_save_goes_down_the_layers_and_returns_what_it_did(tmp_path):
+    proto = tiny_chain()
+    saved = serialization.save(proto, str(tmp_path / "m.onnx"), base_dir=None, source_path=None, overwrite=False,
+                               external=True, location=None, size_threshold=0, depth=0, has_external=False,
+                               durable=False)
+    assert saved.external and saved.base_dir == str(tmp_path)
+    assert saved.data == (tmp_path / "m.onnx").read_bytes()
+    assert not hasattr(gs.Model, "_moved_to")
+
+
+# ---- the isolated checker -------------------------------------------------------------------
+def test_a_forked_checker_stuck_on_a_lock_falls_back_to_a_fresh_process(monkeypatch):
+    # a fork copies a lock another thread holds at that moment; the child would wait forever
+    lock = threading.Lock()
+    real = onnx.checker.check_model
+
+    def needs_the_lock(*args, **kwargs):
+        with lock:
+            return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnx.checker, "check_model", needs_the_lock)
+    monkeypatch.setattr(checker, "STALL_SECONDS", 0.5)
+    holding = threading.Event()
+
+    def hold():
+        with lock:
+            holding.set()
+            time.sleep(3)
+
+    threading.Thread(target=hold, daemon=True).start()
+    holding.wait()
+    data = tiny_chain().SerializeToString()
+    result = []
+    worker = threading.Thread(target=lambda: result.append(checker.isolated_check(data, None, True)), daemon=True)
+    start = time.monotonic()
+    worker.start()
+    worker.join(60)
+    assert result == [[]]  # the fresh process checked it: sound
+    assert time.monotonic() - start < 60
+
+
+def test_a_check_that_never_ends_is_stopped_and_reported(monkeypatch):
+    def spin(*args, **kwargs):
+        while True:
+            pass
+
+    monkeypatch.setattr(onnx.checker, "check_model", spin)
+    monkeypatch.setattr(checker, "TIME_LIMIT", 1.0)
+    found = checker.isolated_check(tiny_chain().SerializeToString(), None, True)
+    assert found and "did not finish within" in found[0]
+
+
+def test_a_fresh_process_checks_and_its_crash_is_caught():
+    good = tiny_chain()
+    assert checker._spawned(good.SerializeToString(), None, True) == []
+    good.graph.node[0].attribute[0].type = onnx.AttributeProto.FLOAT
+    assert "onnx checker" in checker._spawned(good.SerializeToString(), None, True)[0]
+    found = checker._spawned(b"", None, True, code="import os; os.abort()")
+    assert found and "crashed (SIGABRT)" in found[0]
+    assert "without a verdict" in checker._spawned(b"", None, True, code="print('no')")[0]
