@@ -22,6 +22,7 @@ from .errors import (
 from .graph import Graph, Value
 from .model import Model, load
 from .node import Node
+from .optimize import optimize
 from .session import Session
 
 
@@ -50,4 +51,5 @@ __all__ = [
     "Session",
     "Value",
     "load",
+    "optimize",
 ]

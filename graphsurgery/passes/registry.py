@@ -14,9 +14,11 @@ from .eliminate_noops import EliminateNoops
 from .fix_prelu_slope import FixPReluSlope
 from .focus_to_conv import FocusToConv
 from .fold_constants import FoldConstants
+from .fold_conv_affine import FoldConvAffine
 from .freeze_inputs import FreezeInputs
 from .fuse_conv_bn import FuseConvBn
 from .instancenorm_epsilon import InstanceNormEpsilon
+from .matmul_add_to_gemm import MatMulAddToGemm
 from .prelu_to_relu import PReluToRelu
 from .preprocessing import FoldPreprocessing, SplitPreprocessing
 from .remove_if import RemoveIf
@@ -43,6 +45,8 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     FoldPreprocessing,
     SplitPreprocessing,
     FocusToConv,
+    FoldConvAffine,
+    MatMulAddToGemm,
 )}
 
 
