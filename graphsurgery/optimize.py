@@ -27,8 +27,11 @@ from .passes.pipeline import Pipeline, PipelineResult
 from .passes.registry import create
 
 #: the passes one round runs, in order: each keeps what the model computes
-CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "fuse-conv-bn", "fold-conv-affine", "matmul-add-to-gemm",
-         "cleanup")
+CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices", "fuse-conv-bn",
+         "fold-conv-affine", "matmul-add-to-gemm", "cleanup")
+#: how much one fold may grow the file: tiny constants (a [1, 16, 32] embedding lookup of a
+#: constant index) are worth a node; large ones stay computed
+GROW_BYTES = 4096
 #: rounds after which the loop stops even if the last one still changed something
 MAX_ROUNDS = 12
 
@@ -127,10 +130,11 @@ class FixedPoint(Pass):
         last = _fingerprint(model)
         while rounds < self.max_rounds:
             rounds += 1
-            for i, name in enumerate(self.chain):
+            passes = Pipeline.from_text(",".join(self.chain)).passes  # fresh passes each round
+            for i, p in enumerate(passes):
                 if self.progress:
-                    self.progress(i, len(self.chain), f"round {rounds}: {name}")
-                results.append(create(name).run(model))
+                    self.progress(i, len(passes), f"round {rounds}: {p.name}")
+                results.append(p.run(model))
             now = _fingerprint(model)
             if now == last:
                 break
@@ -159,7 +163,9 @@ class Optimizer:
 
     ``set_shape`` (``{"input": "1x3x224x224"}`` or the pass text ``input=1x3x224x224``),
     ``freeze`` (``{"sr": 16000}``) and ``batch`` (a number or a name) run first, as the passes
-    ``set-shape``, ``freeze-inputs`` and ``set-batch``; then :data:`CHAIN` to a fixed point.
+    ``set-shape``, ``freeze-inputs`` and ``set-batch``; then :data:`CHAIN` to a fixed point
+    (``passes`` replaces it; pass text with options is fine). ``grow_bytes`` is how much one
+    fold of constants may grow the file (see ``fold-constants``).
     ``verify`` (default on) runs the model before and after in onnxruntime and raises
     :class:`graphsurgery.verify.VerificationError` when outputs differ beyond ``rtol``/``atol``
     plus the reference's own noise; ``inputs`` (arrays by input name) replace generated ones.
@@ -167,7 +173,7 @@ class Optimizer:
 
     def __init__(self, *, set_shape: dict[str, Any] | str | None = None, freeze: dict[str, Any] | str | None = None,
                  batch: int | str | None = None, verify: bool = True, inputs: dict[str, np.ndarray] | None = None,
-                 rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN,
+                 rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int = GROW_BYTES,
                  max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None):
         self.settings: list[Pass] = []
         if freeze:
@@ -176,9 +182,11 @@ class Optimizer:
             self.settings.append(create("set-shape", **_named(set_shape, "set_shape")))
         if batch is not None and batch != "":
             self.settings.append(create("set-batch", size=str(batch)))
-        self.chain = list(passes)
-        for name in self.chain:
-            create(name)  # a misspelt pass fails here, before any work
+        if not isinstance(grow_bytes, int) or grow_bytes < 0:
+            raise PassError(f"optimize: grow_bytes={grow_bytes!r}; give a whole number of bytes >= 0")
+        self.chain = [f"fold-constants(grow_bytes={grow_bytes})" if p == "fold-constants" and grow_bytes else p
+                      for p in passes]
+        Pipeline.from_text(",".join(self.chain))  # a misspelt pass fails here, before any work
         if not isinstance(max_rounds, int) or max_rounds < 1:
             raise PassError(f"optimize: max_rounds={max_rounds!r}; give a whole number >= 1")
         self.max_rounds = max_rounds

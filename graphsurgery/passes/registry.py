@@ -10,6 +10,7 @@ from .cleanup import Cleanup
 from .convert_opset import ConvertOpset
 from .cut import Cut
 from .debug_outputs import DebugOutputs
+from .eliminate_neutral import EliminateNeutral
 from .eliminate_noops import EliminateNoops
 from .fix_prelu_slope import FixPReluSlope
 from .focus_to_conv import FocusToConv
@@ -18,6 +19,7 @@ from .fold_conv_affine import FoldConvAffine
 from .freeze_inputs import FreezeInputs
 from .fuse_conv_bn import FuseConvBn
 from .instancenorm_epsilon import InstanceNormEpsilon
+from .merge_slices import MergeSlices
 from .matmul_add_to_gemm import MatMulAddToGemm
 from .prelu_to_relu import PReluToRelu
 from .preprocessing import FoldPreprocessing, SplitPreprocessing
@@ -47,6 +49,8 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     FocusToConv,
     FoldConvAffine,
     MatMulAddToGemm,
+    EliminateNeutral,
+    MergeSlices,
 )}
 
 
