@@ -6,12 +6,23 @@ import numpy as np
 
 from .. import shapes
 from ..model import Model
-from ..rewrite import Alias, Const, Op, Rule, rewrite
+from ..rewrite import ANY, Alias, Const, Op, Rule, rewrite
 from .base import Pass, PassResult
 
 
 # an end at least this large takes a whole axis whatever its size (exporters write 2**31 - 1, 2**63 - 1)
 _UNBOUNDED = 2**31 - 1
+
+
+def optional_const(g, node, i: int):
+    """The value of ``node``'s optional input ``i``: None when omitted, the reason when it is
+    not a constant."""
+    if len(node.inputs) <= i or not node.inputs[i]:
+        return None
+    t = g.tensor(node.inputs[i])
+    if not t.is_constant:
+        return f"its input {i} ({node.inputs[i]!r}) is computed, not a constant"
+    return np.asarray(t.numpy())
 
 
 def _all(value):
@@ -41,9 +52,10 @@ def rules(types: shapes.Types) -> list[Rule]:
     def whole_slice(m, g):
         dims = shapes.dims(types.get(g, m["x"]))
         starts, ends = m["starts"].reshape(-1), m["ends"].reshape(-1)
-        axes = m.consts.get("axes")
+        axes, steps = (optional_const(g, m.root, i) for i in (3, 4))
+        if isinstance(axes, str) or isinstance(steps, str):
+            return axes if isinstance(axes, str) else steps
         axes = np.arange(len(starts)) if axes is None else axes.reshape(-1)
-        steps = m.consts.get("steps")
         steps = np.ones(len(starts), np.int64) if steps is None else steps.reshape(-1)
         if len({len(starts), len(ends), len(axes), len(steps)}) != 1:
             return "its starts, ends, axes and steps differ in length"
@@ -63,7 +75,7 @@ def rules(types: shapes.Types) -> list[Rule]:
         Rule("sub-zero", Op("Sub", ["x", Const("c", _all(0))]), alias, keeps_shape),
         Rule("mul-one", Op("Mul", ["x", Const("c", _all(1))], commutative=True), alias, keeps_shape),
         Rule("div-one", Op("Div", ["x", Const("c", _all(1))]), alias, keeps_shape),
-        Rule("slice-whole", Op("Slice", ["x", Const("starts"), Const("ends"), Const("axes"), Const("steps")],
+        Rule("slice-whole", Op("Slice", ["x", Const("starts"), Const("ends"), ANY, ANY],
                                min_inputs=3), alias, whole_slice),
     ]
 

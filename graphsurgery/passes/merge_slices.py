@@ -7,15 +7,27 @@ from onnx import helper
 
 from .. import shapes
 from ..model import Model
-from ..rewrite import Const, Op, Rule, const_init, rewrite
+from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
 from .base import Pass, PassResult
 
 
-def _parts(m, suffix: str, rank: int | None):
+def _optional(g, node, i: int):
+    if len(node.inputs) <= i or not node.inputs[i]:
+        return None
+    t = g.tensor(node.inputs[i])
+    if not t.is_constant:
+        return f"its input {i} ({node.inputs[i]!r}) is computed, not a constant"
+    return np.asarray(t.numpy())
+
+
+def _parts(m, g, suffix: str, rank: int | None):
+    node = m.nodes["inner"] if suffix == "1" else m.root
     starts, ends = m[f"s{suffix}"].reshape(-1), m[f"e{suffix}"].reshape(-1)
-    axes = m.consts.get(f"a{suffix}")
+    axes, steps = _optional(g, node, 3), _optional(g, node, 4)
+    for v in (axes, steps):
+        if isinstance(v, str):
+            return v
     axes = np.arange(len(starts)) if axes is None else axes.reshape(-1)
-    steps = m.consts.get(f"st{suffix}")
     steps = np.ones(len(starts), np.int64) if steps is None else steps.reshape(-1)
     if len({len(starts), len(ends), len(axes), len(steps)}) != 1:
         return "its starts, ends, axes and steps differ in length"
@@ -29,7 +41,7 @@ def _parts(m, suffix: str, rank: int | None):
 def rule(types: shapes.Types) -> Rule:
     def check(m, g):
         rank = shapes.rank(types.get(g, m["x"]))
-        inner, outer = _parts(m, "1", rank), _parts(m, "2", rank)
+        inner, outer = _parts(m, g, "1", rank), _parts(m, g, "2", rank)
         for part, which in ((inner, "the inner Slice"), (outer, "the outer Slice")):
             if isinstance(part, str):
                 return f"{which}: {part}"
@@ -48,9 +60,8 @@ def rule(types: shapes.Types) -> Rule:
                                 name=root.name or g.unique_name("Slice", kind="node"))
         return [node], inits
 
-    inner = Op("Slice", ["x", Const("s1"), Const("e1"), Const("a1"), Const("st1")], name="inner", min_inputs=3,
-               exclusive=False)
-    return Rule("slice-slice", Op("Slice", [inner, Const("s2"), Const("e2"), Const("a2"), Const("st2")],
+    inner = Op("Slice", ["x", Const("s1"), Const("e1"), ANY, ANY], name="inner", min_inputs=3, exclusive=False)
+    return Rule("slice-slice", Op("Slice", [inner, Const("s2"), Const("e2"), ANY, ANY],
                                   min_inputs=3), build, check)
 
 

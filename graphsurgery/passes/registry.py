@@ -19,6 +19,7 @@ from .fold_conv_affine import FoldConvAffine
 from .freeze_inputs import FreezeInputs
 from .fuse_conv_bn import FuseConvBn
 from .instancenorm_epsilon import InstanceNormEpsilon
+from .merge_reshapes import MergeReshapes
 from .merge_slices import MergeSlices
 from .matmul_add_to_gemm import MatMulAddToGemm
 from .prelu_to_relu import PReluToRelu
@@ -51,6 +52,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     MatMulAddToGemm,
     EliminateNeutral,
     MergeSlices,
+    MergeReshapes,
 )}
 
 
