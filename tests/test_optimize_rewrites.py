@@ -183,3 +183,137 @@ def test_matmul_add_to_gemm_on_real_models():
     bert = gs.load(str(FIXTURES / "bert_torchscript.onnx"))  # 3-D MatMuls: nothing to fuse
     res = create("matmul-add-to-gemm").run(bert)
     assert not res.changed and res.skipped and "Gemm" not in bert.op_histogram()
+
+
+# ---- eliminate-neutral -------------------------------------------------------------------
+def binary(op, const, x_shape=(2, 3), const_first=False, dtype=TensorProto.FLOAT):
+    nodes = [helper.make_node(op, ["c", "x"] if const_first else ["x", "c"], ["h"], name="op"),
+             helper.make_node("Relu", ["h"], ["y"], name="relu")]
+    return model_of(nodes, [vi("x", x_shape, dtype)], [vi("y", None, dtype)], [init("c", const)])
+
+
+@pytest.mark.parametrize("op,const,const_first", [
+    ("Add", np.zeros(3, np.float32), False), ("Add", np.float32(0), True), ("Sub", np.zeros((1, 3), np.float32), False),
+    ("Mul", np.ones(3, np.float32), True), ("Div", np.float32(1), False), ("Mul", np.ones((2, 3), np.float32), False)])
+def test_neutral_arithmetic_removed(op, const, const_first):
+    proto = binary(op, const, const_first=const_first)
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)}
+    want = run_ort(proto, feeds)
+    assert create("eliminate-neutral").run(proto).changed
+    assert [n.op_type for n in proto.graph.node] == ["Relu"]
+    assert_close(run_ort(proto, feeds), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op,const,kw,why", [
+    ("Add", np.zeros((4, 2, 3), np.float32), {}, "rank 3"),                 # broadcasts x to [4, 2, 3]
+    ("Mul", np.ones((2, 1), np.float32), {"x_shape": (1, 3)}, "may broadcast"),
+    ("Sub", np.zeros(3, np.float32), {"const_first": True}, "not a constant"),  # 0 - x is -x
+    ("Div", np.ones(3, np.float32), {"const_first": True}, "not a constant"),   # 1 / x
+    ("Add", np.full(3, 1e-12, np.float32), {}, "does not fit"),
+    ("Add", np.zeros(3, np.float32), {"x_shape": None}, "rank is unknown"),
+])
+def test_neutral_arithmetic_kept_where_it_does_something(op, const, kw, why):
+    proto = binary(op, const, **kw)
+    before = proto.SerializeToString()
+    res = create("eliminate-neutral").run(proto)
+    assert not res.changed and proto.SerializeToString() == before
+    assert any(why in s for s in res.skipped), res.skipped
+
+
+def slice_model(chain, x_shape=(2, 3, 4, 5)):
+    """chain: (starts, ends, axes or None, steps or None) per Slice, applied in turn."""
+    nodes, inits, cur = [], [], "x"
+    for i, (starts, ends, axes, steps) in enumerate(chain):
+        names = [f"s{i}", f"e{i}"] + ([f"a{i}"] if axes is not None else []) + ([f"st{i}"] if steps is not None else [])
+        values = [starts, ends] + ([axes] if axes is not None else []) + ([steps] if steps is not None else [])
+        inits += [init(n, np.asarray(v, np.int64)) for n, v in zip(names, values)]
+        nodes.append(helper.make_node("Slice", [cur] + names, [f"h{i}"], name=f"slice{i}"))
+        cur = f"h{i}"
+    nodes.append(helper.make_node("Relu", [cur], ["y"], name="relu"))
+    return model_of(nodes, [vi("x", x_shape)], [vi("y", None)], inits)
+
+
+def test_whole_slice_removed_and_partial_kept():
+    proto = slice_model([([0, 0], [2**63 - 1, 5], [1, 3], None)])
+    assert create("eliminate-neutral").run(proto).changed and len(proto.graph.node) == 1
+    for chain in ([([0], [4], [3], None)], [([1], [2**31 - 1], [1], None)], [([0], [2**31 - 1], [1], [2])],
+                  [([0], [5], [-1], [-1])]):
+        proto = slice_model(chain)
+        assert not create("eliminate-neutral").run(proto).changed
+
+
+def test_whole_slice_on_a_real_model():
+    """magika (tf2onnx) slices a [1, 512, 508, 1] tensor to [..., :1]: the whole tensor."""
+    model = gs.load(str(DATA / "magika_standard_v3_3.onnx"))
+    Pipeline.from_text("set-shape(bytes=1x2048),fold-constants,cleanup")(model)
+    feeds = {"bytes": np.random.default_rng(0).integers(0, 256, (1, 2048)).astype(np.int32)}
+    want = run_ort(model.proto, feeds)
+    res = create("eliminate-neutral").run(model)
+    assert any("slice-whole" in c for c in res.changes)
+    assert_close(run_ort(model.proto, feeds), want, rtol=0, atol=0)
+
+
+# ---- merge-slices ------------------------------------------------------------------------
+def test_slices_on_other_axes_merged():
+    proto = slice_model([([0], [2**63 - 1], [2], [2]), ([1], [4], [-1], None)])
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)}
+    want = run_ort(proto, feeds)
+    assert create("merge-slices").run(proto).changed
+    assert [n.op_type for n in proto.graph.node] == ["Slice", "Relu"]
+    assert_close(run_ort(proto, feeds), want, rtol=0, atol=0)
+
+
+def test_slices_on_the_same_axis_kept():
+    proto = slice_model([([0], [4], [1], None), ([1], [3], [1], None)])
+    res = create("merge-slices").run(proto)
+    assert not res.changed and any("same axis" in s for s in res.skipped)
+    proto = slice_model([([0], [4], [-1], None), ([1], [3], [3], None)], x_shape=None)  # rank unknown
+    res = create("merge-slices").run(proto)
+    assert not res.changed and any("negative axes" in s for s in res.skipped)
+
+
+def test_merge_slices_on_a_real_model():
+    """silero's STFT takes the real and imaginary halves of a Conv output, each then sliced on
+    another axis: two Slices where one does."""
+    model = gs.load(str(DATA / "silero_vad_16k_op15.onnx"))
+    Pipeline.from_text("set-shape(input=1x512,state=2x1x128),fold-constants,remove-if,cleanup")(model)
+    feeds = {"input": np.random.default_rng(0).uniform(-1, 1, (1, 512)).astype(np.float32),
+             "state": np.zeros((2, 1, 128), np.float32), "sr": np.array(16000, np.int64)}
+    feeds = {k: v for k, v in feeds.items() if k in model.graph.input_names}
+    want = run_ort(model.proto, feeds)
+    slices = model.op_histogram().get("Slice", 0)
+    res = create("merge-slices").run(model)
+    assert res.details["merged"] >= 1
+    create("cleanup").run(model)
+    assert model.op_histogram().get("Slice", 0) <= slices - 2
+    assert_close(run_ort(model.proto, feeds), want, rtol=0, atol=0)
+
+
+# ---- merge-reshapes ----------------------------------------------------------------------
+def reshape_model(first, second, x_shape=(2, 3, 4), shared=False):
+    nodes = [helper.make_node("Reshape", ["x", "s1"], ["h"], name="r1"),
+             helper.make_node("Reshape", ["h", "s2"], ["y"], name="r2")]
+    outputs = [vi("y", None)]
+    if shared:
+        nodes.append(helper.make_node("Relu", ["h"], ["z"], name="other"))
+        outputs.append(vi("z", None))
+    return model_of(nodes, [vi("x", x_shape)], outputs,
+                    [init("s1", np.asarray(first, np.int64)), init("s2", np.asarray(second, np.int64))])
+
+
+@pytest.mark.parametrize("first,second,shared", [([6, 4], [4, -1], False), ([2, 12], [0, 3, 4], False),
+                                                 ([6, 4], [24], True)])
+def test_reshape_of_reshape_merged(first, second, shared):
+    proto = reshape_model(first, second, shared=shared)
+    feeds = {"x": np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)}
+    want = run_ort(proto, feeds)
+    assert create("merge-reshapes").run(proto).changed
+    assert proto.graph.node[-1 if not shared else 1].input[0] == "x" or any(
+        n.name == "r2" and n.input[0] == "x" for n in proto.graph.node)
+    assert_close(run_ort(proto, feeds), want, rtol=0, atol=0)
+
+
+def test_reshape_copying_an_unknown_dim_kept():
+    proto = reshape_model([-1, 4], [0, 2, 2], x_shape=("n", 3, 4))
+    res = create("merge-reshapes").run(proto)
+    assert not res.changed and any("unknown" in s for s in res.skipped)
