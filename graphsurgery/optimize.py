@@ -29,9 +29,11 @@ from .passes.registry import create
 #: the passes one round runs, in order: each keeps what the model computes
 CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices", "merge-reshapes",
          "fuse-conv-bn", "fold-conv-affine", "matmul-add-to-gemm", "cleanup")
-#: how much one fold may grow the file: tiny constants (a [1, 16, 32] embedding lookup of a
-#: constant index) are worth a node; large ones stay computed
+#: how much one fold may grow the file, at least: tiny constants (a [1, 16, 32] embedding lookup
+#: of a constant index) are worth a node; large ones stay computed
 GROW_BYTES = 4096
+#: ... and at most this share of the model's size (a detector's anchor grid, 25 KB in 12 MB)
+GROW_SHARE = 0.01
 #: rounds after which the loop stops even if the last one still changed something
 MAX_ROUNDS = 12
 
@@ -165,7 +167,8 @@ class Optimizer:
     ``freeze`` (``{"sr": 16000}``) and ``batch`` (a number or a name) run first, as the passes
     ``set-shape``, ``freeze-inputs`` and ``set-batch``; then :data:`CHAIN` to a fixed point
     (``passes`` replaces it; pass text with options is fine). ``grow_bytes`` is how much one
-    fold of constants may grow the file (see ``fold-constants``).
+    fold of constants may grow the file (see ``fold-constants``); by default 1% of the model's
+    size, at least 4 KiB: an anchor grid folded is worth its bytes, a weight copied is not.
     ``verify`` (default on) runs the model before and after in onnxruntime and raises
     :class:`graphsurgery.verify.VerificationError` when outputs differ beyond ``rtol``/``atol``
     plus the reference's own noise; ``inputs`` (arrays by input name) replace generated ones.
@@ -173,7 +176,7 @@ class Optimizer:
 
     def __init__(self, *, set_shape: dict[str, Any] | str | None = None, freeze: dict[str, Any] | str | None = None,
                  batch: int | str | None = None, verify: bool = True, inputs: dict[str, np.ndarray] | None = None,
-                 rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int = GROW_BYTES,
+                 rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int | None = None,
                  max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None):
         self.settings: list[Pass] = []
         if freeze:
@@ -182,10 +185,10 @@ class Optimizer:
             self.settings.append(create("set-shape", **_named(set_shape, "set_shape")))
         if batch is not None and batch != "":
             self.settings.append(create("set-batch", size=str(batch)))
-        if not isinstance(grow_bytes, int) or grow_bytes < 0:
+        if grow_bytes is not None and (not isinstance(grow_bytes, int) or grow_bytes < 0):
             raise PassError(f"optimize: grow_bytes={grow_bytes!r}; give a whole number of bytes >= 0")
-        self.chain = [f"fold-constants(grow_bytes={grow_bytes})" if p == "fold-constants" and grow_bytes else p
-                      for p in passes]
+        self.grow_bytes = grow_bytes
+        self.chain = list(passes)
         Pipeline.from_text(",".join(self.chain))  # a misspelt pass fails here, before any work
         if not isinstance(max_rounds, int) or max_rounds < 1:
             raise PassError(f"optimize: max_rounds={max_rounds!r}; give a whole number >= 1")
@@ -199,7 +202,9 @@ class Optimizer:
                             f"got {type(model).__name__}")
         wrapped = load(model) if isinstance(model, onnx.ModelProto) else model
         before = Stats.of(wrapped)
-        fixed = FixedPoint(self.chain, self.max_rounds, self._round_progress)
+        grow = self.grow_bytes if self.grow_bytes is not None else max(GROW_BYTES, int(before.bytes * GROW_SHARE))
+        chain = [f"fold-constants(grow_bytes={grow})" if p == "fold-constants" and grow else p for p in self.chain]
+        fixed = FixedPoint(chain, self.max_rounds, self._round_progress)
         pipeline = Pipeline([*self.settings, fixed], verify=self.verify, inputs=self.inputs, rtol=self.rtol,
                             atol=self.atol)
         out: PipelineResult = pipeline.run(wrapped)
