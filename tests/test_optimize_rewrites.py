@@ -317,3 +317,59 @@ def test_reshape_copying_an_unknown_dim_kept():
     proto = reshape_model([-1, 4], [0, 2, 2], x_shape=("n", 3, 4))
     res = create("merge-reshapes").run(proto)
     assert not res.changed and any("unknown" in s for s in res.skipped)
+
+
+# ---- cancel-reshapes ---------------------------------------------------------------------
+def gelu_between_reshapes(back=(6, 4), const_shape=(), extra=None):
+    """x [6, 4] -> Reshape [2, 3, 4] -> x*0.5 * (1 + tanh(x)) -> Reshape back -> Relu."""
+    nodes = [helper.make_node("Reshape", ["x", "to3"], ["r"], name="r1"),
+             helper.make_node("Mul", ["r", "half"], ["m"], name="mul"),
+             helper.make_node("Tanh", ["r"], ["t"], name="tanh"),
+             helper.make_node("Add", ["t", "one"], ["a"], name="add"),
+             helper.make_node("Mul", ["m", "a"], ["g"], name="gelu"),
+             helper.make_node("Reshape", ["g", "to2"], ["b"], name="r2"),
+             helper.make_node("Relu", ["b"], ["y"], name="relu")]
+    inits = [init("to3", np.array([2, 3, 4], np.int64)), init("to2", np.array(back, np.int64)),
+             init("half", np.full(const_shape, 0.5, np.float32)), init("one", np.float32(1))]
+    inputs = [vi("x", [6, 4])]
+    if extra:
+        nodes[3] = helper.make_node("Add", ["t", "other"], ["a"], name="add")
+        inputs.append(vi("other", [2, 3, 4]))
+    return model_of(nodes, inputs, [vi("y", [6, 4])], inits)
+
+
+def test_reshape_pair_around_elementwise_work_cancelled():
+    proto = gelu_between_reshapes()
+    feeds = {"x": np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)}
+    want = run_ort(proto, feeds)
+    res = create("cancel-reshapes").run(proto)
+    assert res.changed and "Reshape" not in [n.op_type for n in proto.graph.node]
+    onnx.checker.check_model(proto, full_check=True)
+    assert_close(run_ort(proto, feeds), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kw,why", [
+    ({"back": (4, 6)}, "does not give back the shape"),
+    ({"const_shape": (2, 3, 4)}, "not a scalar"),
+    ({"extra": True}, "computed outside the region"),
+])
+def test_reshape_pair_kept_where_the_shape_matters(kw, why):
+    proto = gelu_between_reshapes(**kw)
+    before = proto.SerializeToString()
+    res = create("cancel-reshapes").run(proto)
+    assert not res.changed and proto.SerializeToString() == before
+    assert any(why in s for s in res.skipped), res.skipped
+
+
+def test_cancel_reshapes_on_a_real_model():
+    """GPT-2 (dynamo export): Gemm, reshape to [1, 8, 128], GELU, reshape to [8, 128], Gemm."""
+    model = gs.load(str(FIXTURES / "gpt2_dynamo.onnx"))
+    feeds = {"input_ids": np.random.default_rng(0).integers(0, 100, (1, 8)).astype(np.int64)}
+    want = run_ort(model.proto, feeds)
+    Pipeline.from_text("fold-constants,eliminate-noops,matmul-add-to-gemm,cleanup")(model)
+    reshapes = model.op_histogram()["Reshape"]
+    res = create("cancel-reshapes").run(model)
+    assert res.details["cancelled"] == 1 and model.op_histogram()["Reshape"] == reshapes - 2
+    onnx.checker.check_model(model.proto, full_check=True)
+    assert_close(run_ort(model.proto, feeds), want, rtol=1e-5, atol=1e-6)
+    assert not create("cancel-reshapes").run(model).changed

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from .base import Pass, PassError
+from .cancel_reshapes import CancelReshapes
 from .cleanup import Cleanup
 from .convert_opset import ConvertOpset
 from .cut import Cut
@@ -53,6 +54,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     EliminateNeutral,
     MergeSlices,
     MergeReshapes,
+    CancelReshapes,
 )}
 
 
