@@ -58,8 +58,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             worst = max((d.max_rel for _, rep in result.verification for d in rep), default=0.0)
             print(f"verified in onnxruntime: outputs equal within rtol={args.rtol} (largest relative "
                   f"difference {worst:.1e}); {result.rounds} round(s)")
-        else:
+        elif not result.changed:
+            print(f"no change, nothing to verify; {result.rounds} round(s)")
+        elif args.no_verify:
             print(f"not verified (--no-verify); {result.rounds} round(s)")
+        else:
+            print(f"not verified (see the notes above); {result.rounds} round(s)")
         if args.verbose:
             print(_format_run([r for r in result.results if r.changed or r.skipped], [], verbose=True))
         print(f"wrote {args.output}")
@@ -115,7 +119,8 @@ def many(args: argparse.Namespace, command) -> int:
             if not done.ok:
                 failed.append(done)
                 bar.close()
-                print(f"graphsurgery: error: {done.src}: {done.error}", file=sys.stderr)
+                named = done.error if done.src in done.error else f"{done.src}: {done.error}"
+                print(f"graphsurgery: error: {named}", file=sys.stderr)
             elif not args.json and not args.quiet:
                 bar.close()
                 out, err = done.value

@@ -63,7 +63,8 @@ class Stats:
 class OptimizeResult:
     """What :class:`Optimizer` did: the model (same kind as given), its statistics before and
     after, the rounds the chain ran, every pass result, and the verification report
-    (``(what was checked, per-output differences)``; empty with ``verify=False``)."""
+    (``(what was checked, per-output differences)``; empty with ``verify=False``). ``verified``
+    is True only when every change was compared in onnxruntime."""
 
     model: Any
     before: Stats
@@ -125,6 +126,8 @@ class FixedPoint(Pass):
         self.chain = list(passes)
         self.max_rounds = max_rounds
         self.progress = progress
+        # the model-level fields the chain's passes may change (convert-opset: the opsets)
+        self.touches = frozenset().union(*(p.touches for p in Pipeline.from_text(",".join(self.chain)).passes))
 
     def apply(self, model: Model, result: PassResult) -> None:
         results: list[PassResult] = []
@@ -215,7 +218,8 @@ class Optimizer:
         return OptimizeResult(model=wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped,
                               before=before, after=Stats.of(wrapped), rounds=chain_result.details.get("rounds", 0),
                               results=results, verification=out.verification,
-                              verified=self.verify and bool(out.verification))
+                              verified=self.verify and bool(out.verification) and not any(
+                                  d.name == "(not verified)" for _, rep in out.verification for d in rep))
 
     def _round_progress(self, done: int, total: int, label: str) -> None:
         if self.progress:

@@ -122,6 +122,10 @@ def test_cli_optimize_settings(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--set-shape" in err[0] and "NAME=VALUE" in err[0]
     assert not (tmp_path / "x.onnx").exists()
+    out = tmp_path / "b4.onnx"  # a hard-coded batch of 1, patched to 4 (set-batch), verified per sample
+    assert main(["optimize", str(FIXTURES / "view_batch.onnx"), "-o", str(out), "--batch", "4", "-q"]) == 0
+    dims = gs.load(str(out)).proto.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims] == [4, 3, 4, 4]
 
 
 def test_cli_optimize_verification_failure_is_exit_3(tmp_path, capsys, monkeypatch):
@@ -183,3 +187,25 @@ def test_cli_many_models_refused_before_any_work(tmp_path, capsys, argv, message
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "DIR").exists() or not any((tmp_path / "DIR").iterdir())
+
+
+def test_repeated_nodes_merged_random_ones_never():
+    """Two Splits of one input (their split sizes in two initializers of equal value) are one
+    Split; two RandomNormalLike of one input are two draws and stay two."""
+    from onnx import helper, numpy_helper
+
+    nodes = [helper.make_node("Split", ["x", "s1"], ["a", "b"], name="sp1", axis=1),
+             helper.make_node("Split", ["x", "s2"], ["c", "d"], name="sp2", axis=1),
+             helper.make_node("Add", ["a", "c"], ["y"], name="add"),
+             helper.make_node("Mul", ["b", "d"], ["z"], name="mul"),
+             helper.make_node("RandomNormalLike", ["x"], ["r1"], name="rn1"),
+             helper.make_node("RandomNormalLike", ["x"], ["r2"], name="rn2"),
+             helper.make_node("Sub", ["r1", "r2"], ["w"], name="sub")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 4])],
+                          [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in "yzw"],
+                          [numpy_helper.from_array(np.array([2, 2], np.int64), "s1"),
+                           numpy_helper.from_array(np.array([2, 2], np.int64), "s2")])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    Optimizer(verify=False).run(proto)
+    assert [n.op_type for n in proto.graph.node] == ["Split", "Add", "Mul", "RandomNormalLike", "RandomNormalLike",
+                                                    "Sub"]
