@@ -68,7 +68,8 @@ def outputs_for(sources: list[str], folder: str, *, overwrite: bool = False) -> 
         seen[base] = src
         dst = os.path.join(folder, base)
         if not overwrite and os.path.exists(dst) and os.path.samefile(dst, src):
-            raise ManyError(f"refusing to overwrite the input {src} (-o {folder}); write elsewhere, or pass --overwrite")
+            raise ManyError(f"refusing to overwrite the input {src} (-o {folder}); write elsewhere, "
+                            "or pass --overwrite")
         pairs.append((src, dst))
     try:
         os.makedirs(folder, exist_ok=True)

@@ -226,7 +226,7 @@ def slice_model(chain, x_shape=(2, 3, 4, 5)):
     for i, (starts, ends, axes, steps) in enumerate(chain):
         names = [f"s{i}", f"e{i}"] + ([f"a{i}"] if axes is not None else []) + ([f"st{i}"] if steps is not None else [])
         values = [starts, ends] + ([axes] if axes is not None else []) + ([steps] if steps is not None else [])
-        inits += [init(n, np.asarray(v, np.int64)) for n, v in zip(names, values)]
+        inits += [init(n, np.asarray(v, np.int64)) for n, v in zip(names, values, strict=True)]
         nodes.append(helper.make_node("Slice", [cur] + names, [f"h{i}"], name=f"slice{i}"))
         cur = f"h{i}"
     nodes.append(helper.make_node("Relu", [cur], ["y"], name="relu"))

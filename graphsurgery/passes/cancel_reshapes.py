@@ -116,7 +116,8 @@ class CancelReshapes(Pass):
                     continue
                 nodes, exits, tensors = region
                 if any(e.outputs[0] in g.output_names and len(g.consumers(e.inputs[0])) != 1 for e in exits):
-                    result.skip(f"Reshape {r1.name!r}: a Reshape back gives a graph output from a tensor read elsewhere")
+                    result.skip(f"Reshape {r1.name!r}: a Reshape back gives a graph output from a tensor read "
+                                "elsewhere")
                     continue
                 try:
                     for e in exits:

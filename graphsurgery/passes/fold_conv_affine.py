@@ -97,7 +97,8 @@ def _build(m, g):
         inits.append(bi)
         bias = bi.name
     ins = [conv.inputs[0], weight] + ([bias] if bias else [])
-    node = helper.make_node(conv.op_type, ins, [root.outputs[0]], name=conv.name or g.unique_name(conv.op_type, kind="node"))
+    node = helper.make_node(conv.op_type, ins, [root.outputs[0]],
+                            name=conv.name or g.unique_name(conv.op_type, kind="node"))
     node.attribute.extend(conv.proto.attribute)
     return [node], inits
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from onnx import helper
 
 from .. import shapes
@@ -33,7 +32,7 @@ def rule(types: shapes.Types, opset: int) -> Rule:
         if c.ndim > 2:
             return f"the constant has rank {c.ndim}: the sum is not 2-D"
         want = list(c.shape) if c.ndim == 2 else [1] + list(c.shape) if c.ndim == 1 else [1, 1]
-        for axis, (n, d) in enumerate(zip(want, out)):
+        for axis, (n, d) in enumerate(zip(want, out, strict=False)):
             if n != 1 and n != d:
                 return (f"the constant's dim {axis} ({n}) is not 1 and not known to equal the product's "
                         f"({d if d is not None else 'unknown'})")
