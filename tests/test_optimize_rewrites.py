@@ -373,3 +373,20 @@ def test_cancel_reshapes_on_a_real_model():
     onnx.checker.check_model(model.proto, full_check=True)
     assert_close(run_ort(model.proto, feeds), want, rtol=1e-5, atol=1e-6)
     assert not create("cancel-reshapes").run(model).changed
+
+
+def test_fold_constants_folds_gather_elements_on_one_row():
+    """onnx's reference GatherElements fails on [1, N] data ("cannot reshape array of size 1"):
+    BERT's token-type ids (a [1, 512] buffer sliced to the sequence) stayed computed."""
+    data = np.zeros((1, 64), np.int64)
+    data[0, 3] = 1
+    index = np.array([[0, 1, 2, 3, -1]], np.int64)
+    proto = model_of([helper.make_node("GatherElements", ["d", "i"], ["g"], name="ge", axis=1),
+                      helper.make_node("Add", ["g", "x"], ["y"], name="add")],
+                     [vi("x", [1, 5], TensorProto.INT64)], [vi("y", [1, 5], TensorProto.INT64)],
+                     [init("d", data), init("i", index)])
+    feeds = {"x": np.arange(5, dtype=np.int64).reshape(1, 5)}
+    want = run_ort(proto, feeds)
+    res = create("fold-constants").run(proto)
+    assert res.changed and [n.op_type for n in proto.graph.node] == ["Add"], res.skipped
+    assert_close(run_ort(proto, feeds), want, rtol=0, atol=0)
