@@ -29,6 +29,7 @@ from .fix import FixRefused, fix  # the function, not the module: bound after th
 from .graph import Graph, Value
 from .model import Model, load
 from .node import Node
+from .optimize import optimize
 from .session import Session
 
 
@@ -65,4 +66,5 @@ __all__ = [
     "VerificationError",
     "fix",
     "load",
+    "optimize",
 ]

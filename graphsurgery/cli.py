@@ -206,6 +206,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.example and args.model:
         raise UsageError("run takes a MODEL path or --example, not both")
+    if isinstance(args.model, list):
+        if len(args.model) > 1:
+            Pipeline.from_text(args.pipeline)  # a wrong pipeline is one error, not one per model
+            from .cli_optimize import many
+
+            return many(args, _cmd_run)
+        args.model = args.model[0] if args.model else None
     src = example_path() if args.example else args.model
     if src is None:
         raise UsageError("run needs a MODEL path (or --example)")
@@ -497,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --for tensorrt: also what TensorRT parsers before 10 did differently")
     ins.set_defaults(func=_cmd_inspect)
     run = sub.add_parser("run", parents=[common], help="apply a pipeline of passes and save the result")
-    run.add_argument("model", nargs="?", help="path of an .onnx file")
+    run.add_argument("model", nargs="*", help="path of an .onnx file (several: -o names a folder)")
     run.add_argument("--example", action="store_true", help="use the bundled example model")
     run.add_argument("-o", "--output", help="where to write the result")
     run.add_argument("-p", "--pipeline", required=True,
@@ -510,7 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
     run.add_argument("--json", action="store_true", help="machine-readable report")
     run.add_argument("-q", "--quiet", action="store_true")
+    run.add_argument("--jobs", type=_positive, default=1, help="models processed at once, in worker processes")
     run.set_defaults(func=_cmd_run)
+    from .cli_optimize import add_parser
+
+    add_parser(sub, common)
     dbg = sub.add_parser("debug", parents=[common],
                          help="compare a model with a reference tensor by tensor; name the first node that differs")
     dbg.add_argument("model")

@@ -392,6 +392,14 @@ def _visible_constants(g: Graph, visible: dict) -> dict[str, np.ndarray]:
 def _run_node(proto: onnx.NodeProto, inputs: list, model: Model) -> list:
     from onnx.reference import ReferenceEvaluator
 
+    if proto.op_type == "GatherElements" and len(inputs) == 2:  # onnx's reference fails on [1, N] inputs
+        data, index = np.asarray(inputs[0]), np.asarray(inputs[1])
+        axis = next((a.i for a in proto.attribute if a.name == "axis"), 0)
+        if data.ndim == index.ndim and data.ndim and -data.ndim <= axis < data.ndim:
+            axis %= data.ndim
+            if np.all((index >= -data.shape[axis]) & (index < data.shape[axis])):
+                return [np.take_along_axis(data, np.where(index < 0, index + data.shape[axis], index), axis)]
+
     node = onnx.NodeProto()
     node.CopyFrom(proto)
     names = [f"in{i}" if x else "" for i, x in enumerate(proto.input)]

@@ -7,17 +7,23 @@ from typing import Any
 
 from ..errors import did_you_mean
 from .base import Pass, PassError
+from .cancel_reshapes import CancelReshapes
 from .cleanup import Cleanup
 from .convert_opset import ConvertOpset
 from .cut import Cut
 from .debug_outputs import DebugOutputs
+from .eliminate_neutral import EliminateNeutral
 from .eliminate_noops import EliminateNoops
 from .fix_prelu_slope import FixPReluSlope
 from .focus_to_conv import FocusToConv
 from .fold_constants import FoldConstants
+from .fold_conv_affine import FoldConvAffine
 from .freeze_inputs import FreezeInputs
 from .fuse_conv_bn import FuseConvBn
 from .instancenorm_epsilon import InstanceNormEpsilon
+from .merge_reshapes import MergeReshapes
+from .merge_slices import MergeSlices
+from .matmul_add_to_gemm import MatMulAddToGemm
 from .prelu_to_relu import PReluToRelu
 from .preprocessing import FoldPreprocessing, SplitPreprocessing
 from .remove_if import RemoveIf
@@ -44,6 +50,12 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     FoldPreprocessing,
     SplitPreprocessing,
     FocusToConv,
+    FoldConvAffine,
+    MatMulAddToGemm,
+    EliminateNeutral,
+    MergeSlices,
+    MergeReshapes,
+    CancelReshapes,
 )}
 
 

@@ -1,0 +1,253 @@
+"""``optimize``: one call, model in, smaller checked model out.
+
+    import graphsurgery as gs
+    smaller = gs.optimize(proto)                                  # same kind out as in
+    report = Optimizer(set_shape={"input": "1x3x224x224"}).run(proto)
+    print(report.table())
+
+The default chain only makes changes that keep what the model computes; it runs until a
+round changes nothing (folding, no-op removal and merging duplicates feed each other), and the
+result is verified against the input in onnxruntime with the rules of ``run --verify``
+(generated inputs that run, tolerance widened by the reference's own noise). Settings unlock
+more: fixed input shapes, frozen inputs, a batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .model import Model, load
+from .passes.base import Pass, PassError, PassResult
+from .passes.pipeline import Pipeline, PipelineResult
+from .passes.registry import create
+
+#: the passes one round runs, in order: each keeps what the model computes
+CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices", "merge-reshapes",
+         "cancel-reshapes", "fuse-conv-bn", "fold-conv-affine", "matmul-add-to-gemm", "cleanup")
+#: how much one fold may grow the file, at least: tiny constants (a [1, 16, 32] embedding lookup
+#: of a constant index) are worth a node; large ones stay computed
+GROW_BYTES = 4096
+#: ... and at most this share of the model's size (a detector's anchor grid, 25 KB in 12 MB)
+GROW_SHARE = 0.01
+#: rounds after which the loop stops even if the last one still changed something
+MAX_ROUNDS = 12
+
+
+@dataclass
+class Stats:
+    """What a model is made of: nodes (subgraphs included), op counts, serialized bytes
+    (external data included)."""
+
+    nodes: int
+    ops: dict[str, int]
+    bytes: int
+
+    @classmethod
+    def of(cls, model: Model) -> Stats:
+        from . import external_data, serialization
+
+        ops = model.op_histogram()
+        size = model.proto.ByteSize()
+        for t in serialization.iter_model_tensors(model.proto):
+            if external_data.is_external(t):
+                size += external_data.expected_nbytes(t) or 0
+        return cls(sum(ops.values()), ops, size)
+
+
+@dataclass
+class OptimizeResult:
+    """What :class:`Optimizer` did: the model (same kind as given), its statistics before and
+    after, the rounds the chain ran, every pass result, and the verification report
+    (``(what was checked, per-output differences)``; empty with ``verify=False``). ``verified``
+    is True only when every change was compared in onnxruntime."""
+
+    model: Any
+    before: Stats
+    after: Stats
+    rounds: int
+    results: list[PassResult] = field(default_factory=list)
+    verification: list[tuple[str, list]] = field(default_factory=list)
+    verified: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return any(r.changed for r in self.results)
+
+    def op_rows(self) -> list[tuple[str, int, int]]:
+        """``(op, before, after)`` for every op whose count changed, most removed first."""
+        names = set(self.before.ops) | set(self.after.ops)
+        rows = [(op, self.before.ops.get(op, 0), self.after.ops.get(op, 0)) for op in names]
+        rows = [r for r in rows if r[1] != r[2]]
+        return sorted(rows, key=lambda r: (r[2] - r[1], r[0]))
+
+    def table(self) -> str:
+        """The before/after table the command line prints."""
+        rows = [(op, str(b), str(a)) for op, b, a in self.op_rows()]
+        rows.append(("nodes", str(self.before.nodes), str(self.after.nodes)))
+        rows.append(("bytes", _size(self.before.bytes), _size(self.after.bytes)))
+        w = max(len(r[0]) for r in rows + [("op", "", "")])
+        wb = max(len(r[1]) for r in rows + [("", "before", "")])
+        wa = max(len(r[2]) for r in rows + [("", "", "after")])
+        lines = [f"{'op':<{w}}  {'before':>{wb}}  {'after':>{wa}}"]
+        for i, (name, b, a) in enumerate(rows):
+            if i == len(rows) - 2:
+                lines.append("-" * (w + wb + wa + 4))
+            lines.append(f"{name:<{w}}  {b:>{wb}}  {a:>{wa}}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return (f"<OptimizeResult {self.before.nodes} -> {self.after.nodes} nodes in {self.rounds} round(s)"
+                f"{', verified' if self.verified else ''}>")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)  # pragma: no cover
+
+
+class FixedPoint(Pass):
+    """The optimize chain, run again and again until a round changes nothing. One step of a
+    pipeline, so ``--verify`` compares the model before the first round with the model after the
+    last; its result lists every pass result of every round in ``details["results"]``."""
+
+    name = "optimize-chain"
+
+    def __init__(self, passes: Iterable[str] = CHAIN, max_rounds: int = MAX_ROUNDS,
+                 progress: Callable[[int, int, str], None] | None = None):
+        super().__init__()
+        self.chain = list(passes)
+        self.max_rounds = max_rounds
+        self.progress = progress
+        # the model-level fields the chain's passes may change (convert-opset: the opsets)
+        self.touches = frozenset().union(*(p.touches for p in Pipeline.from_text(",".join(self.chain)).passes))
+
+    def apply(self, model: Model, result: PassResult) -> None:
+        results: list[PassResult] = []
+        rounds = 0
+        last = _fingerprint(model)
+        while rounds < self.max_rounds:
+            rounds += 1
+            passes = Pipeline.from_text(",".join(self.chain)).passes  # fresh passes each round
+            for i, p in enumerate(passes):
+                if self.progress:
+                    self.progress(i, len(passes), f"round {rounds}: {p.name}")
+                results.append(p.run(model))
+            now = _fingerprint(model)
+            if now == last:
+                break
+            last = now
+        for r in results:
+            for line in r.changes:
+                result.note(f"{r.name}: {line}")
+        result.details["results"] = results
+        result.details["rounds"] = rounds
+
+    def describe(self) -> str:
+        return self.name
+
+
+def _fingerprint(model: Model) -> bytes:
+    """The graph as bytes: equal bytes, nothing changed (value_info aside, which cleanup and
+    shape inference may refresh without changing what the model computes)."""
+    g = onnx.GraphProto()
+    g.CopyFrom(model.proto.graph)
+    g.ClearField("value_info")
+    return g.SerializeToString(deterministic=True)
+
+
+class Optimizer:
+    """The settings of one optimisation; :meth:`run` applies them to a model.
+
+    ``set_shape`` (``{"input": "1x3x224x224"}`` or the pass text ``input=1x3x224x224``),
+    ``freeze`` (``{"sr": 16000}``) and ``batch`` (a number or a name) run first, as the passes
+    ``set-shape``, ``freeze-inputs`` and ``set-batch``; then :data:`CHAIN` to a fixed point
+    (``passes`` replaces it; pass text with options is fine). ``grow_bytes`` is how much one
+    fold of constants may grow the file (see ``fold-constants``); by default 1% of the model's
+    size, at least 4 KiB: an anchor grid folded is worth its bytes, a weight copied is not.
+    ``verify`` (default on) runs the model before and after in onnxruntime and raises
+    :class:`graphsurgery.verify.VerificationError` when outputs differ beyond ``rtol``/``atol``
+    plus the reference's own noise; ``inputs`` (arrays by input name) replace generated ones.
+    ``progress(done, total, label)`` is called as the work goes on."""
+
+    def __init__(self, *, set_shape: dict[str, Any] | str | None = None, freeze: dict[str, Any] | str | None = None,
+                 batch: int | str | None = None, verify: bool = True, inputs: dict[str, np.ndarray] | None = None,
+                 rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int | None = None,
+                 max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None):
+        self.settings: list[Pass] = []
+        if freeze:
+            self.settings.append(create("freeze-inputs", **_named(freeze, "freeze")))
+        if set_shape:
+            self.settings.append(create("set-shape", **_named(set_shape, "set_shape")))
+        if batch is not None and batch != "":
+            self.settings.append(create("set-batch", size=str(batch)))
+        if grow_bytes is not None and (not isinstance(grow_bytes, int) or grow_bytes < 0):
+            raise PassError(f"optimize: grow_bytes={grow_bytes!r}; give a whole number of bytes >= 0")
+        self.grow_bytes = grow_bytes
+        self.chain = list(passes)
+        Pipeline.from_text(",".join(self.chain))  # a misspelt pass fails here, before any work
+        if not isinstance(max_rounds, int) or max_rounds < 1:
+            raise PassError(f"optimize: max_rounds={max_rounds!r}; give a whole number >= 1")
+        self.max_rounds = max_rounds
+        self.verify, self.inputs, self.rtol, self.atol = verify, inputs, rtol, atol
+        self.progress = progress
+
+    def run(self, model: Model | onnx.ModelProto) -> OptimizeResult:
+        if not isinstance(model, (Model, onnx.ModelProto)):
+            raise PassError(f"optimize: expected a graphsurgery Model or an onnx.ModelProto, "
+                            f"got {type(model).__name__}")
+        wrapped = load(model) if isinstance(model, onnx.ModelProto) else model
+        before = Stats.of(wrapped)
+        grow = self.grow_bytes if self.grow_bytes is not None else max(GROW_BYTES, int(before.bytes * GROW_SHARE))
+        chain = [f"fold-constants(grow_bytes={grow})" if p == "fold-constants" and grow else p for p in self.chain]
+        fixed = FixedPoint(chain, self.max_rounds, self._round_progress)
+        pipeline = Pipeline([*self.settings, fixed], verify=self.verify, inputs=self.inputs, rtol=self.rtol,
+                            atol=self.atol)
+        out: PipelineResult = pipeline.run(wrapped)
+        chain_result = out.results[-1]
+        results = out.results[:-1] + chain_result.details.pop("results", [])
+        if self.progress:
+            self.progress(1, 1, "done")
+        return OptimizeResult(model=wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped,
+                              before=before, after=Stats.of(wrapped), rounds=chain_result.details.get("rounds", 0),
+                              results=results, verification=out.verification,
+                              verified=self.verify and bool(out.verification) and not any(
+                                  d.name == "(not verified)" for _, rep in out.verification for d in rep))
+
+    def _round_progress(self, done: int, total: int, label: str) -> None:
+        if self.progress:
+            self.progress(done, total, label)
+
+
+def _named(value: dict[str, Any] | str, what: str) -> dict[str, str]:
+    """``{"a": "1x3"}`` or the text ``a=1x3,b=2`` as options of a pass."""
+    if isinstance(value, dict):
+        return {str(k): _text(v) for k, v in value.items()}
+    out: dict[str, str] = {}
+    for part in str(value).split(","):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise PassError(f"optimize {what}: {part.strip()!r} is not NAME=VALUE")
+        k, v = part.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "x".join(str(int(d)) if isinstance(d, (int, np.integer)) else str(d) for d in v)
+    return str(v)
+
+
+def optimize(model: Model | onnx.ModelProto, **settings: Any):
+    """Optimise ``model`` (see :class:`Optimizer` for the settings); returns the same kind of
+    object, edited in place. :meth:`Optimizer.run` also returns the before/after statistics."""
+    return Optimizer(**settings).run(model).model
