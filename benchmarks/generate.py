@@ -2,10 +2,13 @@
 
     python benchmarks/generate.py OUT_DIR [cnn] [small_ops] [transformer]
 
-- cnn.onnx: a ~50k-node CNN-like chain (Conv → BatchNormalization → Relu → Add residual).
-- small_ops.onnx: a ~200k-node graph of small elementwise ops (Mul/Add/LeakyRelu/Neg).
-- transformer/model.onnx (+ model.onnx.data): a transformer-like stack with ~1.5 GB of
-  external float32 weights and a few If nodes whose condition is a constant.
+Models that exist already are kept.
+
+- cnn_12k.onnx, cnn_24k.onnx, cnn_48k.onnx: CNN-like chains of Conv → PRelu →
+  InstanceNormalization → Add (residual) blocks, the same generator at n, 2n and 4n nodes.
+- small_ops.onnx: a 200k-node graph of small elementwise ops (Mul/Add/LeakyRelu/Neg).
+- transformer/model.onnx (+ model.onnx.data): a transformer-like stack with 2.3 GB (over
+  2 GiB) of external float32 weights and a few If nodes whose condition is a constant.
 """
 
 from __future__ import annotations
@@ -24,23 +27,26 @@ def _model(nodes, name, inputs, outputs, inits, ir_version=10):
                              producer_name="graphsurgery-benchmarks")
 
 
-def cnn(blocks: int = 12_000) -> onnx.ModelProto:
+def cnn(blocks: int = 12_000, channels: int = 8, hw: int = 16) -> onnx.ModelProto:
+    """``blocks`` blocks of Conv → PRelu → InstanceNormalization → Add (the PRelu's output is read
+    twice: by the norm and by the residual Add), 4 nodes each: 12,000 blocks make 48k nodes."""
     rng = np.random.default_rng(0)
-    C = 8
+    C = channels
     nodes, inits = [], []
     x = "x"
     for i in range(blocks):
-        w, s, b, m, v = (f"w{i}", f"s{i}", f"b{i}", f"m{i}", f"v{i}")
+        w, sl, s, b = (f"w{i}", f"slope{i}", f"s{i}", f"b{i}")
         inits += [numpy_helper.from_array(rng.standard_normal((C, C, 3, 3)).astype(np.float32) * 0.05, w),
-                  numpy_helper.from_array(np.ones(C, np.float32), s), numpy_helper.from_array(np.zeros(C, np.float32), b),
-                  numpy_helper.from_array(np.zeros(C, np.float32), m), numpy_helper.from_array(np.ones(C, np.float32), v)]
+                  numpy_helper.from_array(rng.uniform(0.05, 0.3, (C, 1, 1)).astype(np.float32), sl),
+                  numpy_helper.from_array(np.ones(C, np.float32), s), numpy_helper.from_array(np.zeros(C, np.float32), b)]
         nodes += [helper.make_node("Conv", [x, w], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
-                  helper.make_node("BatchNormalization", [f"c{i}", s, b, m, v], [f"n{i}"], name=f"bn{i}"),
-                  helper.make_node("Relu", [f"n{i}"], [f"r{i}"], name=f"relu{i}"),
-                  helper.make_node("Add", [f"r{i}", x], [f"a{i}"], name=f"add{i}")]
+                  helper.make_node("PRelu", [f"c{i}", sl], [f"p{i}"], name=f"prelu{i}"),
+                  helper.make_node("InstanceNormalization", [f"p{i}", s, b], [f"n{i}"], name=f"norm{i}",
+                                   epsilon=1e-5),
+                  helper.make_node("Add", [f"n{i}", f"p{i}"], [f"a{i}"], name=f"add{i}")]
         x = f"a{i}"
-    return _model(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 16, 16])],
-                  [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, C, 16, 16])], inits)
+    return _model(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, hw, hw])],
+                  [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, C, hw, hw])], inits)
 
 
 def small_ops(n: int = 200_000) -> onnx.ModelProto:
@@ -59,7 +65,8 @@ def small_ops(n: int = 200_000) -> onnx.ModelProto:
 
 
 def transformer(folder: str, layers: int = 31, d: int = 1024, ff: int = 4096) -> str:
-    """~1.5 GB of weights written straight to external data, one tensor at a time."""
+    """50 MB of weights a layer (at the default widths), written straight to external data, one
+    tensor at a time."""
     os.makedirs(folder, exist_ok=True)
     data_name = "model.onnx.data"
     rng = np.random.default_rng(0)
@@ -123,16 +130,41 @@ def transformer(folder: str, layers: int = 31, d: int = 1024, ff: int = 4096) ->
     return path
 
 
-def main(argv: list[str]) -> None:
-    out = argv[0] if argv else "benchmarks/out"
-    which = argv[1:] or ["cnn", "small_ops", "transformer"]
+# the sizes the benchmark runs: CNN blocks for n, 2n, 4n (4 nodes a block: 12k, 24k, 48k nodes),
+# small-op nodes, and transformer layers (46 layers of 1024-wide weights: 2.3 GB, over 2 GiB)
+CNN_BLOCKS = (3_000, 6_000, 12_000)
+SMALL_OPS = 200_000
+TRANSFORMER_LAYERS = 46
+
+
+def cnn_path(out: str, blocks: int) -> str:
+    return os.path.join(out, f"cnn_{blocks * 4 // 1000}k.onnx")
+
+
+def small_ops_path(out: str) -> str:
+    return os.path.join(out, "small_ops.onnx")
+
+
+def transformer_path(out: str) -> str:
+    return os.path.join(out, "transformer", "model.onnx")
+
+
+def ensure(out: str, which=("cnn", "small_ops", "transformer"), cnn_blocks=CNN_BLOCKS) -> None:
+    """Write the models in ``which`` that ``out`` does not hold yet."""
     os.makedirs(out, exist_ok=True)
     if "cnn" in which:
-        onnx.save(cnn(), os.path.join(out, "cnn.onnx"))
-    if "small_ops" in which:
-        onnx.save(small_ops(), os.path.join(out, "small_ops.onnx"))
-    if "transformer" in which:
-        transformer(os.path.join(out, "transformer"))
+        for b in cnn_blocks:
+            if not os.path.exists(cnn_path(out, b)):
+                onnx.save(cnn(b), cnn_path(out, b))
+    if "small_ops" in which and not os.path.exists(small_ops_path(out)):
+        onnx.save(small_ops(SMALL_OPS), small_ops_path(out))
+    if "transformer" in which and not os.path.exists(transformer_path(out)):
+        transformer(os.path.dirname(transformer_path(out)), layers=TRANSFORMER_LAYERS)
+
+
+def main(argv: list[str]) -> None:
+    out = argv[0] if argv else "benchmarks/out"
+    ensure(out, argv[1:] or ("cnn", "small_ops", "transformer"))
     print("models in", out)
 
 
