@@ -34,14 +34,24 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         optimizer.progress = bar.update
         try:
             result = optimizer.run(model)
-        except VerificationError as exc:
+        except VerificationError as exc:  # the whole chain: find the passes at fault, leave them out
             bar.close()
-            report = [vars(d) for d in getattr(exc, "report", None) or []]
-            raise _Failure(str(exc), 3, report=report) from exc
+            print(f"graphsurgery: note: {_short(exc)}; retrying with each pass checked on its own",
+                  file=sys.stderr)
+            optimizer.careful = True
+            try:
+                result = optimizer.run(_load(src))
+            except VerificationError as again:
+                bar.close()
+                report = [vars(d) for d in getattr(again, "report", None) or []]
+                raise _Failure(str(again), 3, report=report) from again
+    for line in result.left_out:
+        print(f"graphsurgery: note: left out {_short(line)}", file=sys.stderr)
     with Bar("saving", enabled=not args.quiet and not args.json) as bar:
-        _save(model, args.output, overwrite=args.overwrite, progress=bar.update)
+        _save(result.model, args.output, overwrite=args.overwrite, progress=bar.update)
     if args.json:
         print(json.dumps({"output": args.output, "rounds": result.rounds, "verified": result.verified,
+                          "left_out": result.left_out,
                           "before": vars(result.before), "after": vars(result.after),
                           "passes": [{"name": r.name, "changes": len(r.changes), "skipped": r.skipped}
                                      for r in result.results if r.changed or r.skipped],
@@ -68,6 +78,11 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             print(_format_run([r for r in result.results if r.changed or r.skipped], [], verbose=True))
         print(f"wrote {args.output}")
     return 0
+
+
+def _short(text, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _settings(args: argparse.Namespace) -> dict:

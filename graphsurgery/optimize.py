@@ -73,6 +73,8 @@ class OptimizeResult:
     results: list[PassResult] = field(default_factory=list)
     verification: list[tuple[str, list]] = field(default_factory=list)
     verified: bool = False
+    #: with ``careful=True``: each pass left out of a round because it changed the outputs, and why
+    left_out: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -175,12 +177,18 @@ class Optimizer:
     ``verify`` (default on) runs the model before and after in onnxruntime and raises
     :class:`graphsurgery.verify.VerificationError` when outputs differ beyond ``rtol``/``atol``
     plus the reference's own noise; ``inputs`` (arrays by input name) replace generated ones.
-    ``progress(done, total, label)`` is called as the work goes on."""
+    ``progress(done, total, label)`` is called as the work goes on.
+
+    ``careful=True`` verifies each pass of each round on its own instead of the whole chain at
+    the end, and leaves out (undoes) a pass whose change the check refuses, listing it in
+    ``OptimizeResult.left_out``: slower, and meant for when the whole chain fails
+    verification. A Model given is then not edited; the result's ``model`` is a new one."""
 
     def __init__(self, *, set_shape: dict[str, Any] | str | None = None, freeze: dict[str, Any] | str | None = None,
                  batch: int | str | None = None, verify: bool = True, inputs: dict[str, np.ndarray] | None = None,
                  rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int | None = None,
-                 max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None):
+                 max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None,
+                 careful: bool = False):
         self.settings: list[Pass] = []
         if freeze:
             self.settings.append(create("freeze-inputs", **_named(freeze, "freeze")))
@@ -198,6 +206,9 @@ class Optimizer:
         self.max_rounds = max_rounds
         self.verify, self.inputs, self.rtol, self.atol = verify, inputs, rtol, atol
         self.progress = progress
+        self.careful = careful
+        if careful and not verify:
+            raise PassError("optimize: careful=True verifies each pass; it cannot go with verify=False")
 
     def run(self, model: Model | onnx.ModelProto) -> OptimizeResult:
         if not isinstance(model, (Model, onnx.ModelProto)):
@@ -207,6 +218,8 @@ class Optimizer:
         before = Stats.of(wrapped)
         grow = self.grow_bytes if self.grow_bytes is not None else max(GROW_BYTES, int(before.bytes * GROW_SHARE))
         chain = [f"fold-constants(grow_bytes={grow})" if p == "fold-constants" and grow else p for p in self.chain]
+        if self.careful:
+            return self._run_careful(model, wrapped, before, chain)
         fixed = FixedPoint(chain, self.max_rounds, self._round_progress)
         pipeline = Pipeline([*self.settings, fixed], verify=self.verify, inputs=self.inputs, rtol=self.rtol,
                             atol=self.atol)
@@ -220,6 +233,57 @@ class Optimizer:
                               results=results, verification=out.verification,
                               verified=self.verify and bool(out.verification) and not any(
                                   d.name == "(not verified)" for _, rep in out.verification for d in rep))
+
+    def _run_careful(self, model, wrapped: Model, before: Stats, chain: list[str]) -> OptimizeResult:
+        """Each pass of each round verified on its own; a pass that changes the outputs is left
+        out of that round (its change undone) and said in ``left_out``. A Model given is not
+        edited: the result is a new Model (a ModelProto given is overwritten with the result)."""
+        from .passes.pipeline import check_pass
+        from .verify import VerificationError
+
+        base_dir = wrapped.base_dir
+        settings = Pipeline(list(self.settings), verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol)
+        first = load(wrapped.to_bytes(), base_dir=base_dir)
+        out = settings.run(first)  # the settings' own verification: their failure is final
+        current = first.to_bytes()
+        results, left_out, verification = list(out.results), [], list(out.verification)
+        rounds = 0
+        while rounds < self.max_rounds:
+            rounds += 1
+            start = _fingerprint(load(current, base_dir=base_dir))
+            passes = Pipeline.from_text(",".join(chain)).passes
+            for i, p in enumerate(passes):
+                self._round_progress(i, len(passes), f"round {rounds}: {p.name} (checked)")
+                m = load(current, base_dir=base_dir)
+                res = p.run(m)
+                if not res.changed:
+                    results.append(res)
+                    continue
+                after = m.to_bytes()
+                try:
+                    diffs = check_pass(p, res, current, after, m, self.inputs, rtol=self.rtol, atol=self.atol)
+                    bad = "; ".join(str(d) for d in diffs if not d.ok)
+                except VerificationError as exc:
+                    diffs, bad = [], str(exc)
+                if bad:
+                    left_out.append(f"{p.describe()} (round {rounds}): {bad}")
+                    continue
+                current = after
+                results.append(res)
+                verification.append((f"{p.describe()} (round {rounds})", diffs))
+            if _fingerprint(load(current, base_dir=base_dir)) == start:
+                break
+        final = load(current, base_dir=base_dir)
+        if isinstance(model, onnx.ModelProto):
+            model.CopyFrom(final.proto)
+            final = load(model, base_dir=base_dir)
+        if self.progress:
+            self.progress(1, 1, "done")
+        result = OptimizeResult(model=model if isinstance(model, onnx.ModelProto) else final, before=before,
+                                after=Stats.of(final), rounds=rounds, results=results, verification=verification,
+                                verified=not any(d.name == "(not verified)" for _, rep in verification for d in rep))
+        result.left_out = left_out
+        return result
 
     def _round_progress(self, done: int, total: int, label: str) -> None:
         if self.progress:

@@ -128,20 +128,60 @@ def test_cli_optimize_settings(tmp_path, capsys):
     assert [d.dim_value for d in dims] == [4, 3, 4, 4]
 
 
-def test_cli_optimize_verification_failure_is_exit_3(tmp_path, capsys, monkeypatch):
+def _break_conv_affine(monkeypatch):
     from graphsurgery.passes import fold_conv_affine
 
     real = fold_conv_affine.FoldConvAffine.apply
 
     def broken(self, model, result):
         real(self, model, result)
-        name = next(n for n in model.graph.initializers if n.endswith("_bias"))
-        model.graph.set_initializer(name, np.asarray(model.graph.initializer(name)) * 3)
+        names = [n for n in model.graph.initializers if n.endswith("_bias")]
+        if names:
+            model.graph.set_initializer(names[0], np.asarray(model.graph.initializer(names[0])) * 3)
 
     monkeypatch.setattr(fold_conv_affine.FoldConvAffine, "apply", broken)
+
+
+def test_careful_leaves_out_the_pass_that_changes_outputs(monkeypatch):
+    _break_conv_affine(monkeypatch)
+    proto = onnx.load(str(CLS))
+    feeds = {"x": np.random.default_rng(0).uniform(0, 1, (1, 3, 48, 192)).astype(np.float32)}
+    want = run_ort(proto, feeds)
+    r = Optimizer(careful=True).run(proto)
+    assert r.verified and r.left_out and all(x.startswith("fold-conv-affine") for x in r.left_out)
+    assert r.after.nodes < r.before.nodes and "BatchNormalization" not in r.after.ops
+    assert_close(run_ort(proto, feeds), want, rtol=1e-5, atol=1e-6)
+    model = gs.load(str(CLS))  # a Model given is left as it was; the result is a new one
+    r = Optimizer(careful=True).run(model)
+    assert r.model is not model and len(model.proto.graph.node) == 566
+
+
+def test_cli_optimize_retries_pass_by_pass(tmp_path, capsys, monkeypatch):
+    """The whole chain fails verification: the command checks each pass on its own, leaves
+    out the one at fault, says so, and writes the verified rest."""
+    _break_conv_affine(monkeypatch)
     out = tmp_path / "o.onnx"
-    assert main(["optimize", str(CLS), "-o", str(out)]) == 3
-    err = capsys.readouterr().err.strip().splitlines()
+    assert main(["optimize", str(CLS), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "retrying with each pass checked on its own" in captured.err
+    assert "left out fold-conv-affine" in captured.err and "verified" in captured.out
+    assert len(onnx.load(str(out)).graph.node) < 566
+
+
+def test_cli_optimize_verification_failure_is_exit_3(tmp_path, capsys, monkeypatch):
+    """A setting that changes the outputs cannot be left out: exit 3, nothing written."""
+    from graphsurgery.passes import set_shape
+
+    real = set_shape.SetShape.apply
+
+    def broken(self, model, result):
+        real(self, model, result)
+        next(n for n in model.graph.nodes if n.op_type == "Relu").proto.op_type = "Sigmoid"
+
+    monkeypatch.setattr(set_shape.SetShape, "apply", broken)
+    out = tmp_path / "o.onnx"
+    assert main(["optimize", str(CLS), "-o", str(out), "--set-shape", "x=1x3x48x192"]) == 3
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error" in line]
     assert len(err) == 1 and "changed the outputs" in err[0] and not out.exists()
 
 
