@@ -50,28 +50,11 @@ class Change:
 
 def _feeds(proto: onnx.ModelProto, given: dict, where: str) -> dict:
     """Inputs for ``proto``: the given arrays, each checked against the input it names and never
-    replaced, generated ones for the inputs not given (a dim name a given array fixes keeps
-    that size)."""
+    replaced, generated ones for the inputs not given (:func:`graphsurgery.verify.fit_inputs`)."""
     from . import verify
 
-    specs = {s.name: s for s in verify.input_specs(proto)}
-    known: dict[str, int] = {}
-    for name, arr in given.items():
-        spec = specs.get(name)
-        if spec is None:
-            continue
-        arr = np.asarray(arr)
-        problem = verify.mismatch(spec, arr)
-        if problem:
-            raise verify.InputMismatch(f"session inputs: array {name!r} has {problem}, but input {name!r} of {where} "
-                                       f"takes {spec.type_text()}; give an array of that type and shape (or set "
-                                       "session.inputs = None); the step was undone")
-        for d, n in zip(spec.dims or [], arr.shape, strict=False):
-            if isinstance(d, str):
-                known.setdefault(d, int(n))
-    feeds = verify.make_inputs(proto, batch=2, known=known)
-    feeds.update({name: np.asarray(arr) for name, arr in given.items() if name in specs})
-    return feeds
+    return verify.fit_inputs(proto, given, where=where, source="session inputs",
+                             hint=" (or set session.inputs = None); the step was undone")
 
 
 class Session:

@@ -222,12 +222,28 @@ def mismatch(spec: InputSpec, arr) -> str | None:
     return None
 
 
-def check_given(spec: InputSpec, arr: np.ndarray, where: str, given_as: str | None = None) -> None:
-    """Raise :class:`InputMismatch` unless ``arr`` fits ``spec`` (dtype, rank, static dims)."""
+def check_given(spec: InputSpec, arr: np.ndarray, where: str, given_as: str | None = None, *,
+                source: str = "--inputs", hint: str = "") -> None:
+    """Raise :class:`InputMismatch` unless ``arr`` fits ``spec`` (dtype, rank, static dims);
+    the message starts with ``source`` (where the array came from) and ends with ``hint``."""
     problem = mismatch(spec, arr)
     if problem:
-        raise InputMismatch(f"--inputs: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} "
-                            f"of {where} takes {spec.type_text()}; give an array of that type and shape")
+        raise InputMismatch(f"{source}: array {given_as or repr(spec.name)} has {problem}, but input {spec.name!r} "
+                            f"of {where} takes {spec.type_text()}; give an array of that type and shape{hint}")
+
+
+def symbols_in(model_proto: onnx.ModelProto, arrays: dict | None) -> dict[str, int]:
+    """The sizes ``arrays`` give the model's symbolic input dims (``{"N": 3}`` for an array of
+    shape ``[3, 512]`` given for an input declared ``[N, 512]``), so generated inputs agree."""
+    known: dict[str, int] = {}
+    for spec in input_specs(model_proto, containers=True):
+        arr = (arrays or {}).get(spec.name)
+        if spec.wrappers or not hasattr(arr, "shape"):
+            continue
+        for d, n in zip(spec.dims or [], arr.shape, strict=False):
+            if isinstance(d, str):
+                known.setdefault(d, int(n))
+    return known
 
 
 def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:
@@ -243,16 +259,20 @@ def feeds_problem(model_proto: onnx.ModelProto, feeds: dict) -> str | None:
 
 
 def fit_inputs(model_proto: onnx.ModelProto, given: dict[str, np.ndarray] | None, *, batch: int = 2,
-               seed: int = 0) -> dict[str, np.ndarray]:
+               seed: int = 0, where: str = "the model", source: str = "--inputs",
+               hint: str = "") -> dict[str, np.ndarray]:
     """Inputs for ``model_proto``: the ``given`` arrays for the inputs they name, generated ones
-    (:func:`make_inputs`) for the rest. A given array that does not fit its input (dtype, rank,
-    static dims) raises :class:`InputMismatch`: it is never replaced by a generated one."""
-    feeds = make_inputs(model_proto, batch=batch, seed=seed)
-    for spec in input_specs(model_proto):
-        if given and spec.name in given:
-            arr = np.asarray(given[spec.name])
-            check_given(spec, arr, "the model")
-            feeds[spec.name] = arr
+    (:func:`make_inputs`) for the rest, a symbolic dim taking the size a given array gives it.
+    A given array that does not fit its input (dtype, rank, static dims) raises
+    :class:`InputMismatch` (see :func:`check_given`): it is never replaced by a generated one.
+    Arrays for names the model has no input for are left out."""
+    given = {k: np.asarray(v) for k, v in (given or {}).items()}
+    specs = input_specs(model_proto)
+    for spec in specs:
+        if spec.name in given:
+            check_given(spec, given[spec.name], where, source=source, hint=hint)
+    feeds = make_inputs(model_proto, batch=batch, seed=seed, known=symbols_in(model_proto, given))
+    feeds.update({s.name: given[s.name] for s in specs if s.name in given})
     return feeds
 
 

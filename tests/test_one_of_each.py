@@ -273,3 +273,17 @@ def test_one_spelling_of_operator_facts():
     spelt = [p.name for p in root.rglob("*.py") if re.search(r'"", "ai\.onnx"', p.read_text())]
     # the core and set-batch still spell it themselves (not this part's files)
     assert set(spelt) <= {"ops.py", "graph.py", "model.py", "lint.py", "set_batch.py"}, spelt
+
+
+def test_inputs_fitted_around_given_arrays_agree_on_symbolic_dims():
+    """A given array fixes its symbolic dims for the inputs generated beside it (the tensor
+    comparison behind bisect used to generate them with its own batch, so the model could not run)."""
+    m = _model([helper.make_node("Add", ["x", "y"], ["z"])],
+               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+               [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])])
+    x = np.ones((3, 4), np.float32)
+    feeds = verify.fit_inputs(m, {"x": x, "other": np.zeros(1)})
+    assert feeds["x"] is not None and feeds["y"].shape == (3, 4) and set(feeds) == {"x", "y"}
+    with pytest.raises(gs.InputMismatch, match=r"^session inputs: array 'x' has dtype float64.*undone$"):
+        gs.Session(m, inputs={"x": x.astype(np.float64)}).apply("cleanup")

@@ -257,12 +257,7 @@ def _frozen_feeds(feeds: dict, before: onnx.ModelProto, after: Model) -> dict:
     if missing:
         from .. import verify
 
-        known = {}
-        for spec in verify.input_specs(before):
-            for d, n in zip(spec.dims or [], getattr(out.get(spec.name), "shape", ()), strict=False):
-                if isinstance(d, str):
-                    known.setdefault(d, int(n))
-        generated = verify.make_inputs(before, known=known)
+        generated = verify.make_inputs(before, known=verify.symbols_in(before, out))
         out.update({k: generated[k] for k in missing if k in generated})
     return out
 

@@ -464,13 +464,8 @@ class _Verifier:
         from .. import verify as v
 
         proto = self.proto(k)
-        known = {}
-        for s in v.input_specs(proto):
-            if s.name in given and s.dims:
-                for d, n in zip(s.dims, given[s.name].shape, strict=False):
-                    if isinstance(d, str):
-                        known.setdefault(d, int(n))
-        feeds = v.make_inputs(proto, batch=batch, size=size, known=known, batch_first_unknown=first_unknown)
+        feeds = v.make_inputs(proto, batch=batch, size=size, known=v.symbols_in(proto, given),
+                              batch_first_unknown=first_unknown)
         feeds.update({n: a for n, a in given.items() if n in feeds})
         return feeds
 
