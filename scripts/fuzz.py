@@ -454,14 +454,23 @@ def mutate(seed_list, base_seed: int, index: int) -> tuple[str, str, bytes, byte
 
 # ---- one try -----------------------------------------------------------------------------
 def pipeline(folder: str) -> str:
-    """load -> check -> inspect -> fidelity snapshot -> read tensors -> save -> reload, check, read.
-    Returns "accepted" or "refused"; raises what escaped; returns "saved-invalid: ..." when a
-    saved model fails check()."""
+    """load -> save (no check before: the save's own checks) -> load -> check -> inspect ->
+    fidelity snapshot -> read tensors -> save (after a check: what it remembers) -> reload,
+    check, read. Returns "accepted" or "refused"; raises what escaped; returns
+    "saved-invalid: ..." when a saved model fails check()."""
     import graphsurgery as gs
     from graphsurgery import serialization, summary, tensors
     from graphsurgery.passes.base import fidelity_snapshot
 
     path = os.path.join(folder, "m.onnx")
+    out_dir = os.path.join(folder, "out")
+    direct = os.path.join(folder, "direct")
+    os.mkdir(out_dir)
+    os.mkdir(direct)
+    try:
+        gs.load(path).save(os.path.join(direct, "saved.onnx"))
+    except gs.GraphSurgeryError:
+        pass
     try:
         model = gs.load(path)
         model.problems()
@@ -469,19 +478,23 @@ def pipeline(folder: str) -> str:
         fidelity_snapshot(model.proto)
         for t in list(serialization.iter_model_tensors(model.proto)):
             tensors.to_numpy(t, model.base_dir)
-        out_dir = os.path.join(folder, "out")
-        os.mkdir(out_dir)
         out = os.path.join(out_dir, "saved.onnx")
         model.save(out)
     except gs.GraphSurgeryError:
-        return "refused"
-    again = gs.load(out)
-    found = again.problems()
-    if found:
-        return "saved-invalid: " + found[0][:300]
-    for t in list(serialization.iter_model_tensors(again.proto)):
-        tensors.to_numpy(t, again.base_dir)
-    return "accepted"
+        out = None
+    outcome = "refused"
+    for saved in (os.path.join(direct, "saved.onnx"), out):
+        if saved is None or not os.path.exists(saved):
+            continue
+        again = gs.load(saved)
+        found = again.problems()
+        if found:
+            return "saved-invalid: " + found[0][:300]
+        for t in list(serialization.iter_model_tensors(again.proto)):
+            tensors.to_numpy(t, again.base_dir)
+        if saved == out:
+            outcome = "accepted"
+    return outcome
 
 
 def _write_try(folder: str, model: bytes, data: bytes | None) -> None:
