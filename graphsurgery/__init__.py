@@ -19,10 +19,11 @@ from .errors import (
     NotFoundError,
     SaveError,
 )
-from .graph import Graph, Value
-from .model import Model, load
-from .node import Node
+from . import display
+from .core import Graph, Model, Node, Use, Value, load
 from .session import Session
+
+display.register()
 
 
 def _version() -> str:
@@ -48,6 +49,7 @@ __all__ = [
     "NotFoundError",
     "SaveError",
     "Session",
+    "Use",
     "Value",
     "load",
 ]

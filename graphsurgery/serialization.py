@@ -24,7 +24,7 @@ from . import external_data
 from .errors import ModelLoadError, SaveError
 
 if TYPE_CHECKING:
-    from .model import Model
+    from .core.model import Model
 
 TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
