@@ -25,12 +25,13 @@ from .errors import (
     UsageError,
     VerificationError,
 )
+from . import display
+from .core import Graph, Model, Node, Use, Value, load
 from .fix import FixRefused, fix  # the function, not the module: bound after the submodule is
-from .graph import Graph, Value
-from .model import Model, load
-from .node import Node
 from .optimize import optimize
 from .session import Session
+
+display.register()
 
 
 def _version() -> str:
@@ -62,6 +63,7 @@ __all__ = [
     "SaveError",
     "Session",
     "UsageError",
+    "Use",
     "Value",
     "VerificationError",
     "fix",

@@ -13,8 +13,8 @@ from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
 from .serialization import TWO_GB, iter_model_tensors, validate_header, validate_text
 
 if TYPE_CHECKING:
-    from .graph import Graph
-    from .model import Model
+    from .core.graph import Graph
+    from .core.model import Model
 
 
 class Verified(NamedTuple):
@@ -137,29 +137,29 @@ def _problems(model: Model, onnx_checker: bool, full: bool, scanned: ScanResult 
 
 def _graph_problems(g: Graph, found: list[str]) -> None:
     try:
-        g._ensure()
+        nodes = g.nodes_in_file_order()
     except InvalidModelError as exc:
         found.append(str(exc))
         return
     where = g.describe()
-    for n in g._nodes:
+    for n in nodes:
         for name in n.proto.input:
-            if name and g._resolve(name) is None:
+            if name and g.resolve(name) is None:
                 found.append(f"node {n.name!r} ({n.op_type}) in {where} reads {name!r}, which nothing defines "
                              "(dangling input)")
         for name in n.proto.output:
-            if name and g.parent is not None and g.parent._resolve(name) is not None:
+            if name and g.parent is not None and g.parent.resolve(name) is not None:
                 found.append(f"node {n.name!r} in {where} redefines {name!r} from an enclosing scope")
     for name in g.output_names:
-        if name and g._resolve(name) is None:
+        if name and g.resolve(name) is None:
             found.append(f"output {name!r} of {where} has no producer")
-    for name in g._inputs:
-        if name in g._producer:
-            found.append(f"{name!r} is both an input of {where} and the output of node {g._producer[name].name!r}")
-    for name in g._inits:
-        if name in g._producer:
+    for name in g.input_names:
+        if g.producer(name) is not None:
+            found.append(f"{name!r} is both an input of {where} and the output of node {g.producer(name).name!r}")
+    for name in g.initializers:
+        if g.producer(name) is not None:
             found.append(f"{name!r} is both an initializer of {where} and the output of node "
-                         f"{g._producer[name].name!r}")
+                         f"{g.producer(name).name!r}")
     try:
         g.toposort()
     except InvalidModelError as exc:

@@ -7,9 +7,7 @@ import html
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .graph import Graph
-    from .model import Model
-    from .node import Node
+    from .core import Graph, Model, Node
 
 _STYLE = "font-family:sans-serif;font-size:13px"
 
@@ -39,6 +37,31 @@ def model_html(model: Model) -> str:
             + "</div>")
 
 
+def graph_html(graph: Graph) -> str:
+    ops: dict[str, int] = {}
+    for n in graph.nodes:
+        ops[n.op_type] = ops.get(n.op_type, 0) + 1
+    esc = html.escape
+    return (f"<div><b>{esc(graph.describe())}</b>: {len(graph)} nodes; inputs "
+            f"{esc(', '.join(graph.input_names))}; outputs {esc(', '.join(graph.output_names))}; "
+            f"ops {esc(', '.join(f'{k} {v}' for k, v in ops.items()))}</div>")
+
+
+def neighbourhood(graph: Graph, center, hops: int = 2) -> Picture:
+    return Picture(neighbourhood_svg(graph, center, hops))
+
+
+def register() -> None:
+    """Make the core's objects display through this module (``_repr_html_``, ``Graph.neighbourhood``)."""
+    from .core import hooks
+
+    hooks.register_renderer("model", model_html)
+    hooks.register_renderer("graph", graph_html)
+    hooks.register_renderer("node", node_html)
+    hooks.register_renderer("neighbourhood", neighbourhood)
+    hooks.register_renderer("result", result_html)
+
+
 def node_html(node: Node) -> str:
     esc = html.escape
     attrs = "".join(f"<tr><td>{esc(k)}</td><td><code>{esc(_short(node.attrs[k]))}</code></td></tr>"
@@ -61,7 +84,7 @@ def _short(v) -> str:
 def neighbourhood_svg(graph: Graph, center, hops: int = 2, max_nodes: int = 40) -> str:
     """An SVG of the nodes within ``hops`` of ``center`` (a Node, or a tensor name), laid out in
     layers from producers (top) to consumers (bottom). The center is highlighted."""
-    from .node import Node
+    from .core.node import Node
 
     if isinstance(center, Node):
         start = [center]
@@ -81,7 +104,7 @@ def neighbourhood_svg(graph: Graph, center, hops: int = 2, max_nodes: int = 40) 
             for c in n.consumers():
                 if c.graph is not graph:  # read from inside a subgraph: show the node holding it
                     try:
-                        c = graph._holder(c)
+                        c = graph.holder_of(c)
                     except AttributeError:
                         continue
                 if id(c.proto) not in nodes and c is not n:

@@ -9,8 +9,8 @@ import onnx
 from .errors import GraphSurgeryError
 
 if TYPE_CHECKING:
-    from .graph import Graph
-    from .model import Model
+    from .core.graph import Graph
+    from .core.model import Model
 
 
 def to_networkx(graph: Graph, *, recursive: bool = False):
@@ -61,7 +61,7 @@ def to_graphsurgeon(model: Model):
 
 def from_graphsurgeon(gs_graph) -> Model:
     """Build a :class:`Model` from an ``onnx_graphsurgeon.Graph``."""
-    from .model import Model
+    from .core.model import Model
 
     gs = _import_gs()
     proto = gs.export_onnx(gs_graph)

@@ -237,7 +237,7 @@ def rewrite(model: Model | Graph, rules: list[Rule], *, max_rounds: int = 10) ->
         changed = False
         for g in graphs:
             for node in g.nodes:
-                if node._rank is None:
+                if not node.alive:
                     continue  # removed by an earlier rewrite in this sweep
                 for rule in rules:
                     if node.op_type != rule.pattern.op_type:
@@ -288,16 +288,16 @@ def _apply(g: Graph, m: Match, replacement) -> bool:
             if producer is None or producer.graph is not g or replacement.tensor in g.output_names or \
                     len(g.consumers(replacement.tensor)) != 1:
                 return False  # cannot alias a graph output onto this tensor without changing the interface
-            g._detach([root])
+            g.detach_nodes([root])
             g.rename(replacement.tensor, out)
         else:
             g.rewire(out, replacement.tensor, outputs=True)
-            g._detach([root])
+            g.detach_nodes([root])
     else:
         protos, inits = replacement if isinstance(replacement, tuple) else (replacement, [])
         g.replace_node(root, protos, initializers=inits)
     # the interior goes as a whole, except nodes something outside it still reads (shared ones)
-    doomed = {id(n.proto): n for n in inner if n._rank is not None}
+    doomed = {id(n.proto): n for n in inner if n.alive}
     changed = True
     while changed:
         changed = False

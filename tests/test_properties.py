@@ -26,12 +26,26 @@ def index_signature(model: gs.Model):
         g._ensure()
         prods = {k: (v.proto.op_type, tuple(v.proto.output)) for k, v in g._producer.items()}
         uses = {k: sorted((n.proto.op_type, tuple(n.proto.output), i) for n, i in v) for k, v in g._uses.items() if v}
-        sig.append((g.describe(), len(g._nodes), len(g._sub_nodes), prods, uses, sorted(g._free_names()),
+        sig.append((g.describe(), len(g._nodes), len(g._sub_nodes), prods, uses, sorted(g.captured()),
                     sorted(g._inputs), sorted(g._inits)))
     return sig
 
 
+def assert_ranks_topological(model: gs.Model):
+    """While a graph's ranks are valid, every node ranks after the producers of what it reads
+    (its inputs and its subgraphs' captured names)."""
+    for g in model.graphs():
+        if not g.built or not g.ranks_valid:
+            continue
+        for n in g.nodes_in_file_order():
+            for name in g.reads(n):
+                p = g.producer(name) if g.defines(name) else None
+                if p is not None and p is not n:
+                    assert g.rank(p) < g.rank(n), f"{p.name} feeds {n.name} but ranks after it"
+
+
 def assert_consistent(model: gs.Model):
+    assert_ranks_topological(model)
     assert model.problems(onnx_checker=False) == []
     data = model.to_bytes()  # restores order, like a save
     fresh = gs.load(data)
@@ -59,7 +73,7 @@ def test_random_edit_sequences_keep_invariants(data, which):
         before = model.to_bytes()
         try:
             if edit == "insert_rewire":
-                name = pick(data, sorted(g._producer) or sorted(g._visible_names()), "tensor")
+                name = pick(data, sorted(g._producer) or sorted(g.visible_names()), "tensor")
                 if name:
                     ident = g.make_node("Identity", [name], after=g._producer.get(name))
                     g.rewire(name, ident.outputs[0])
@@ -89,7 +103,7 @@ def test_random_edit_sequences_keep_invariants(data, which):
                 if name:
                     g.set_initializer(name, np.array(g.initializer(name)))
             elif edit == "dead_node":
-                name = pick(data, sorted(g._visible_names()), "tensor")
+                name = pick(data, sorted(g.visible_names()), "tensor")
                 if name:
                     g.make_node("Identity", [name])
             elif edit == "remove_node":

@@ -170,7 +170,7 @@ def _find_culprit(model: Model, report: Report) -> None:
             reads = [t for t in node.inputs if t]
             if node.has_subgraphs():
                 for sub in _subgraphs(node):
-                    reads.extend(sub._free_names())
+                    reads.extend(sub.captured())
             if not any(t in bad for t in reads):
                 return node, outs, reads
         return None

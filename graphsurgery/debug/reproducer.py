@@ -36,7 +36,7 @@ def extract_reproducer(model: Any, node_name: str, inputs: dict[str, np.ndarray]
     if node.has_subgraphs():
         for sub in node.subgraphs().values():
             for s in (sub if isinstance(sub, list) else [sub]):
-                reads.extend(sorted(s._free_names()))
+                reads.extend(sorted(s.captured()))
     reads = list(dict.fromkeys(reads))
     constants = {t: np.asarray(g.tensor(t).numpy()) for t in reads if g.tensor(t).is_constant}
     live = [t for t in reads if t not in constants]

@@ -49,8 +49,8 @@ class PassResult:
         log.debug("%s: skipped: %s", self.name, line)
 
     def _repr_html_(self) -> str:
-        from ..display import result_html
-        return result_html(self)
+        from ..core import hooks
+        return hooks.render("result", self)
 
     def __repr__(self) -> str:
         return f"<PassResult {self.name}: {len(self.changes)} change(s), {len(self.skipped)} skipped>"

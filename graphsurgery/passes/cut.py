@@ -66,7 +66,7 @@ class Cut(Pass):
                 if p.has_subgraphs():
                     for sub in p.subgraphs().values():
                         for s in (sub if isinstance(sub, list) else [sub]):
-                            stack.extend(s._free_names())
+                            stack.extend(s.captured())
         for t in new_inputs:
             p = g.producer(t)
             if p is not None and id(p.proto) in needed:
@@ -94,7 +94,7 @@ class Cut(Pass):
             g.remove_output(t)
             result.note(f"output {t!r} removed")
         doomed = [n for n in g.nodes if id(n.proto) not in needed]
-        g._detach(doomed)
+        g.detach_nodes(doomed)
         for t, (elem, dims) in inputs_values.items():
             if not g.defines(t):
                 g.add_input(t, elem, dims)

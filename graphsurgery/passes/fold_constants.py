@@ -101,14 +101,14 @@ class FoldConstants(Pass):
             return 0
         gone = {id(n.proto) for n in doomed}  # a value only they read is not kept
         needed = {name: v for name, v in values.items()
-                  if g._output_refs(name) or any(id(r.proto) not in gone for r in g.consumers(name))}
+                  if g.output_refs(name) or any(id(r.proto) not in gone for r in g.consumers(name))}
         read = dict.fromkeys(x for n in doomed for x in n.inputs if x)
         g.replace_with_constants(needed, doomed)
         # the size rule counted constants only folded nodes read as gone: make it so
         dropped = 0
         for x in read:
-            owner = g._resolve(x)
-            if owner is not None and x in owner.initializers and x not in owner.input_names \
+            owner = g.resolve(x)
+            if owner is not None and owner.has_initializer(x) and x not in owner.input_names \
                     and not owner.is_used(x):
                 owner.remove_initializer(x)
                 dropped += 1
@@ -245,18 +245,18 @@ class FoldConstants(Pass):
                 k = find(id(n.proto))
                 growth[k] = growth.get(k, 0) - _stored_bytes(n.proto)
                 for name, v in outs.items():
-                    if g._output_refs(name) or any(id(r.proto) not in members for r in g.consumers(name)):
+                    if g.output_refs(name) or any(id(r.proto) not in members for r in g.consumers(name)):
                         growth[k] += _tensor_bytes(name, v)
                         if v.nbytes > largest.get(k, (-1,))[0]:
                             largest[k] = (v.nbytes, n, name)
             for x, k in first_reader.items():
-                owner = g._resolve(x)
-                if x in maker or owner is None or owner._output_refs(x):
+                owner = g.resolve(x)
+                if x in maker or owner is None or owner.output_refs(x):
                     continue
                 if all(id(r.proto) in members for r in owner.consumers(x)):
-                    made_by = owner._producer.get(x)  # a Constant node, or an initializer
-                    growth[find(k)] -= _stored_bytes(made_by.proto if made_by is not None else owner._inits.get(x)) \
-                        if made_by is not None or x in owner._inits else np.asarray(consts[x]).nbytes
+                    made_by = owner.producer(x)  # a Constant node, or an initializer
+                    growth[find(k)] -= _stored_bytes(made_by.proto if made_by is not None else owner.initializer_proto(x)) \
+                        if made_by is not None or owner.initializer_proto(x) is not None else np.asarray(consts[x]).nbytes
             bad = {k for k, v in growth.items() if v > allowance and k in largest}
             if not bad:
                 return folded

@@ -35,7 +35,7 @@ class RemoveIf(Pass):
                 if g.is_function or g.model is None:
                     continue
                 for node in g.find_nodes("If"):
-                    if node._rank is None or not is_default_domain(node.domain):
+                    if not node.alive or not is_default_domain(node.domain):
                         continue
                     branch = _taken_branch(g, node, result)
                     if branch is None:
@@ -77,13 +77,12 @@ def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
 
 def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:
     branch: Graph = node.subgraphs()[key]
-    branch._ensure()
-    if branch._sparse:
+    if len(branch.proto.sparse_initializer):
         raise PassError(f"If {node.name!r}: the {key} holds sparse initializers, which remove-if does not move; "
                         "convert them to dense first")
     # 1. branch-level names that would clash once they live in g's scope
-    taken = g._visible_names() | g._names_below(exclude=node)
-    defined = branch._defined_names()  # an If branch has no inputs: its nodes and initializers
+    taken = g.visible_names() | g.names_below(exclude=node)
+    defined = branch.defined_names()  # an If branch has no inputs: its nodes and initializers
     for name in sorted(defined & taken):
         new = g.unique_name(name)
         branch.rename(name, new)
@@ -97,10 +96,10 @@ def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:
     for o, b in zip(outs, b_outs, strict=False):
         if not o:
             continue
-        if b in branch._producer and b not in seen and b not in branch.input_names:
+        if branch.defines(b) and branch.producer(b) is not None and b not in seen and b not in branch.input_names:
             rename[b] = o
             renamed[next((k for k, v in renamed.items() if v == b), b)] = o
-        elif b not in branch._inits and o not in g.output_names and g._resolve(b) is not None:
+        elif not branch.has_initializer(b) and o not in g.output_names and g.resolve(b) is not None:
             g.rewire(o, b, outputs=True)  # an outer value: its readers read it directly
         else:  # a branch initializer, a graph output, or returned twice: alias it
             identities.append(helper.make_node("Identity", [b], [o], name=g.unique_name(f"{node.name}_{key}_out",

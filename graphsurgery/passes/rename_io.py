@@ -37,7 +37,7 @@ class RenameIO(Pass):
         io = set(g.input_names) | set(g.output_names)
         for old, new in self.opts.items():
             if old not in io:
-                if new in io and old not in g._names_in_scope_and_below():
+                if new in io and not g.is_taken(old):
                     continue  # done already
                 from ..errors import not_found
                 raise not_found("graph input or output", old, io, "the model")

@@ -1,0 +1,560 @@
+"""The scope index: who defines a name, who reads it, what a subgraph captures from outside,
+which node holds a subgraph, and a topological rank for every node.
+
+Every graph (main graph, subgraph, function body) is a :class:`Scope`; :class:`~.graph.Graph`
+adds the editing verbs on top. The index is built on first use from the live proto and kept
+current by every edit, so the questions here cost time proportional to their answer:
+
+- ``defines(name)``, ``resolve(name)`` (the defining scope, walking the scope chain),
+  ``producer(name)``, ``uses(name)`` (``Use(node, index)`` tuples, subgraph readers included),
+  ``is_used(name)``;
+- ``captured()`` (names a subgraph reads from enclosing scopes), ``holder()`` (the node whose
+  attribute holds this subgraph), ``holder_of(node)`` (the node of this scope that is ``node``
+  or encloses it);
+- ranks: every node has one, and while ``ranks_valid`` they number the nodes in a topological
+  order in which a subgraph's captured reads count as reads of its holder. A new edge that
+  goes against the order is checked for a cycle by searching only between the two ranks, and
+  the order is then repaired locally (Pearce and Kelly's dynamic topological order).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+import onnx
+
+from ..errors import InvalidModelError
+from .node import Node
+
+GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+_TICK = itertools.count(1)  # second component of ranks given to new nodes
+
+
+class Use(NamedTuple):
+    """One reader of a tensor: ``node`` reads it as input ``index``."""
+
+    node: Node
+    index: int
+
+
+def tick() -> int:
+    """A number larger than every earlier one (ties ranks in order of creation)."""
+    return next(_TICK)
+
+
+def flatten(values: Iterable) -> Iterator:
+    """Graphs of a ``Node.subgraphs()`` mapping, one by one (GRAPHS attributes are lists)."""
+    for v in values:
+        if isinstance(v, list):
+            yield from v
+        else:
+            yield v
+
+
+def has_graph_attribute(p: onnx.NodeProto) -> bool:
+    return any(a.type in GRAPH_TYPES for a in p.attribute)
+
+
+class Scope:
+    """A scope of nodes and tensors and its index. Subscopes see the names of their ancestors."""
+
+    def __init__(self, proto, model, parent: Scope | None = None, owner: Node | None = None, attr_name: str = ""):
+        self._proto = proto
+        self.model = model
+        self.parent = parent
+        self.owner = owner
+        self.attr_name = attr_name
+        self.is_function = isinstance(proto, onnx.FunctionProto)
+        self._built = False
+        # the proto's node list lags the index: removed nodes not yet cut out, order not yet restored
+        self._order_dirty = False
+        self._dead: dict[int, onnx.NodeProto] = {}
+        # True: ranks number the nodes in a topological order; None: not known yet
+        self._ranks_valid: bool | None = None
+        self._free: frozenset[str] | None = None
+        self._captures: dict[str, list[Node]] | None = None
+        self._sub_list: list[Node] | None = None  # holders found by a scan, before the index exists
+        # Node wrappers made before the full index exists (by find_nodes/node), by proto id;
+        # holding them keeps upb's Python objects, and so their ids, alive.
+        self._wrapped: dict[int, Node] = {}
+
+    # =================================================================
+    # building
+    # =================================================================
+    def _ensure(self) -> None:
+        if not self._built:
+            self._build()
+
+    def _build(self) -> None:
+        proto = self._proto
+        nodes: dict[int, Node] = {}
+        producer: dict[str, Node] = {}
+        uses: dict[str, list[Use]] = {}
+        subs: dict[int, Node] = {}
+        wrapped = self._wrapped
+        for i, p in enumerate(proto.node):
+            node = wrapped.get(id(p))
+            if node is None:
+                node = Node(p, self, (float(i), 0))
+            else:
+                node._rank = (float(i), 0)
+            nodes[id(p)] = node
+            for j, name in enumerate(p.input):
+                if name:
+                    lst = uses.get(name)
+                    if lst is None:
+                        uses[name] = [Use(node, j)]
+                    else:
+                        lst.append(Use(node, j))
+            for name in p.output:
+                if name:
+                    if name in producer:
+                        raise InvalidModelError(
+                            f"tensor {name!r} is produced by two nodes, {producer[name].name!r} and {p.name!r}"
+                            f"{self._where()}; rename one output",
+                            [f"duplicate producer of {name!r}"],
+                        )
+                    producer[name] = node
+            if has_graph_attribute(p):
+                subs[id(p)] = node
+        self._nodes = nodes
+        self._producer = producer
+        self._uses = uses
+        self._sub_nodes = subs
+        self._outputs = None
+        if self.is_function:
+            self._inputs = list(proto.input)
+            self._inits = {}
+            self._sparse = {}
+        else:
+            self._inputs = [vi.name for vi in proto.input]
+            inits: dict[str, onnx.TensorProto] = {}
+            for t in proto.initializer:
+                if t.name in inits:
+                    raise InvalidModelError(
+                        f"initializer {t.name!r} appears twice{self._where()}; tools disagree on which copy wins, "
+                        "so remove one of them", [f"duplicate initializer {t.name!r}"])
+                inits[t.name] = t
+            self._inits = inits
+            self._sparse = {}
+            for s in proto.sparse_initializer:
+                if s.values.name in inits or s.values.name in self._sparse:
+                    raise InvalidModelError(
+                        f"initializer {s.values.name!r} appears twice{self._where()}; remove one of them",
+                        [f"duplicate initializer {s.values.name!r}"])
+                self._sparse[s.values.name] = s
+        self._input_set = set(self._inputs)
+        self._wrapped = {}
+        self._sub_list = None
+        self._built = True
+
+    def _where(self) -> str:
+        if self.parent is None and not self.is_function:
+            return ""
+        return f" (in {self.describe()})"
+
+    def describe(self) -> str:
+        """Where this graph sits, e.g. ``main graph › node 'If_3'.then_branch``."""
+        if self.is_function:
+            return f"function {self._proto.domain}::{self._proto.name}"
+        if self.parent is None:
+            return "main graph"
+        return f"{self.parent.describe()} › node {self.owner.name!r}.{self.attr_name}"
+
+    @property
+    def built(self) -> bool:
+        """True once the index exists (a graph never indexed was never edited structurally)."""
+        return self._built
+
+    # =================================================================
+    # subgraphs
+    # =================================================================
+    def _holders(self) -> list[Node]:
+        """Nodes of this scope that hold subgraphs, in node order; without building the index."""
+        if self._built:
+            return list(self._sub_nodes.values())
+        if self._sub_list is None:
+            self._sub_list = [self._wrap(p, i) for i, p in enumerate(self._proto.node)
+                              if p.attribute and has_graph_attribute(p)]
+        return self._sub_list
+
+    def subgraphs(self) -> list:
+        """Direct subgraphs (If branches, Loop/Scan bodies) of this graph's nodes."""
+        return [g for n in self._holders() for g in flatten(n.subgraphs().values())]
+
+    def holder(self) -> Node | None:
+        """The node whose graph attribute holds this subgraph (None for a main graph or function)."""
+        return self.owner
+
+    def holder_of(self, node: Node) -> Node:
+        """The node of this scope that is ``node`` or holds it in a (nested) subgraph."""
+        while node._graph is not self:
+            node = node._graph.owner
+        return node
+
+    def _wrap(self, proto: onnx.NodeProto, position: int) -> Node:
+        """The one Node for ``proto``, made without building the full index."""
+        node = self._wrapped.get(id(proto))
+        if node is None:
+            node = self._wrapped[id(proto)] = Node(proto, self, (float(position), 0))
+        return node
+
+    # =================================================================
+    # names
+    # =================================================================
+    def defines(self, name: str) -> bool:
+        """True when ``name`` is a graph input, initializer or node output of this scope."""
+        self._ensure()
+        return name in self._producer or name in self._input_set or name in self._inits or name in self._sparse
+
+    def resolve(self, name: str) -> Scope | None:
+        """The scope that defines ``name``: this one or the nearest enclosing one; None if none does."""
+        g: Scope | None = self
+        while g is not None:
+            if g.defines(name):
+                return g
+            g = g.parent
+        return None
+
+    def producer(self, name: str) -> Node | None:
+        """The node producing ``name`` in this scope or an enclosing one (None for inputs/initializers)."""
+        g = self.resolve(name)
+        return g._producer.get(name) if g is not None else None
+
+    def defined_names(self) -> set[str]:
+        """Names this scope defines: node outputs, graph inputs, initializers."""
+        self._ensure()
+        return set().union(self._producer, self._input_set, self._inits, self._sparse)
+
+    def visible_names(self) -> set[str]:
+        """Names defined here or in an enclosing scope (a full set: for messages and analysis)."""
+        names: set[str] = set()
+        g: Scope | None = self
+        while g is not None:
+            names |= g.defined_names()
+            g = g.parent
+        return names
+
+    def names_below(self, exclude: Node | None = None) -> set[str]:
+        """Names defined in the subgraphs of this scope's nodes (except ``exclude``'s), at any depth."""
+        names: set[str] = set()
+        stack = [g for n in self._holders() if n is not exclude for g in flatten(n.subgraphs().values())]
+        while stack:
+            h = stack.pop()
+            names |= h.defined_names()
+            stack.extend(h.subgraphs())
+        return names
+
+    def is_taken(self, name: str, exclude: Node | None = None) -> bool:
+        """True when a new definition of ``name`` here would clash: it is visible here, or defined
+        in a subgraph below (other than ``exclude``'s)."""
+        authority = getattr(self.model, "names", None)
+        if authority is not None and not authority.may_exist(name):
+            return False
+        if self.resolve(name) is not None:
+            return True
+        return name in self.names_below(exclude)
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self._proto.output) if self.is_function else [vi.name for vi in self._proto.output]
+
+    def _output_set(self) -> set[str]:
+        """Output names as a set, kept while the proto's output list keeps its length (the
+        verbs here reset it; a caller appending to the proto directly changes the length)."""
+        self._ensure()
+        if self._outputs is None or self._outputs[0] != len(self._proto.output):
+            self._outputs = (len(self._proto.output), set(self.output_names))
+        return self._outputs[1]
+
+    # =================================================================
+    # readers
+    # =================================================================
+    def captured(self) -> frozenset[str]:
+        """Names read in this graph or its subgraphs (or returned as outputs) but defined outside it."""
+        if self._free is None:
+            self._ensure()
+            free = {name for name in self._uses if not self.defines(name)}
+            free.update(name for name in self._output_set() if name and not self.defines(name))
+            for n in self._sub_nodes.values():
+                for g in flatten(n.subgraphs().values()):
+                    free.update(name for name in g.captured() if not self.defines(name))
+            self._free = frozenset(free)
+        return self._free
+
+    def _capture_index(self) -> dict[str, list[Node]]:
+        """Holders of this scope by the names their subgraphs capture."""
+        if self._captures is None:
+            self._ensure()
+            index: dict[str, list[Node]] = {}
+            for n in self._sub_nodes.values():
+                names: set[str] = set()
+                for g in flatten(n.subgraphs().values()):
+                    names |= g.captured()
+                for name in names:
+                    index.setdefault(name, []).append(n)
+            self._captures = index
+        return self._captures
+
+    def _invalidate_free(self) -> None:
+        """What this scope reads or defines changed: enclosing scopes' views of it are stale."""
+        self._free = None
+        g = self.parent
+        while g is not None:
+            g._free = None
+            g._captures = None
+            g = g.parent
+
+    def uses(self, name: str) -> list[Use]:
+        """Every ``Use(node, index)`` reading ``name``, including nodes inside subgraphs that read
+        it from the enclosing scope. A snapshot: safe to edit while iterating."""
+        g = self.resolve(name) or self
+        return g._uses_here(name)
+
+    def _uses_here(self, name: str) -> list[Use]:
+        self._ensure()
+        out = list(self._uses.get(name, ()))
+        for n in self._capture_index().get(name, ()):
+            for g in flatten(n.subgraphs().values()):
+                if name in g.captured():
+                    out.extend(g._uses_here(name))
+        return out
+
+    def consumers(self, name: str) -> list[Node]:
+        """Nodes reading ``name`` (each once), subgraph nodes included."""
+        seen: dict[int, Node] = {}
+        for node, _ in self.uses(name):
+            seen.setdefault(id(node.proto), node)
+        return list(seen.values())
+
+    def output_refs(self, name: str) -> list[tuple[Scope, int]]:
+        """(graph, output index) for this scope's and its subgraphs' outputs naming ``name``."""
+        self._ensure()
+        out = [(self, i) for i, o in enumerate(self.output_names) if o == name] if name in self._output_set() else []
+        for n in self._capture_index().get(name, ()):
+            for g in flatten(n.subgraphs().values()):
+                if name in g.captured():
+                    out.extend(g.output_refs(name))
+        return out
+
+    def is_used(self, name: str) -> bool:
+        """True when a node, a graph output, or a subgraph reads ``name``."""
+        g = self.resolve(name) or self
+        g._ensure()
+        return name in g._uses or name in g._output_set() or name in g._capture_index()
+
+    def reads(self, node: Node) -> set[str]:
+        """Names a node of this scope reads: its inputs and what its subgraphs capture."""
+        self._ensure()
+        names = {x for x in node.proto.input if x}
+        if id(node.proto) in self._sub_nodes:
+            for g in flatten(node.subgraphs().values()):
+                names |= g.captured()
+        return names
+
+    def _readers(self, node: Node) -> Iterator[Node]:
+        """Nodes of this scope reading an output of ``node``, directly or from a subgraph."""
+        captures = self._capture_index()
+        for out in node.proto.output:
+            if out:
+                for u in self._uses.get(out, ()):
+                    yield u.node
+                yield from captures.get(out, ())
+
+    # =================================================================
+    # ranks
+    # =================================================================
+    @property
+    def ranks_valid(self) -> bool:
+        """True when node ranks are a topological order (False only for a graph with a cycle)."""
+        self._establish_ranks()
+        return bool(self._ranks_valid)
+
+    def rank(self, node: Node) -> tuple:
+        """A key that orders this scope's nodes topologically (compare, do not store)."""
+        self._establish_ranks()
+        return node._rank
+
+    def _establish_ranks(self) -> None:
+        if self._ranks_valid is not None:
+            return
+        self._ensure()
+        nodes = list(self._nodes.values())
+        pos = {id(n.proto): k for k, n in enumerate(nodes)}
+        ordered = True
+        for k, n in enumerate(nodes):
+            for name in self.reads(n):
+                p = self._producer.get(name)
+                if p is not None and pos[id(p.proto)] >= k and p is not n:
+                    ordered = False
+                    break
+            if not ordered:
+                break
+        if ordered:
+            for k, n in enumerate(nodes):
+                n._rank = (float(k), 0)
+            self._ranks_valid = True
+            return
+        try:
+            self.toposort()
+        except InvalidModelError:
+            self._ranks_valid = False
+
+    def depends_on(self, node: Node, anchor: Node) -> bool:
+        """True when ``node`` is computed, directly or not, from ``anchor`` (both of this scope)."""
+        return self._ancestors_after(node, anchor) is None
+
+    def _ancestors_after(self, node: Node, anchor: Node) -> list[Node] | None:
+        """Nodes ``node`` depends on (itself included) ranked after ``anchor``; None when one of
+        them is ``anchor``. Searches only between the two ranks while ranks are valid."""
+        self._establish_ranks()
+        prune = anchor._rank if self._ranks_valid else None
+        if prune is not None and node._rank < prune:
+            return [] if node is not anchor else None
+        if node is anchor:
+            return None
+        found = [node]
+        stack, seen = [node], {id(node.proto)}
+        while stack:
+            n = stack.pop()
+            for name in self.reads(n):
+                p = self._producer.get(name)
+                if p is None or id(p.proto) in seen:
+                    continue
+                if p is anchor:
+                    return None
+                if prune is None or p._rank > prune:
+                    seen.add(id(p.proto))
+                    stack.append(p)
+                    found.append(p)
+        return found
+
+    def _order_edge(self, producer: Node, reader: Node, behind: list[Node] | None = None) -> None:
+        """``reader`` now reads ``producer`` (no cycle: checked before). Repair ranks locally when
+        the edge goes against them."""
+        if not self._ranks_valid:
+            self._mark_unsorted()
+            return
+        lo, hi = reader._rank, producer._rank
+        if hi < lo:
+            return
+        if behind is None:
+            behind = self._ancestors_after(producer, reader) or []
+        ahead, stack, seen = [], [reader], {id(reader.proto)}
+        while stack:  # readers of reader, up to producer's rank
+            n = stack.pop()
+            ahead.append(n)
+            for r in self._readers(n):
+                if id(r.proto) not in seen and r._rank < hi:
+                    seen.add(id(r.proto))
+                    stack.append(r)
+        behind.sort(key=lambda n: n._rank)
+        ahead.sort(key=lambda n: n._rank)
+        slots = sorted([n._rank for n in behind] + [n._rank for n in ahead])
+        for n, r in zip(behind + ahead, slots, strict=True):
+            n._rank = r
+        self._mark_unsorted()
+
+    def _mark_unsorted(self) -> None:
+        """The proto's node order lags the index: restore it before anyone reads the proto."""
+        self._order_dirty = True
+        if self.model is not None:
+            self.model._unsorted = True
+
+    def toposort(self) -> None:
+        """Sort nodes topologically, keeping the current order wherever it is already valid.
+
+        Raises :class:`InvalidModelError` naming the nodes of a cycle.
+        """
+        self._ensure()
+        if self._ranks_valid and not self._order_dirty:
+            return  # the proto's list is already the rank order, which is topological
+        nodes = list(self._nodes.values())
+        if self._ranks_valid:
+            order = sorted(range(len(nodes)), key=lambda i: nodes[i]._rank)
+        else:
+            order = self._kahn(nodes)
+        self._write_order([nodes[i] for i in order])
+        self._ranks_valid = True
+
+    def _kahn(self, nodes: list[Node]) -> list[int]:
+        index_of = {id(n.proto): i for i, n in enumerate(nodes)}
+        deps: list[set[int]] = []
+        for n in nodes:
+            d = set()
+            for name in self.reads(n):
+                p = self._producer.get(name)
+                if p is not None and p is not n:
+                    d.add(index_of[id(p.proto)])
+            deps.append(d)
+        indeg = [len(d) for d in deps]
+        users: list[list[int]] = [[] for _ in nodes]
+        for i, d in enumerate(deps):
+            for j in d:
+                users[j].append(i)
+        heap = [(nodes[i]._rank, i) for i in range(len(nodes)) if indeg[i] == 0]
+        heapq.heapify(heap)
+        order = []
+        while heap:
+            _, i = heapq.heappop(heap)
+            order.append(i)
+            for u in users[i]:
+                indeg[u] -= 1
+                if indeg[u] == 0:
+                    heapq.heappush(heap, (nodes[u]._rank, u))
+        if len(order) != len(nodes):
+            cycle = _find_cycle([i for i in range(len(nodes)) if indeg[i] > 0], deps)
+            names = " -> ".join(repr(nodes[i].name or nodes[i].op_type) for i in cycle)
+            raise InvalidModelError(f"the graph has a cycle{self._where()}: {names}", [f"cycle: {names}"])
+        return order
+
+    def _write_order(self, ordered: list[Node]) -> None:
+        """Make the proto list exactly ``ordered`` (the live nodes), cutting out removed ones."""
+        rep = self._proto.node
+        dead = self._dead
+        if [id(n.proto) for n in ordered] != list(self._nodes) or dead:
+            pos = {id(n.proto): k for k, n in enumerate(ordered)}
+            end = len(ordered)
+            rep.sort(key=lambda p: pos.get(id(p), end))
+            del rep[end:]
+            self._nodes = {id(n.proto): n for n in ordered}
+            self._sub_nodes = {id(n.proto): n for n in ordered if id(n.proto) in self._sub_nodes}
+        self._dead = {}
+        for k, n in enumerate(ordered):
+            n._rank = (float(k), 0)
+        self._order_dirty = False
+
+    def _sync(self) -> None:
+        """Bring the proto's node list up to date with the index (order, removed nodes)."""
+        if not self._order_dirty or not self._built:
+            return
+        try:
+            self.toposort()
+        except InvalidModelError:  # a cycle: keep the order, cut out removed nodes
+            self._write_order(list(self._nodes.values()))
+
+    def _where_cycle(self) -> str:
+        return self._where()
+
+
+def _find_cycle(candidates: list[int], deps: list[set[int]]) -> list[int]:
+    """One cycle among ``candidates`` (nodes left over by Kahn's algorithm), as indices."""
+    cand = set(candidates)
+    start = candidates[0]
+    path: list[int] = []
+    on_path: dict[int, int] = {}
+    cur = start
+    while cur not in on_path:
+        on_path[cur] = len(path)
+        path.append(cur)
+        nxt = next(d for d in sorted(deps[cur]) if d in cand)
+        cur = nxt
+    cyc = path[on_path[cur]:]
+    cyc.reverse()  # producers first
+    return cyc + [cyc[0]]
+
+
+__all__ = ["Scope", "Use", "flatten", "GRAPH_TYPES"]

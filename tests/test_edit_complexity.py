@@ -1,0 +1,139 @@
+"""The editing verbs cost time in proportion to the change, not to the graph.
+
+Wall-clock thresholds are flaky on a loaded machine, so these tests count work instead: the
+number of Python function calls made inside graphsurgery while a batch of edits runs, on a
+graph of n and of 2n blocks. Linear work doubles; work that rescans the graph on every edit
+(a full cycle search per rewire, a union of every visible name per added node) quadruples.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import graphsurgery as gs
+
+PACKAGE = gs.__file__.rsplit("/", 1)[0]
+
+
+def cnn(blocks: int) -> onnx.ModelProto:
+    """Conv -> PRelu -> InstanceNormalization -> Relu -> Add(residual) blocks."""
+    C = 2
+    nodes, inits = [], []
+    x = "x"
+    for i in range(blocks):
+        inits += [numpy_helper.from_array(np.ones((C, C, 1, 1), np.float32), f"w{i}"),
+                  numpy_helper.from_array(np.full((C, 1, 1), 0.1, np.float32), f"sl{i}"),
+                  numpy_helper.from_array(np.ones(C, np.float32), f"sc{i}"),
+                  numpy_helper.from_array(np.zeros(C, np.float32), f"bi{i}")]
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], name=f"conv{i}"),
+                  helper.make_node("PRelu", [f"c{i}", f"sl{i}"], [f"p{i}"], name=f"prelu{i}"),
+                  helper.make_node("InstanceNormalization", [f"p{i}", f"sc{i}", f"bi{i}"], [f"in{i}"],
+                                   name=f"in{i}", epsilon=1e-9),
+                  helper.make_node("Relu", [f"in{i}"], [f"r{i}"], name=f"relu{i}"),
+                  helper.make_node("Add", [f"r{i}", x], [f"a{i}"], name=f"add{i}")]
+        x = f"a{i}"
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 4, 4])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, C, 4, 4])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def calls(fn) -> int:
+    """Python function calls made inside graphsurgery while ``fn`` runs."""
+    count = 0
+
+    def prof(frame, event, arg):
+        nonlocal count
+        if event == "call" and frame.f_code.co_filename.startswith(PACKAGE):
+            count += 1
+
+    sys.setprofile(prof)
+    try:
+        fn()
+    finally:
+        sys.setprofile(None)
+    return count
+
+
+def replace_prelus(model: gs.Model) -> None:
+    g = model.graph
+    for node in g.find_nodes("PRelu"):
+        x, s = node.inputs
+        r = g.make_node("Relu", [x])
+        n = g.make_node("Neg", [x])
+        rn = g.make_node("Relu", [n.outputs[0]])
+        m = g.make_node("Mul", [s, rn.outputs[0]])
+        sub = g.make_node("Sub", [r.outputs[0], m.outputs[0]])
+        g.rewire(node.outputs[0], sub.outputs[0])
+    for node in model.find_nodes("InstanceNormalization"):
+        node.attrs["epsilon"] = 1e-3
+    model.remove_unused()
+    model.toposort()
+
+
+def bypass_all(model: gs.Model) -> None:
+    g = model.graph
+    for n in g.find_nodes("Relu"):
+        g.bypass(n)
+
+
+def insert_before_each(model: gs.Model) -> None:
+    g = model.graph
+    for n in g.find_nodes("InstanceNormalization"):
+        ident = g.make_node("Identity", [n.inputs[0]], before=n)
+        n.set_input(0, ident.outputs[0])
+
+
+def rename_all(model: gs.Model) -> None:
+    g = model.graph
+    for n in g.find_nodes("Conv"):
+        g.rename(n.outputs[0], n.outputs[0] + "_renamed")
+
+
+def replace_each(model: gs.Model) -> None:
+    g = model.graph
+    for n in g.find_nodes("Relu"):
+        g.replace_node(n, [helper.make_node("LeakyRelu", list(n.inputs), list(n.outputs), alpha=0.0)])
+
+
+def constants_and_initializers(model: gs.Model) -> None:
+    g = model.graph
+    for i, n in enumerate(g.find_nodes("PRelu")):
+        g.set_initializer(f"extra{i}", np.float32(i))
+        g.add_input(f"in_extra{i}", np.float32, [1])
+    for i in range(len(g.find_nodes("PRelu"))):
+        g.remove_input(f"in_extra{i}")
+
+
+def remove_dead(model: gs.Model) -> None:
+    g = model.graph
+    dead = [g.make_node("Identity", [f"c{i}"]) for i in range(len(g.find_nodes("Conv")))]
+    for n in dead:
+        g.remove_node(n)
+
+
+@pytest.mark.parametrize("edits", [replace_prelus, bypass_all, insert_before_each, rename_all, replace_each,
+                                   constants_and_initializers, remove_dead])
+def test_edits_are_linear(edits):
+    counts = []
+    for blocks in (150, 300):
+        model = gs.load(cnn(blocks))
+        counts.append(calls(lambda m=model: edits(m)))
+        assert model.problems(onnx_checker=False) == []
+    ratio = counts[1] / counts[0]
+    assert ratio < 2.5, f"{edits.__name__}: doubling the graph multiplied the work by {ratio:.2f} ({counts})"
+
+
+def test_a_rewire_against_the_order_still_finds_a_cycle():
+    """Ranks prune the cycle search; a reader ranked before the producer is searched, and refused."""
+    model = gs.load(cnn(20))
+    g = model.graph
+    late = g.producer("a19")
+    with pytest.raises(gs.EditError, match="cycle"):
+        g.node("conv5").set_input(0, late.outputs[0])
+    assert g.node("conv5").inputs[0] == "a4"
+    assert model.problems(onnx_checker=False) == []
