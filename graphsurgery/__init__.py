@@ -10,6 +10,8 @@ The ``onnx.ModelProto`` stays the single source of truth: whatever you do not to
 written back exactly as it was read.
 """
 
+from . import display
+from .core import Graph, Model, Node, Use, Value, load
 from .errors import (
     EditError,
     ExternalDataError,
@@ -25,8 +27,6 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from . import display
-from .core import Graph, Model, Node, Use, Value, load
 from .fix import FixRefused, fix  # the function, not the module: bound after the submodule is
 from .optimize import optimize
 from .session import Session

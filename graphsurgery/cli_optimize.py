@@ -7,8 +7,18 @@ import argparse
 import json
 import sys
 
-from .cli import UsageError, _check_output, _Failure, _format_run, _jsonable, _load, _positive, _read_npz, _save, \
-    _tolerance
+from .cli import (
+    UsageError,
+    _check_output,
+    _Failure,
+    _format_run,
+    _jsonable,
+    _load,
+    _positive,
+    _read_npz,
+    _save,
+    _tolerance,
+)
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..ops import is_default_domain
 from .model import Model
 
 # Older onnx-tensorrt parsers (TensorRT 7.0 and before) clamped InstanceNormalization epsilon
@@ -57,7 +58,7 @@ def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP, backend: str
         gr = node.graph
         where = f"node {node.name!r} in {gr.describe()}"
         op = node.op_type
-        if node.domain not in ("", "ai.onnx"):
+        if not is_default_domain(node.domain):
             continue
         if op == "If" and node.inputs and node.inputs[0]:
             cond = gr.tensor(node.inputs[0])

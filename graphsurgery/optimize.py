@@ -238,8 +238,7 @@ class Optimizer:
         """Each pass of each round verified on its own; a pass that changes the outputs is left
         out of that round (its change undone) and said in ``left_out``. A Model given is not
         edited: the result is a new Model (a ModelProto given is overwritten with the result)."""
-        from .passes.pipeline import check_pass
-        from .verify import VerificationError
+        from .errors import VerificationError
 
         base_dir = wrapped.base_dir
         settings = Pipeline(list(self.settings), verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol)
@@ -255,16 +254,15 @@ class Optimizer:
             for i, p in enumerate(passes):
                 self._round_progress(i, len(passes), f"round {rounds}: {p.name} (checked)")
                 m = load(current, base_dir=base_dir)
-                res = p.run(m)
-                if not res.changed:
+                try:  # the pipeline's own verification, one pass at a time
+                    out = Pipeline([p], verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol).run(m)
+                    res, diffs, bad = out.results[0], [d for _, rep in out.verification for d in rep], ""
+                except VerificationError as exc:
+                    res, diffs, bad = None, [], str(exc)
+                if res is not None and not res.changed:
                     results.append(res)
                     continue
                 after = m.to_bytes()
-                try:
-                    diffs = check_pass(p, res, current, after, m, self.inputs, rtol=self.rtol, atol=self.atol)
-                    bad = "; ".join(str(d) for d in diffs if not d.ok)
-                except VerificationError as exc:
-                    diffs, bad = [], str(exc)
                 if bad:
                     left_out.append(f"{p.describe()} (round {rounds}): {bad}")
                     continue

@@ -18,13 +18,15 @@ _DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc",
 
 
 def _ort():
+    from ..errors import GraphSurgeryError
+    from ..runner import import_onnxruntime
+
     try:
-        import onnxruntime
-    except ImportError:
+        return import_onnxruntime()
+    except GraphSurgeryError:
         from . import BackendError
 
         raise BackendError("linting for onnxruntime needs onnxruntime: pip install 'graphsurgery[ort]'") from None
-    return onnxruntime
 
 
 @lru_cache(maxsize=1)

@@ -6,6 +6,7 @@ An operator the table does not list is reported as unknown to it, never as unsup
 
 from __future__ import annotations
 
+from ..ops import is_default_domain
 from . import BackendFinding, support_data
 from .common import where
 
@@ -21,7 +22,7 @@ def lint(model) -> list[BackendFinding]:
     ops = data["ops"]
     found = []
     for node in model.find_nodes():
-        if node.domain not in ("", "ai.onnx"):
+        if not is_default_domain(node.domain):
             found.append(BackendFinding("ov-custom-op", where(node), f"{node.domain}::{node.op_type} is outside the "
                                         "default domain; this table does not cover it (not checked)", None,
                                         severity="info"))

@@ -10,6 +10,7 @@ import numpy as np
 from onnx import TensorProto, defs, helper
 
 from .. import shapes
+from ..ops import is_default_domain
 from . import BackendFinding
 from .common import behind, where
 
@@ -63,7 +64,7 @@ def lint(model, data: dict, *, legacy: bool = False, given_shapes: bool = False)
             source=f"TensorRT {ctx.version} supports operators in the inclusive range of opset {lo} to opset {hi}"))
     ops = data["ops"]
     for node in model.find_nodes():
-        if node.domain not in ("", "ai.onnx"):
+        if not is_default_domain(node.domain):
             ctx.add(node, "trt-custom-op", f"{node.domain}::{node.op_type} is not an ONNX operator; {trt} "
                     "parses it only through a plugin registered under that name", severity="warning")
             continue
@@ -286,7 +287,7 @@ def _if_ranks(ctx: _Ctx, node, add) -> None:
     then_g, else_g = subs.get("then_branch"), subs.get("else_branch")
     if then_g is None or else_g is None:
         return
-    for k, (a, b) in enumerate(zip(then_g.output_names, else_g.output_names)):
+    for k, (a, b) in enumerate(zip(then_g.output_names, else_g.output_names, strict=False)):
         ra, rb = shapes.rank(ctx.type_of(then_g, a)), shapes.rank(ctx.type_of(else_g, b))
         if ra is not None and rb is not None and ra != rb:
             cond = node.inputs[0] if node.inputs else ""
@@ -294,7 +295,8 @@ def _if_ranks(ctx: _Ctx, node, add) -> None:
             fix = {"const": "fold-constants,remove-if", "shape": "set-shape(...),fold-constants,remove-if",
                    "value": "freeze-inputs(NAME=VALUE),fold-constants,remove-if"}[kind]
             add(f"output {k} has rank {ra} in the then branch and {rb} in the else branch; an If whose condition "
-                "folds to a constant is inlined", fix=fix, auto=kind == "const" or (kind == "shape" and ctx.given_shapes))
+                "folds to a constant is inlined", fix=fix,
+                auto=kind == "const" or (kind == "shape" and ctx.given_shapes))
             return
 
 

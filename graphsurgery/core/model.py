@@ -11,6 +11,7 @@ import onnx
 
 from .. import checks, serialization
 from ..errors import InvalidModelError, ModelLoadError
+from ..ops import is_default_domain
 from . import hooks
 from .graph import Graph
 from .names import NameAuthority
@@ -159,7 +160,7 @@ class Model:
     def op_histogram(self) -> dict[str, int]:
         """How many nodes of each op type (``domain::Op`` outside the default domain), subgraphs included."""
         counts = collections.Counter(
-            (f"{n.proto.domain}::{n.proto.op_type}" if n.proto.domain not in ("", "ai.onnx") else n.proto.op_type)
+            (f"{n.proto.domain}::{n.proto.op_type}" if not is_default_domain(n.proto.domain) else n.proto.op_type)
             for g in self.graphs() for n in g.nodes)
         return dict(counts.most_common())
 

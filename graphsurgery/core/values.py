@@ -8,6 +8,7 @@ from onnx import helper
 
 from .. import tensors
 from ..errors import EditError
+from ..ops import is_default_domain
 
 
 class Value:
@@ -45,14 +46,14 @@ class Value:
         if self.is_initializer:
             return not self.is_graph_input
         p = self.producer
-        return p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx")
+        return p is not None and p.op_type == "Constant" and is_default_domain(p.domain)
 
     def numpy(self) -> np.ndarray:
         """The value of an initializer or a Constant node's output."""
         if self.is_initializer:
             return self.graph.initializer(self.name)
         p = self.producer
-        if p is not None and p.op_type == "Constant" and p.domain in ("", "ai.onnx"):
+        if p is not None and p.op_type == "Constant" and is_default_domain(p.domain):
             for a in p.proto.attribute:
                 if a.name == "value":
                     return p.attrs["value"]

@@ -8,6 +8,7 @@ from .. import shapes
 from ..errors import EditError
 from ..graph import Graph
 from ..model import Model
+from ..ops import is_default_domain
 from .base import Pass, PassResult
 
 # element-wise operators whose output has the shape of their (equal-shaped or scalar) inputs and
@@ -18,7 +19,6 @@ _UNARY = frozenset({"Abs", "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "C
                     "Softsign", "Sqrt", "Tan", "Tanh", "ThresholdedRelu", "Identity", "Cast"})
 _BINARY = frozenset({"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Mod", "And", "Or", "Xor", "Equal", "Greater",
                      "Less", "GreaterOrEqual", "LessOrEqual", "BitShift", "Where", "PRelu"})
-_STANDARD = ("", "ai.onnx")
 
 
 def _region(g: Graph, r1, types, rank_x: int):
@@ -58,7 +58,7 @@ def _region(g: Graph, r1, types, rank_x: int):
             key = id(c.proto)
             if key in inside or key in exits or key in waiting:
                 continue
-            if c.domain not in _STANDARD:
+            if not is_default_domain(c.domain):
                 return f"node {c.name!r} is a custom operator"
             if c.op_type == "Reshape" and c.inputs[0] == t:
                 if shapes.static_shape(types.get(g, c.outputs[0])) != x_shape:
@@ -104,7 +104,7 @@ class CancelReshapes(Pass):
             if g.is_function:
                 continue
             for r1 in list(g.nodes):
-                if r1._rank is None or r1.op_type != "Reshape" or r1.domain not in _STANDARD:
+                if not r1.alive or r1.op_type != "Reshape" or not is_default_domain(r1.domain):
                     continue
                 x_shape = shapes.static_shape(types.get(g, r1.inputs[0]))
                 out_shape = shapes.static_shape(types.get(g, r1.outputs[0]))

@@ -9,7 +9,6 @@ from ..model import Model
 from ..rewrite import ANY, Alias, Const, Op, Rule, rewrite
 from .base import Pass, PassResult
 
-
 # an end at least this large takes a whole axis whatever its size (exporters write 2**31 - 1, 2**63 - 1)
 _UNBOUNDED = 2**31 - 1
 

@@ -255,8 +255,8 @@ class FoldConstants(Pass):
                     continue
                 if all(id(r.proto) in members for r in owner.consumers(x)):
                     made_by = owner.producer(x)  # a Constant node, or an initializer
-                    growth[find(k)] -= _stored_bytes(made_by.proto if made_by is not None else owner.initializer_proto(x)) \
-                        if made_by is not None or owner.initializer_proto(x) is not None else np.asarray(consts[x]).nbytes
+                    stored = made_by.proto if made_by is not None else owner.initializer_proto(x)
+                    growth[find(k)] -= _stored_bytes(stored) if stored is not None else np.asarray(consts[x]).nbytes
             bad = {k for k, v in growth.items() if v > allowance and k in largest}
             if not bad:
                 return folded

@@ -21,9 +21,9 @@ from .fold_conv_affine import FoldConvAffine
 from .freeze_inputs import FreezeInputs
 from .fuse_conv_bn import FuseConvBn
 from .instancenorm_epsilon import InstanceNormEpsilon
+from .matmul_add_to_gemm import MatMulAddToGemm
 from .merge_reshapes import MergeReshapes
 from .merge_slices import MergeSlices
-from .matmul_add_to_gemm import MatMulAddToGemm
 from .prelu_to_relu import PReluToRelu
 from .preprocessing import FoldPreprocessing, SplitPreprocessing
 from .remove_if import RemoveIf

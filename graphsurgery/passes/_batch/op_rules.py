@@ -22,7 +22,8 @@ class _OpRules:
         if op == "DynamicQuantizeLinear":
             raise _Lost("its scale and zero point are computed over the whole tensor, every sample together")
         if dep_vals and op not in ("Reshape", "Expand", "ConstantOfShape", "Slice", "Concat", "Gather", "Unsqueeze",
-                                   "Squeeze", "Cast", "Identity", "Tile", "Pad", "Resize", "Range") and op not in _ELEMENTWISE:
+                                   "Squeeze", "Cast", "Identity", "Tile", "Pad", "Resize", "Range") \
+                                   and op not in _ELEMENTWISE:
             raise _Unknown(f"input {ins[dep_vals[0]]!r} is computed from the batch size")
         if op in _ELEMENTWISE:
             if not batched:  # glue arithmetic on the batch size

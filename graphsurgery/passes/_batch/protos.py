@@ -6,6 +6,7 @@ import onnx
 
 from ...graph import Graph
 from ...model import Model
+from ...ops import is_default_domain
 from ..base import PassError
 from .common import _PARAMETER_OPS, B1, B2
 
@@ -84,7 +85,7 @@ def captured(node: onnx.NodeProto) -> set[str]:
 
 def _only_a_parameter(g: Graph, name: str) -> bool:
     readers = [n for n in g.proto.node if name in n.input]
-    return bool(readers) and all(n.op_type in _PARAMETER_OPS and n.domain in ("", "ai.onnx")
+    return bool(readers) and all(n.op_type in _PARAMETER_OPS and is_default_domain(n.domain)
                                  and list(n.input).index(name) >= 1 and name not in n.input[:1]
                                  for n in readers) and not any(
         name in captured(n) for n in g.proto.node)

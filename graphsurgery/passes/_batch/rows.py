@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import onnx
 
+from ...ops import is_default_domain
 from .common import _INT_TYPES, B1, B2, BATCH, _attr, _norm, _Unknown
 from .values import _as_mono, _factor, _mono, _mono_mul, _show_factor
 
@@ -67,7 +68,7 @@ class _RowRules:
         """A node that reads row numbers: it keeps them row numbers, or is the Gather they index."""
         op = node.op_type
         name = ins[rows_in[0]]
-        if op not in _ROW_OPS or node.domain not in ("", "ai.onnx"):
+        if op not in _ROW_OPS or not is_default_domain(node.domain):
             raise _Unknown(f"its input {name!r} holds each sample's position in the batch, which set-batch "
                            "follows only into a Gather over a batch merged with other dims")
         tags = [self.tag_of(scope, ins[i]) for i, a in enumerate(axes) if a is not None]

@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 
 from ... import shapes
+from ...ops import is_default_domain
 from ..base import PassError
 from .common import (
     _BATCH_FIRST,
@@ -47,7 +48,7 @@ class _Scope:
             if t.data_type in _SMALL_TYPES and np.prod(t.dims) <= 64 and t.name not in overridable:
                 self.consts[t.name] = onnx.numpy_helper.to_array(t)
         for n in proto.node:
-            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and n.output:
+            if n.op_type == "Constant" and is_default_domain(n.domain) and n.output:
                 value = _constant_value(n)
                 if value is not None:
                     self.consts[n.output[0]] = value
@@ -152,7 +153,8 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
                 self.step(scope, node)
             except _Lost as exc:
                 raise PassError(f"set-batch: node {_label(node)} loses the batch: {exc}. Changing "
-                                "the batch would give a model that runs with wrong results; nothing was changed") from None
+                                "the batch would give a model that runs with wrong results; "
+                                "nothing was changed") from None
             except _Unknown as exc:
                 raise PassError(f"set-batch: cannot follow the batch through node {_label(node)}: "
                                 f"{exc}; nothing was changed") from None
@@ -174,7 +176,7 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
         if rows_in and node.op_type not in ("Shape", "Size"):
             self.rows_step(scope, node, ins, axes, vals, rows_in)
             return
-        if node.domain not in ("", "ai.onnx"):
+        if not is_default_domain(node.domain):
             if batched or dep_vals:
                 found = self.fallback(scope, node, batched)
                 tags = [self.tag_of(scope, ins[i]) for i in batched]
@@ -423,7 +425,8 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
         if res is None and any(v is not None and v.batchy for v in vals):
             res = _Val([MIXED], True)
             if op not in _ELEMENTWISE:
-                raise _Unknown(f"input {next(node.input[i] for i, v in enumerate(vals) if v is not None and v.batchy)!r} "
+                batchy = next(node.input[i] for i, v in enumerate(vals) if v is not None and v.batchy)
+                raise _Unknown(f"input {batchy!r} "
                                "is computed from the batch size")
         if res is not None:
             self.vals[(id(scope), out)] = res
@@ -483,7 +486,8 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
                 return None
             return _Val([(a.elems[i % len(a.elems)] if c.elems[i % len(c.elems)] else b.elems[i % len(b.elems)])
                          for i in range(n)], all(v.scalar for v in vals))
-        if op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "Equal") and len(vals) == 2 and all(v is not None for v in vals):
+        if op in ("Add", "Sub", "Mul", "Div", "Max", "Min", "Equal") and len(vals) == 2 \
+                and all(v is not None for v in vals):
             a, b = vals
             n = max(len(a.elems), len(b.elems))
             if len(a.elems) not in (1, n) or len(b.elems) not in (1, n):
