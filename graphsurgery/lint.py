@@ -6,7 +6,7 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..ops import is_default_domain
+from .ops import is_default_domain
 from .model import Model
 
 # Older onnx-tensorrt parsers (TensorRT 7.0 and before) clamped InstanceNormalization epsilon
