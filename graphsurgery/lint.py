@@ -6,8 +6,8 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .ops import is_default_domain
 from .model import Model
+from .ops import is_default_domain
 
 # Older onnx-tensorrt parsers (TensorRT 7.0 and before) clamped InstanceNormalization epsilon
 # to at least 1e-4, silently changing results of models exported with PyTorch's 1e-5.

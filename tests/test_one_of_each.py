@@ -271,8 +271,7 @@ def test_one_spelling_of_operator_facts():
     assert is_nondeterministic("RandomNormalLike") and is_nondeterministic("Dropout") and not is_nondeterministic("Add")
     root = pathlib.Path(gs.__file__).parent
     spelt = [p.name for p in root.rglob("*.py") if re.search(r'"", "ai\.onnx"', p.read_text())]
-    # the core and set-batch still spell it themselves (not this part's files)
-    assert set(spelt) <= {"ops.py", "graph.py", "model.py", "lint.py", "set_batch.py"}, spelt
+    assert spelt == ["ops.py"], spelt
 
 
 def test_inputs_fitted_around_given_arrays_agree_on_symbolic_dims():

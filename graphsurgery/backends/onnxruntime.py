@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 
+from ..ops import DEFAULT_DOMAINS
 from . import BackendFinding
 
 log = logging.getLogger("graphsurgery")
 
-_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc", "com.ms.internal.nhwc",
+_DOMAINS = (*DEFAULT_DOMAINS, "ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc", "com.ms.internal.nhwc",
             "ai.onnx.preview.training", "com.microsoft.experimental", "org.pytorch.aten")
 
 
