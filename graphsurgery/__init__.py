@@ -13,11 +13,14 @@ written back exactly as it was read.
 from . import display
 from .core import Graph, Model, Node, Use, Value, load
 from .errors import (
+    BackendError,
     EditError,
     ExternalDataError,
+    FixRefused,
     GraphSurgeryError,
     InputMismatch,
     InvalidModelError,
+    ManyError,
     ModelLoadError,
     NotFoundError,
     NotVerifiable,
@@ -27,7 +30,7 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .fix import FixRefused, fix  # the function, not the module: bound after the submodule is
+from .fix import fix  # the function, not the module: bound after the submodule is
 from .optimize import optimize
 from .session import Session
 
@@ -46,6 +49,8 @@ def _version() -> str:
 __version__ = _version()
 
 __all__ = [
+    "BackendError",
+    "ManyError",
     "EditError",
     "ExternalDataError",
     "FixRefused",

@@ -79,6 +79,28 @@ class RuntimeFailure(GraphSurgeryError):
     """onnxruntime refused to load or run a model."""
 
 
+class BackendError(GraphSurgeryError):
+    """An unknown backend, or support data that cannot be read."""
+
+
+class ManyError(GraphSurgeryError):
+    """The set of models or the output folder cannot be used as given."""
+
+
+class FixRefused(GraphSurgeryError):
+    """Errors remain that no pass fixes: nothing was changed. ``report`` says which."""
+
+    def __init__(self, report):
+        self.report = report
+        n = len(report.remaining)
+        needs = sum(1 for f in report.remaining if f.fix)
+        why = (f"{needs} need a value only you can give (--set-shape, --freeze), {n - needs} no pass fixes" if needs
+               else "no pass fixes them")
+        super().__init__(f"cannot make the model fit {report.backend}: {n} error(s) remain, {why}"
+                         + (f" (passes {'; '.join(report.pipelines)} ran and were verified)" if report.pipelines
+                            else "") + "; nothing written (--partial writes what could be fixed)")
+
+
 def did_you_mean(name: str, candidates: Iterable[str], *, n: int = 3) -> str:
     """``"; did you mean 'a', 'b'?"`` for the candidates close to a misspelt ``name``, else ``""``:
     the one spelling of the suggestion every "no such name" message appends."""

@@ -21,7 +21,7 @@ from typing import Any
 import onnx
 
 from .backends import BackendFinding, check_backend, describe, lint_for
-from .errors import GraphSurgeryError
+from .errors import FixRefused, GraphSurgeryError
 from .model import Model, load
 
 #: passes in the order fix runs them; each runs only when a finding (or a user value) asks for it
@@ -71,19 +71,6 @@ class FixReport:
         lines += [f"  {f}" for f in self.after]
         return "\n".join(lines)
 
-
-class FixRefused(GraphSurgeryError):
-    """Errors remain that no pass fixes: nothing was changed. ``report`` says which."""
-
-    def __init__(self, report: FixReport):
-        self.report = report
-        n = len(report.remaining)
-        needs = sum(1 for f in report.remaining if f.fix)
-        why = (f"{needs} need a value only you can give (--set-shape, --freeze), {n - needs} no pass fixes" if needs
-               else "no pass fixes them")
-        super().__init__(f"cannot make the model fit {report.backend}: {n} error(s) remain, {why}"
-                         + (f" (passes {'; '.join(report.pipelines)} ran and were verified)" if report.pipelines
-                            else "") + "; nothing written (--partial writes what could be fixed)")
 
 
 def fix(model: Model | onnx.ModelProto, backend: str = "tensorrt", *, set_shape: dict[str, str] | None = None,

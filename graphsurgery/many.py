@@ -18,11 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import GraphSurgeryError
-
-
-class ManyError(GraphSurgeryError):
-    """The set of models or the output folder cannot be used as given."""
+from .errors import GraphSurgeryError, ManyError
 
 
 @dataclass

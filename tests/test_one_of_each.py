@@ -35,6 +35,15 @@ def test_every_error_class_lives_in_errors_and_is_exported():
     assert verify.NotVerifiable is gs.NotVerifiable and verify.VerificationError is gs.VerificationError
     assert verify.InputMismatch is gs.InputMismatch and verify.RuntimeFailure is gs.RuntimeFailure
     assert cli.UsageError is gs.UsageError
+    # and no public error class is defined anywhere else
+    import pathlib
+    import re
+
+    root = pathlib.Path(gs.__file__).parent
+    elsewhere = [f"{p.relative_to(root)}: {m}" for p in root.rglob("*.py") if p.name != "errors.py"
+                 for m in re.findall(r"^class ([A-Z]\w*)\((?:\w+Error|\w*Exception|GraphSurgeryError)\)", p.read_text(), re.M)]
+    # a failed match is a status the rewriter reports in its results, never raised to callers
+    assert elsewhere == ["rewrite.py: MatchFailure"]
 
 
 def test_did_you_mean_is_spelt_one_way():

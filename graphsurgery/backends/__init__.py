@@ -18,15 +18,11 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from ..errors import GraphSurgeryError
+from ..errors import BackendError
 from ..lint import Finding
 
 BACKENDS = ("tensorrt", "onnxruntime", "openvino")
 SEVERITIES = ("error", "warning", "info")
-
-
-class BackendError(GraphSurgeryError):
-    """An unknown backend, or support data that cannot be read."""
 
 
 @dataclass
