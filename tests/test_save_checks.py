@@ -174,7 +174,7 @@ def test_the_quick_look_at_plain_raw_tensors_judges_as_the_full_one():
         # the same tensor with a field the quick look does not take, so the full path judges it
         u = TensorProto()
         u.CopyFrom(t)
-        u.segment.begin = 0
+        u.data_location = TensorProto.DEFAULT  # (said explicitly, it means the same)
         return tensors.problem(u, None)
 
     cases = []
@@ -193,3 +193,14 @@ def test_the_quick_look_at_plain_raw_tensors_judges_as_the_full_one():
     for t in cases:
         assert tensors.problem(t, None) == full_verdict(t), t.name
     assert all(tensors.problem(t, None) is not None for t in (short, negative, bf16, strings, unknown))
+
+
+def test_a_tensor_segment_is_refused_by_check_and_save(tmp_path):
+    # onnx's checker lets it through, but no reader can read it back
+    m = tiny_chain()
+    m.graph.initializer[1].segment.begin = 0
+    m.graph.initializer[1].segment.end = 2
+    model = gs.load(m)
+    assert any("segment" in p for p in model.problems())
+    with pytest.raises(gs.SaveError, match="segment"):
+        model.save(tmp_path / "m.onnx")
