@@ -230,7 +230,7 @@ def _spawned(data: bytes, base_dir: str | None, full: bool, text: bool = False, 
     args = [sys.executable, "-c", code, json.dumps([p for p in sys.path if isinstance(p, str)]),
             json.dumps([base_dir, full, text])]
     try:
-        proc = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        proc = subprocess.run(args, input=data, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False,
                               timeout=TIME_LIMIT)
     except subprocess.TimeoutExpired:  # (the child is killed)
         return _too_long()

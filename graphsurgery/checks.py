@@ -185,7 +185,7 @@ def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None
 class ScanResult:
     """What one ordered pass over every graph found."""
 
-    __slots__ = ("problem", "depth", "has_external", "tensors")
+    __slots__ = ("depth", "has_external", "problem", "tensors")
 
     def __init__(self) -> None:
         self.problem: str | None = None
@@ -213,8 +213,7 @@ def _scan(g, outer: list[set[str]], where: str, level: int, res: ScanResult) -> 
     GRAPH, GRAPHS = onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS
     TENSOR, TENSORS = onnx.AttributeProto.TENSOR, onnx.AttributeProto.TENSORS
     found = res.tensors
-    if level > res.depth:
-        res.depth = level
+    res.depth = max(res.depth, level)
     if isinstance(g, onnx.FunctionProto):
         local = set(g.input)
         outputs = list(g.output)

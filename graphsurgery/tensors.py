@@ -90,6 +90,9 @@ def problem(tensor: onnx.TensorProto, base_dir: str | None) -> str | None:
     if bad is not None:
         return bad
     name = tensor.name or "<unnamed tensor>"
+    if tensor.HasField("segment"):
+        return (f"tensor {name!r} holds a segment ({tensor.segment.begin}..{tensor.segment.end}) of a larger "
+                "tensor, which neither onnx nor graphsurgery can read; store the whole tensor instead")
     dt = tensor.data_type
     typed = [f for f in _TYPED if len(getattr(tensor, f))]
     if external_data.is_external(tensor):

@@ -162,3 +162,45 @@ def test_a_fresh_process_checks_and_its_crash_is_caught():
     found = checker._spawned(b"", None, True, code="import os; os.abort()")
     assert found and "crashed (SIGABRT)" in found[0]
     assert "without a verdict" in checker._spawned(b"", None, True, code="print('no')")[0]
+
+
+def test_the_quick_look_at_plain_raw_tensors_judges_as_the_full_one():
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+
+    from graphsurgery import tensors
+
+    def full_verdict(t):
+        # the same tensor with a field the quick look does not take, so the full path judges it
+        u = TensorProto()
+        u.CopyFrom(t)
+        u.data_location = TensorProto.DEFAULT  # (said explicitly, it means the same)
+        return tensors.problem(u, None)
+
+    cases = []
+    for arr in (np.zeros((2, 3), np.float32), np.ones(5, np.int64), np.zeros((), np.float16), np.zeros(0, np.uint8),
+                np.array([True, False]), np.zeros((2, 2), np.complex64)):
+        cases.append(numpy_helper.from_array(arr, "t"))
+    short = numpy_helper.from_array(np.zeros((2, 3), np.float32), "short")
+    short.raw_data = short.raw_data[:-1]
+    negative = numpy_helper.from_array(np.zeros(4, np.float32), "negative")
+    negative.dims[:] = [-2, -2]
+    bf16 = numpy_helper.from_array(np.zeros(4, np.float32), "bfloat16")
+    bf16.data_type = TensorProto.BFLOAT16  # 16 bytes: 8 elements of 2 bytes, not 4
+    strings = TensorProto(name="strings", data_type=TensorProto.STRING, dims=[1], raw_data=b"abcd")
+    unknown = TensorProto(name="unknown", data_type=999, dims=[1], raw_data=b"abcd")
+    cases += [short, negative, bf16, strings, unknown]
+    for t in cases:
+        assert tensors.problem(t, None) == full_verdict(t), t.name
+    assert all(tensors.problem(t, None) is not None for t in (short, negative, bf16, strings, unknown))
+
+
+def test_a_tensor_segment_is_refused_by_check_and_save(tmp_path):
+    # onnx's checker lets it through, but no reader can read it back
+    m = tiny_chain()
+    m.graph.initializer[1].segment.begin = 0
+    m.graph.initializer[1].segment.end = 2
+    model = gs.load(m)
+    assert any("segment" in p for p in model.problems())
+    with pytest.raises(gs.SaveError, match="segment"):
+        model.save(tmp_path / "m.onnx")
