@@ -6,7 +6,7 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .model import Model
+from .core.model import Model
 
 # Older onnx-tensorrt parsers (TensorRT 7.0 and before) clamped InstanceNormalization epsilon
 # to at least 1e-4, silently changing results of models exported with PyTorch's 1e-5.
