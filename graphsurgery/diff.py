@@ -9,7 +9,7 @@ from typing import Any
 
 import onnx
 
-from .model import Model, load
+from .core.model import Model, load
 
 
 @dataclass

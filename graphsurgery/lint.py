@@ -6,7 +6,7 @@ import collections
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .model import Model
+from .core.model import Model
 from .ops import is_default_domain
 
 # Older onnx-tensorrt parsers (TensorRT 7.0 and before) clamped InstanceNormalization epsilon

@@ -8,7 +8,7 @@ from typing import Any
 import onnx
 
 from . import external_data, serialization
-from .model import Model
+from .core.model import Model
 
 
 def _type_str(vi: onnx.ValueInfoProto) -> dict[str, Any]:

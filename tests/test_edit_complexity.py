@@ -116,6 +116,37 @@ def remove_dead(model: gs.Model) -> None:
         g.remove_node(n)
 
 
+def cnn_with_branches(blocks: int) -> onnx.ModelProto:
+    """The CNN, plus one If per block (a small branch each), all read by the output."""
+    proto = cnn(blocks)
+    C = 2
+    g = proto.graph
+    g.input.append(helper.make_tensor_value_info("cond", TensorProto.BOOL, []))
+    last = g.output[0].name
+    for i in range(blocks):
+        then_g = helper.make_graph([helper.make_node("Relu", ["x"], [f"t{i}"], name=f"tr{i}")], "then", [],
+                                   [helper.make_tensor_value_info(f"t{i}", TensorProto.FLOAT, [1, C, 4, 4])])
+        else_g = helper.make_graph([helper.make_node("Neg", ["x"], [f"e{i}"], name=f"en{i}")], "else", [],
+                                   [helper.make_tensor_value_info(f"e{i}", TensorProto.FLOAT, [1, C, 4, 4])])
+        g.node.append(helper.make_node("If", ["cond"], [f"br{i}"], name=f"if{i}", then_branch=then_g,
+                                       else_branch=else_g))
+        g.node.append(helper.make_node("Add", [last, f"br{i}"], [f"sum{i}"], name=f"sum{i}"))
+        last = f"sum{i}"
+    g.output[0].name = last
+    return proto
+
+
+def test_edits_beside_subgraphs_are_linear():
+    """New names are checked against the scope chain without walking every subgraph."""
+    counts = []
+    for blocks in (150, 300):
+        model = gs.load(cnn_with_branches(blocks))
+        counts.append(calls(lambda m=model: replace_prelus(m)))
+        assert model.problems(onnx_checker=False) == []
+    ratio = counts[1] / counts[0]
+    assert ratio < 2.5, f"doubling the graph multiplied the work by {ratio:.2f} ({counts})"
+
+
 @pytest.mark.parametrize("edits", [replace_prelus, bypass_all, insert_before_each, rename_all, replace_each,
                                    constants_and_initializers, remove_dead])
 def test_edits_are_linear(edits):

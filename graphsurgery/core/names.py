@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 class NameAuthority:
     """Unique names across a model's scope chain, built on first use and kept incrementally."""
 
-    __slots__ = ("_collect", "_tensors", "_nodes", "_counter")
+    __slots__ = ("_collect", "_tensors", "_nodes", "_counter", "_fresh")
 
     def __init__(self, collect: Callable[[], tuple[set[str], set[str]]]):
         # collect() -> (tensor names, node names) of the whole model, called once, lazily
@@ -23,20 +23,24 @@ class NameAuthority:
         self._tensors: set[str] | None = None
         self._nodes: set[str] | None = None
         self._counter = itertools.count(1)
+        self._fresh: set[str] = set()  # handed out by unique(), not yet defined by an edit
 
     def _load(self) -> None:
         if self._tensors is None:
             self._tensors, self._nodes = self._collect()
 
     def may_exist(self, name: str) -> bool:
-        """False only when ``name`` is defined nowhere in the model."""
+        """False only when ``name`` is defined nowhere in the model (a name :meth:`unique` handed
+        out stays free until an edit defines it)."""
         self._load()
-        return name in self._tensors
+        return name in self._tensors and name not in self._fresh
 
     def add(self, names: Iterable[str]) -> None:
         """Record names that an edit defined (tensors)."""
         if self._tensors is not None:
-            self._tensors.update(n for n in names if n)
+            names = [n for n in names if n]
+            self._tensors.update(names)
+            self._fresh.difference_update(names)
 
     def add_nodes(self, names: Iterable[str]) -> None:
         """Record node names an edit introduced."""
@@ -52,6 +56,8 @@ class NameAuthority:
         while name in taken:
             name = f"{base}_{next(self._counter)}"
         taken.add(name)
+        if kind == "tensor":
+            self._fresh.add(name)
         return name
 
 
