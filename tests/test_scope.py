@@ -175,3 +175,16 @@ def test_displays_are_registered_by_the_package():
     m = gs.load(if_model())
     assert "main graph" in m.graph._repr_html_()
     assert "relu" in m.graph.node("relu")._repr_html_()
+
+
+def test_a_branch_cannot_return_what_its_if_computes():
+    """A subgraph output read from outside is a read of the holder: one computed downstream of
+    the holder would close a cycle, and is refused with nothing changed."""
+    m = gs.load(if_model())
+    then = m.graph.node("if").subgraphs()["then_branch"]
+    before = m.to_bytes()
+    with pytest.raises(gs.EditError, match="cycle"):
+        then.add_output("z", dtype=np.float32)  # z = Add(y, r), y the If's own output
+    assert m.to_bytes() == before
+    then.add_output("x", dtype=np.float32)  # an input of the main graph: fine
+    assert m.problems(onnx_checker=False) == []

@@ -267,6 +267,8 @@ class TensorEdits:
         self._require_visible(name, f"new output of {self.describe()}")
         if name in self._output_set():
             raise EditError(f"{name!r} is already an output of {self.describe()}")
+        if self.owner is not None and not self.defines(name):  # the holder will read it
+            self._admit_read_from_outside(name, f"new output {name!r} of {self.describe()}")
         if self.is_function:
             self._proto.output.append(name)
         else:
@@ -282,6 +284,7 @@ class TensorEdits:
             self._proto.output.append(vi)
         self._outputs = None
         self._invalidate_free()
+        self._repair_outer([name])
 
     def remove_output(self, name: str) -> None:
         """Stop exposing ``name`` as a graph output (its producer stays)."""

@@ -246,6 +246,8 @@ class Graph(TensorEdits, Scope):
         refs = (self.resolve(old) or self).output_refs(old) if outputs else []
         for g, _ in refs:
             g._require_visible(new, f"output of {g.describe()}")
+            if g.owner is not None and not g.defines(new):
+                g._admit_read_from_outside(new, f"an output of {g.describe()}")
         for node, idx in uses:
             node._graph._set_input(node, idx, new)
         for g, i in refs:
@@ -259,6 +261,7 @@ class Graph(TensorEdits, Scope):
             self._proto.output[index].name = name
         self._outputs = None
         self._invalidate_free()
+        self._repair_outer([name])
 
     def _admit_read(self, reader: Node, name: str):
         """Refuse, with an EditError, to let ``reader`` (a node of this graph) read ``name`` when

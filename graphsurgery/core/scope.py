@@ -536,9 +536,6 @@ class Scope:
         except InvalidModelError:  # a cycle: keep the order, cut out removed nodes
             self._write_order(list(self._nodes.values()))
 
-    def _where_cycle(self) -> str:
-        return self._where()
-
 
 def _find_cycle(candidates: list[int], deps: list[set[int]]) -> list[int]:
     """One cycle among ``candidates`` (nodes left over by Kahn's algorithm), as indices."""
