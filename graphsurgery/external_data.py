@@ -9,7 +9,6 @@ fall outside the file or disagree with the tensor's dtype and shape.
 from __future__ import annotations
 
 import functools
-
 import os
 import re
 import stat
@@ -76,7 +75,7 @@ def expected_nbytes(tensor: onnx.TensorProto) -> int | None:
     return None if itemsize is None else count * itemsize
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _itemsize(dt: int) -> int | None:
     try:
         return onnx.helper.tensor_dtype_to_np_dtype(dt).itemsize

@@ -127,7 +127,7 @@ def _find_bad_text(proto: onnx.ModelProto, what: str) -> None:
     # (message, where): ``where`` is the parent's place and the field, spelt out only on error
     stack: list[tuple[object, tuple]] = [(proto, ())]
     STRING, MESSAGE = _FD.TYPE_STRING, _FD.TYPE_MESSAGE
-    NodeProto, TensorProto = onnx.NodeProto, onnx.TensorProto
+    TensorProto = onnx.TensorProto
     while stack:
         msg, where = stack.pop()
         try:

@@ -27,7 +27,7 @@ class Attributes(MutableMapping):
 
     __slots__ = ("_node",)
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node):  # noqa: F821 (a type of the scope above, named only)
         self._node = node
 
     def _find(self, key: str) -> onnx.AttributeProto | None:

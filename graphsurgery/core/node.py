@@ -23,7 +23,7 @@ class Node:
 
     __slots__ = ("proto", "_graph", "_rank", "_subgraphs", "__weakref__")
 
-    def __init__(self, proto: onnx.NodeProto, graph: Graph, rank: tuple):
+    def __init__(self, proto: onnx.NodeProto, graph: Graph, rank: tuple):  # noqa: F821 (a type of the scope above, named only)
         self.proto = proto
         self._graph = graph
         self._rank = rank
@@ -31,7 +31,7 @@ class Node:
 
     # ---- plain fields -------------------------------------------------
     @property
-    def graph(self) -> Graph:
+    def graph(self) -> Graph:  # noqa: F821 (a type of the scope above, named only)
         """The graph (or subgraph, or function body) this node belongs to."""
         return self._graph
 
@@ -100,7 +100,7 @@ class Node:
                     seen.setdefault(id(c), c)
         return list(seen.values())
 
-    def subgraphs(self) -> dict[str, Graph | list[Graph]]:
+    def subgraphs(self) -> dict[str, Graph | list[Graph]]:  # noqa: F821 (a type of the scope above, named only)
         """Graph-valued attributes (If branches, Loop/Scan bodies) as :class:`Graph` objects."""
         out: dict = {}
         for attr in self.proto.attribute:

@@ -16,16 +16,16 @@ class Value:
 
     __slots__ = ("graph", "name")
 
-    def __init__(self, graph: Graph, name: str):
+    def __init__(self, graph: Graph, name: str):  # noqa: F821 (a type of the scope above, named only)
         self.graph = graph
         self.name = name
 
     @property
-    def producer(self) -> Node | None:
+    def producer(self) -> Node | None:  # noqa: F821 (a type of the scope above, named only)
         return self.graph._producer.get(self.name)
 
     @property
-    def consumers(self) -> list[Node]:
+    def consumers(self) -> list[Node]:  # noqa: F821 (a type of the scope above, named only)
         return self.graph.consumers(self.name)
 
     @property
