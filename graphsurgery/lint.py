@@ -25,15 +25,10 @@ class Finding:
         return f"[{self.code}] {self.where}: {self.message}" + (f" (fix: {self.fix})" if self.fix else "")
 
 
-def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP, backend: str | None = None,
-         **backend_options: Any) -> list[Finding]:
-    """Every finding, in a stable order: model-level first, then by node. With ``backend``
-    (``tensorrt``, ``onnxruntime``, ``openvino``), the findings for that backend instead, each
-    with its severity (see :func:`graphsurgery.backends.lint_for`)."""
-    if backend is not None:
-        from .backends import lint_for
-
-        return lint_for(model, backend, **backend_options)
+def lint(model: Model, *, epsilon_floor: float = TRT_EPSILON_CLAMP) -> list[Finding]:
+    """Every finding, in a stable order: model-level first, then by node. The findings for one
+    backend, each with its severity, come from :func:`graphsurgery.backends.lint_for`, which
+    builds on these."""
     found: list[Finding] = []
     g = model.graph
     inits = set(g.initializers)
