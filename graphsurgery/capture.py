@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .model import Model
+from .core.model import Model
 
 BACKENDS = ("ort", "ort-noopt", "reference")
 

@@ -138,7 +138,7 @@ def _not_a_device(path: str, what: str) -> None:
 
 
 def _load(path: str):
-    from .model import load
+    from .core.model import load
 
     _not_a_device(path, "model file")
     try:
@@ -257,7 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     with Bar("saving", enabled=not args.quiet and not args.json) as bar:
         _save(model, args.output, overwrite=args.overwrite, progress=bar.update)
     for r, extra, side in sides:
-        from .model import load
+        from .core.model import load
 
         try:
             _save(load(extra), side, overwrite=True)

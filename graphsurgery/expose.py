@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 
 from . import shapes
-from .graph import Graph
-from .model import Model
+from .core.graph import Graph
+from .core.model import Model
 from .ops import is_default_domain
 
 

@@ -21,8 +21,8 @@ from typing import Any
 import onnx
 
 from .backends import BackendFinding, check_backend, describe, lint_for
+from .core.model import Model, load
 from .errors import FixRefused, GraphSurgeryError
-from .model import Model, load
 
 #: passes in the order fix runs them; each runs only when a finding (or a user value) asks for it
 # (fix-prelu-slope early: a model it repairs does not run before it, so what follows is verified)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .model import Model, load
+from .core.model import Model, load
 from .passes.base import Pass, PassError, PassResult
 from .passes.pipeline import Pipeline, PipelineResult
 from .passes.registry import create

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .graph import Graph
-from .model import Model
-from .node import Node
+from .core.graph import Graph
+from .core.model import Model
+from .core.node import Node
 from .ops import DEFAULT_DOMAINS
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .model import Model, load
+from .core.model import Model, load
 
 
 @dataclass

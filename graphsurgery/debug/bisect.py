@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Model, load
+from ..core.model import Model, load
 from ..verify import ATOL, RTOL
 from .report import Report
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..capture import BACKENDS, capture, run_outputs, tensor_order
-from ..model import Model, load
+from ..core.model import Model, load
 from ..verify import ACROSS_BACKENDS_ATOL, ACROSS_BACKENDS_RTOL, measure
 from .report import Report, Row
 

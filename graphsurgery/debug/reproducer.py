@@ -11,7 +11,7 @@ import onnx
 from onnx import helper
 
 from ..capture import capture, run_backend
-from ..model import Model, load
+from ..core.model import Model, load
 
 
 @dataclass

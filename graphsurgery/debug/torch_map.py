@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Model
+from ..core.model import Model
 
 SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 

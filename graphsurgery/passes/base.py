@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import numpy as np
 import onnx
 
+from ..core.model import Model, load
 from ..errors import PassError
-from ..model import Model, load
 
 log = logging.getLogger("graphsurgery")
 

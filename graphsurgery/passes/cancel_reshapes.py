@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import shapes
+from ..core.graph import Graph
+from ..core.model import Model
 from ..errors import EditError
-from ..graph import Graph
-from ..model import Model
 from ..ops import is_default_domain
 from .base import Pass, PassResult
 

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 
 from .. import external_data
-from ..model import Model
+from ..core.model import Model
 from .base import Option, Pass, PassError, PassResult
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from .base import Option, Pass, PassError, PassResult, parse_list
 
 
@@ -35,7 +35,7 @@ class Cut(Pass):
         """The new outputs, as the model before the cut computes them."""
         from .. import verify
         from ..capture import capture
-        from ..model import load
+        from ..core.model import load
 
         if self.opts["inputs"]:
             raise verify.NotVerifiable("a cut that adds inputs cannot be run on the model before it")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..core.model import Model
 from ..expose import choose, expose
-from ..model import Model
 from .base import Option, Pass, PassResult, parse_bool, parse_list
 
 

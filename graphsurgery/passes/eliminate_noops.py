@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from ..ops import is_nondeterministic
 from ..rewrite import ANY, Alias, Const, Op, Rule
 from .base import PassResult, RulePass

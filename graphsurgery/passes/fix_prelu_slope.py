@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from ..ops import is_default_domain
 from .base import Option, Pass, PassError, PassResult
 

@@ -7,9 +7,9 @@ import onnx
 from onnx import helper
 
 from .. import shapes, tensors
+from ..core.graph import Graph
+from ..core.model import Model
 from ..errors import EditError
-from ..graph import Graph
-from ..model import Model
 from ..ops import DEFAULT_DOMAINS, if_branch_taken, is_nondeterministic
 from .base import Option, Pass, PassResult, parse_bool
 

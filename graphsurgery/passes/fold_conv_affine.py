@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from ..model import Model
+from ..core.model import Model
 from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
 from .base import Pass, PassResult
 

@@ -6,7 +6,7 @@ import ast
 
 import numpy as np
 
-from ..model import Model
+from ..core.model import Model
 from .base import Pass, PassError, PassResult
 
 

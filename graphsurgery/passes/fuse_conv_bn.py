@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from ..model import Model
+from ..core.model import Model
 from ..rewrite import ANY, Const, Op, Rule, const_init
 from .base import RulePass
 

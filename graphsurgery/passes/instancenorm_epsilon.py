@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from ..model import Model
+from ..core.model import Model
 from .base import Option, Pass, PassError, PassResult
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from onnx import helper
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
 from .base import Pass, PassResult
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..model import Model, load
+from ..core.model import Model, load
 from ..verify import ATOL, RTOL
 from .base import Pass, PassError, PassResult
 

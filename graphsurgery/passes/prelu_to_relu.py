@@ -5,7 +5,7 @@ from __future__ import annotations
 from onnx import TensorProto, helper
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from ..rewrite import Op, Rule
 from .base import RulePass
 

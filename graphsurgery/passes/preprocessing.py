@@ -7,7 +7,7 @@ import numpy as np
 from onnx import helper
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from ..rewrite import ANY, Const, Op, Rule, const_init
 from .base import Option, Pass, PassResult, RulePass
 
@@ -119,7 +119,7 @@ class SplitPreprocessing(Pass):
     def outputs_after(self, after_bytes, after, feeds, result, run):
         """The two models in turn: ``feeds`` are raw inputs, the preprocessing model normalises
         them, the main model takes the result: their composition must equal the model before."""
-        from ..model import load
+        from ..core.model import load
 
         split = result.details.get("split") or {}
         if not split:

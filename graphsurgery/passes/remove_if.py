@@ -5,8 +5,8 @@ from __future__ import annotations
 import onnx
 from onnx import helper
 
-from ..graph import Graph, Node
-from ..model import Model
+from ..core.graph import Graph, Node
+from ..core.model import Model
 from ..ops import if_branch_taken, is_default_domain
 from .base import Option, Pass, PassError, PassResult, parse_bool
 from .fold_constants import FoldConstants

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..model import Model
+from ..core.model import Model
 from .base import Pass, PassError, PassResult
 
 

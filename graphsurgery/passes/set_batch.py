@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import shapes
-from ..graph import Graph
-from ..model import Model
+from ..core.graph import Graph
+from ..core.model import Model
 from ._batch.common import _show, _show_dims
 from ._batch.protos import _dim, _set_dims
 from ._batch.search import _find_batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .. import shapes
-from ..model import Model
+from ..core.model import Model
 from .base import Pass, PassError, PassResult
 
 #: the largest dim set-shape and set-batch accept: beyond it a number is a typo, not a shape

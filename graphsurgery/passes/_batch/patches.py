@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ...graph import Graph
-from ...model import Model
+from ...core.graph import Graph
+from ...core.model import Model
 
 
 class _Patch:

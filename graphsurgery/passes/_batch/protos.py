@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import onnx
 
-from ...graph import Graph
-from ...model import Model
+from ...core.graph import Graph
+from ...core.model import Model
 from ...ops import is_default_domain
 from ..base import PassError
 from .common import _PARAMETER_OPS, B1, B2

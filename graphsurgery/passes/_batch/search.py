@@ -6,7 +6,7 @@ import itertools
 
 import onnx
 
-from ...model import Model
+from ...core.model import Model
 from ..base import PassError
 from .common import B1, B2
 from .protos import _only_a_parameter, _probe_copy
