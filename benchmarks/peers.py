@@ -345,7 +345,8 @@ def table(rows: list[dict], tools: list[str], info: dict, missing: list[str] = (
     failures = [(row["file"], t, r) for row in rows for t, r in row.get("tools", {}).items() if r["status"] != "ok"]
     if failures:
         out += ["", "Failures:", ""]
-        out += [f"- {f} — {t}: {r['status']}: {r.get('why', '')}".rstrip(": ").replace("|", "/") for f, t, r in failures]
+        out += [f"- {f} — {t}: {r['status']}: {r.get('why', '')}".rstrip(": ").replace("|", "/")
+                for f, t, r in failures]
     return "\n".join(out)
 
 
