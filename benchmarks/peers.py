@@ -277,6 +277,8 @@ def bench_model(corpus: str, entry: dict, tools: list[str], timeout: float, tmp:
             checked, why = _call(["check", dst, inputs, ref], timeout)
             rec.update(checked if checked is not None else {"status": "invalid", "why": f"check died: {why}"})
             rec["bytes"] = os.path.getsize(dst)
+        if rec.get("why"):  # messages name the result by its file name, not by the temporary folder
+            rec["why"] = rec["why"].replace(tmp + os.sep, "")
         row["tools"][tool] = rec
         print(f"  {tool:12s} {rec['status']:8s} {rec.get('nodes', '-')!s:>6} nodes  {rec['wall']:6.1f} s  "
               f"{rec.get('why', '')[:100]}", file=sys.stderr, flush=True)
@@ -296,7 +298,7 @@ def cell(rec: dict | None, best: int | None) -> str:
     return text + (f" ({', '.join(left)})" if left else "")
 
 
-def table(rows: list[dict], tools: list[str], info: dict) -> str:
+def table(rows: list[dict], tools: list[str], info: dict, missing: list[str] = ()) -> str:
     out = [f"Measured {info['date']} on {len(rows)} models; versions: "
            + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + f". graphsurgery ran {info['graphsurgery']}.",
            "",
@@ -319,6 +321,9 @@ def table(rows: list[dict], tools: list[str], info: dict) -> str:
             wins += "graphsurgery" in ok and (not peers or ok["graphsurgery"] <= min(peers))
         out.append(f"| {row['file']} | {b['nodes']}" + (f" ({', '.join(left)})" if left else "") + " | "
                    + " | ".join(cell(row["tools"].get(t), best) for t in tools) + " |")
+    if missing:
+        out += ["", f"Not measured in this run ({len(missing)}; `--resume` measures them): "
+                + ", ".join(missing) + "."]
     out += ["", f"graphsurgery correct and at or below the best correct peer's node count: {wins} of {total} models.",
             "", "Seconds (the tool's own run, loading and saving included) and maximum relative difference:", "",
             "| model | " + " | ".join(tools) + " |", "|---|" + "---:|" * len(tools)]
@@ -332,13 +337,16 @@ def table(rows: list[dict], tools: list[str], info: dict) -> str:
                 cells.append("–")
             elif "seconds" not in r:
                 cells.append(f"{r['status']} ({r['wall']:.0f} s)")
+            elif r["status"] != "ok":
+                cells.append(f"{r['seconds']:.1f} s, {r['status']}")
             else:
                 cells.append(f"{r['seconds']:.1f} s, {r.get('max_rel', float('nan')):.0e}")
         out.append(f"| {row['file']} | " + " | ".join(cells) + " |")
     failures = [(row["file"], t, r) for row in rows for t, r in row.get("tools", {}).items() if r["status"] != "ok"]
     if failures:
         out += ["", "Failures:", ""]
-        out += [f"- {f} — {t}: {r['status']}: {r.get('why', '')}".rstrip(": ").replace("|", "/") for f, t, r in failures]
+        out += [f"- {f} — {t}: {r['status']}: {r.get('why', '')}".rstrip(": ").replace("|", "/")
+                for f, t, r in failures]
     return "\n".join(out)
 
 
@@ -367,6 +375,8 @@ def main(argv=None) -> int:
     ap.add_argument("--doc", default=os.path.join(here, "..", "docs", "benchmarks.md"),
                     help="page whose table is regenerated ('' for none)")
     ap.add_argument("--resume", action="store_true", help="keep the results of models already in --json")
+    ap.add_argument("--table-only", action="store_true",
+                    help="measure nothing: regenerate the table from --json, listing models it lacks as not measured")
     args = ap.parse_args(argv)
     tools = [t for t in args.tools.split(",") if t]
     for t in tools:
@@ -386,6 +396,13 @@ def main(argv=None) -> int:
     if args.resume and os.path.exists(args.json):
         with open(args.json) as f:
             done = {r["file"]: r for r in json.load(f)["models"]}
+    if args.table_only:
+        with open(args.json) as f:
+            saved = json.load(f)
+        have = {r["file"] for r in saved["models"]}
+        missing = [e["file"] for e in manifest if e["file"] not in have]
+        write_doc(args.doc, table(saved["models"], tools, saved["info"], missing))
+        return 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for entry in manifest:

@@ -515,7 +515,9 @@ def quantised(out: str, entries: list) -> None:
         dest = os.path.join(out, made)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         try:
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            # the quantisers leave temporary models in the working folder: give them one of their own
+            with tempfile.TemporaryDirectory() as work, contextlib.chdir(work), \
+                    contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 if calib is None:
                     quantize_dynamic(os.path.join(out, src), dest)
                 else:
@@ -608,7 +610,8 @@ def find_inputs(path: str):
                 feeds[vi.name] = rng.integers(0, 10, shape).astype(dtype)
         try:
             sess.run(None, feeds)
-            return feeds, f"runs with symbolic dims = {size}"
+            return feeds, "runs on " + ", ".join(f"{k} {'x'.join(map(str, v.shape)) or 'scalar'}"
+                                                 for k, v in feeds.items())
         except Exception as exc:
             last = str(exc).splitlines()[0][:150]
     return None, f"does not run on generated inputs: {last}"
