@@ -168,3 +168,25 @@ def test_a_rewire_against_the_order_still_finds_a_cycle():
         g.node("conv5").set_input(0, late.outputs[0])
     assert g.node("conv5").inputs[0] == "a4"
     assert model.problems(onnx_checker=False) == []
+
+
+def test_duplicate_initializers_are_dropped_in_one_pass(monkeypatch):
+    """eliminate-noops merges duplicate initializers; removing each from the initializer list
+    on its own scans the list every time (the pipeline went quadratic on a 24k-node CNN, whose
+    blocks all carry equal weights). They go in one batch: one pass over the list per graph."""
+    from graphsurgery.core.graph import Graph
+    from graphsurgery.passes import create
+
+    passes_over_the_list = []
+    original = Graph._drop_initializers
+
+    def counting(self, names):
+        passes_over_the_list.append(len(names))
+        return original(self, names)
+
+    monkeypatch.setattr(Graph, "_drop_initializers", counting)
+    m = gs.load(cnn(40))
+    create("eliminate-noops")(m)
+    assert passes_over_the_list == [39 * 4]  # the first block's four weights stay, read by all
+    assert len(m.proto.graph.initializer) == 4
+    m.check()

@@ -330,6 +330,20 @@ class TensorEdits:
             raise EditError(f"cannot remove initializer {name!r}: it is read by {readers}")
         self._drop_initializers({name})
 
+    def remove_initializers(self, names) -> None:
+        """Remove several initializers nobody reads, in one pass over the list: removing them
+        one by one costs a scan of the list each. All are checked before any is removed."""
+        self._ensure()
+        names = set(names)
+        for name in sorted(names):
+            if name not in self._inits:
+                raise not_found("initializer", name, self._inits, self.describe())
+            if name not in self._input_set and self.is_used(name):
+                readers = ", ".join(repr(n.name) for n in self.consumers(name)[:5]) or "a graph output"
+                raise EditError(f"cannot remove initializer {name!r}: it is read by {readers}")
+        if names:
+            self._drop_initializers(names)
+
     def _drop_initializers(self, names: set[str]) -> None:
         rep = self._proto.initializer
         doomed = {id(self._inits[n]) for n in names}

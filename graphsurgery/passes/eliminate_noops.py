@@ -112,6 +112,7 @@ def _cse(model: Model) -> list[str]:
             continue
         # identical initializers (not graph inputs): keep the first
         seen_init: dict[tuple, str] = {}
+        duplicates = []
         for name, t in sorted(g.initializers.items()):
             if name in g.input_names or name in g.output_names:
                 continue
@@ -121,8 +122,9 @@ def _cse(model: Model) -> list[str]:
                 seen_init[key] = name
             elif g.is_used(name):
                 g.rewire(name, first)
-                g.remove_initializer(name)
+                duplicates.append(name)
                 lines.append(f"initializer {name!r} is a duplicate of {first!r}")
+        g.remove_initializers(duplicates)
         seen: dict[tuple, object] = {}
         for node in g.nodes:
             if node.has_subgraphs() or is_nondeterministic(node.op_type):

@@ -105,13 +105,15 @@ class FoldConstants(Pass):
         read = dict.fromkeys(x for n in doomed for x in n.inputs if x)
         g.replace_with_constants(needed, doomed)
         # the size rule counted constants only folded nodes read as gone: make it so
-        dropped = 0
+        unread: dict[int, tuple] = {}
         for x in read:
             owner = g.resolve(x)
-            if owner is not None and owner.has_initializer(x) and x not in owner.input_names \
+            if owner is not None and owner.initializer_proto(x) is not None and x not in owner.input_names \
                     and not owner.is_used(x):
-                owner.remove_initializer(x)
-                dropped += 1
+                unread.setdefault(id(owner), (owner, []))[1].append(x)
+        for owner, names in unread.values():
+            owner.remove_initializers(names)
+        dropped = sum(len(names) for _, names in unread.values())
         self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
         for node in doomed:
@@ -282,9 +284,10 @@ def _remove_dead(g, start) -> None:
     """Remove ``start`` if nothing reads its outputs any more, then what only it read, and so
     on up: nodes, and initializers of ``g`` (never graph inputs or outputs)."""
     stack = [start]
+    unread: set[str] = set()
     while stack:
         n = stack.pop()
-        if any(o and g.is_used(o) for o in n.outputs):
+        if not n.alive or any(o and g.is_used(o) for o in n.outputs):
             continue
         inputs = [x for x in dict.fromkeys(n.inputs) if x]
         g.remove_node(n)
@@ -292,8 +295,9 @@ def _remove_dead(g, start) -> None:
             producer = g.producer(x)
             if producer is not None:
                 stack.append(producer)
-            elif x in g.initializers and x not in g.input_names and not g.is_used(x):
-                g.remove_initializer(x)
+            elif g.initializer_proto(x) is not None and x not in g.input_names and not g.is_used(x):
+                unread.add(x)
+    g.remove_initializers(unread)
 
 
 def _stored_bytes(proto) -> int:
