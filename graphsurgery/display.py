@@ -4,6 +4,7 @@ drawn as SVG by graphsurgery itself (no graphviz binary needed)."""
 from __future__ import annotations
 
 import html
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ def model_html(model: Model) -> str:
     ops = ", ".join(f"{esc(k)}&nbsp;{v}" for k, v in list(s["ops"].items())[:20])
     lint_rows = "".join(f"<li><b>{esc(f.code)}</b> {esc(f.where)}: {esc(f.message)}"
                         + (f" — fix: <code>{esc(f.fix)}</code>" if f.fix else "") + "</li>" for f in findings)
-    return (f"<div style='{_STYLE}'><b>ONNX model</b> {esc(s['file'] or '(in memory)')} — {s['nodes']:,} nodes in "
+    name = os.path.basename(s["file"]) if s["file"] else "(in memory)"  # not the path: it names a machine
+    return (f"<div style='{_STYLE}'><b>ONNX model</b> {esc(name)} — {s['nodes']:,} nodes in "
             f"{s['graphs']} graph(s), {s['parameters']:,} parameters, opsets "
             f"{esc(', '.join(f'{d} {v}' for d, v in s['opsets'].items()))}"
             f"<table><tr><th>inputs</th><th>type</th><th>shape</th></tr>{io(s['inputs'])}"
