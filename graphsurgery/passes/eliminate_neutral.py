@@ -6,8 +6,8 @@ import numpy as np
 
 from .. import shapes
 from ..core.model import Model
-from ..rewrite import ANY, Alias, Const, Op, Rule, rewrite
-from .base import Pass, PassResult
+from ..rewrite import ANY, Alias, Const, Op, Rule
+from .base import RulePass
 
 # an end at least this large takes a whole axis whatever its size (exporters write 2**31 - 1, 2**63 - 1)
 _UNBOUNDED = 2**31 - 1
@@ -79,7 +79,7 @@ def rules(types: shapes.Types) -> list[Rule]:
     ]
 
 
-class EliminateNeutral(Pass):
+class EliminateNeutral(RulePass):
     """Remove ``x + 0``, ``0 + x``, ``x - 0``, ``x * 1``, ``1 * x`` and ``x / 1`` where the constant
     has the operand's element type and does not broadcast it to a larger shape (so the result is
     the operand, same type and shape; exported models with zero-initialised biases are full of
@@ -89,10 +89,10 @@ class EliminateNeutral(Pass):
 
     name = "eliminate-neutral"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model, rules(shapes.infer(model)))
-        for rule, node in out.applied:
-            result.note(f"{rule}: removed {node!r}")
-        for rule, why in out.near_misses.items():
-            result.skip(f"{rule}: {why}")
-        result.details["removed"] = len(out.applied)
+    count_key = "removed"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return rules(shapes.infer(model))
+
+    def change_line(self, site) -> str:
+        return f"{site.rule}: removed {site.node!r}"

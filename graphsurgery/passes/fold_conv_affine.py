@@ -7,8 +7,8 @@ import numpy as np
 from onnx import helper
 
 from ..core.model import Model
-from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
-from .base import Pass, PassResult
+from ..rewrite import ANY, Const, Op, Rule, const_init
+from .base import RulePass
 
 # float16/bfloat16 would round the folded weights once more than the model did: left alone
 _FLOATS = (np.float32, np.float64)
@@ -119,7 +119,7 @@ def _rules() -> list[Rule]:
 RULES = _rules()
 
 
-class FoldConvAffine(Pass):
+class FoldConvAffine(RulePass):
     """Fold a constant that is added to, subtracted from, multiplied with or divides the output
     of a ``Conv`` or ``ConvTranspose`` (whose output nothing else reads) into its bias and
     weights, when the constant holds one value per output channel (shape ``[C,1,1]``,
@@ -130,10 +130,10 @@ class FoldConvAffine(Pass):
 
     name = "fold-conv-affine"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model, RULES)
-        for rule, node in out.applied:
-            result.note(f"{rule}: {node!r} folded into the Conv before it")
-        for rule, why in out.near_misses.items():
-            result.skip(f"{rule}: {why}")
-        result.details["folded"] = len(out.applied)
+    count_key = "folded"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return RULES
+
+    def change_line(self, site) -> str:
+        return f"{site.rule}: {site.node!r} folded into the Conv before it"

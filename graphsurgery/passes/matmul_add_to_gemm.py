@@ -6,8 +6,8 @@ from onnx import helper
 
 from .. import shapes
 from ..core.model import Model
-from ..rewrite import Const, Op, Rule, rewrite
-from .base import Pass, PassResult
+from ..rewrite import Const, Op, Rule
+from .base import RulePass
 
 # Gemm is defined for more types, but its float16 kernels accumulate differently from MatMul's;
 # the integer ones need opset 11: only these are fused
@@ -48,7 +48,7 @@ def rule(types: shapes.Types, opset: int) -> Rule:
     return Rule("matmul-add", pattern, build, check, doc="2-D MatMul + constant -> Gemm")
 
 
-class MatMulAddToGemm(Pass):
+class MatMulAddToGemm(RulePass):
     """Fuse ``Add(MatMul(A, B), C)`` into ``Gemm(A, B, C)`` where that is the same computation:
     both MatMul operands known to be 2-D, float32 or float64, ``C`` a constant that broadcasts
     to the product's shape without growing it (``[N]``, ``[1, N]``, ``[M, N]``, ``[M, 1]``, a
@@ -57,11 +57,11 @@ class MatMulAddToGemm(Pass):
 
     name = "matmul-add-to-gemm"
 
-    def apply(self, model: Model, result: PassResult) -> None:
+    count_key = "fused"
+
+    def rules(self, model: Model) -> list[Rule]:
         opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
-        out = rewrite(model, [rule(shapes.infer(model), opset)])
-        for _, node in out.applied:
-            result.note(f"{node!r} and the MatMul before it are now one Gemm")
-        for _, why in out.near_misses.items():
-            result.skip(why)
-        result.details["fused"] = len(out.applied)
+        return [rule(shapes.infer(model), opset)]
+
+    def change_line(self, site) -> str:
+        return f"{site.node!r} and the MatMul before it are now one Gemm"

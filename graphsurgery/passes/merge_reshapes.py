@@ -7,8 +7,8 @@ from onnx import helper
 
 from .. import shapes
 from ..core.model import Model
-from ..rewrite import Const, Op, Rule, const_init, rewrite
-from .base import Pass, PassResult
+from ..rewrite import Const, Op, Rule, const_init
+from .base import RulePass
 
 
 def rule(types: shapes.Types) -> Rule:
@@ -44,7 +44,7 @@ def rule(types: shapes.Types) -> Rule:
     return Rule("reshape-reshape", Op("Reshape", [inner, Const("shape")]), build, check)
 
 
-class MergeReshapes(Pass):
+class MergeReshapes(RulePass):
     """Replace ``Reshape(Reshape(x, a), b)`` by ``Reshape(x, b)``: a reshape keeps the elements
     in order, so only the last shape matters. A ``0`` in ``b`` (copy a dim) is replaced by the
     dim it copies, which must then be known. When the inner Reshape is also read elsewhere it
@@ -52,10 +52,10 @@ class MergeReshapes(Pass):
 
     name = "merge-reshapes"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model, [rule(shapes.infer(model))])
-        for _, node in out.applied:
-            result.note(f"{node!r} now reshapes the input of the Reshape before it")
-        for _, why in out.near_misses.items():
-            result.skip(why)
-        result.details["merged"] = len(out.applied)
+    count_key = "merged"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return [rule(shapes.infer(model))]
+
+    def change_line(self, site) -> str:
+        return f"{site.node!r} now reshapes the input of the Reshape before it"

@@ -7,8 +7,8 @@ from onnx import helper
 
 from .. import shapes
 from ..core.model import Model
-from ..rewrite import ANY, Const, Op, Rule, const_init, rewrite
-from .base import Pass, PassResult
+from ..rewrite import ANY, Const, Op, Rule, const_init
+from .base import RulePass
 
 
 def _optional(g, node, i: int):
@@ -65,7 +65,7 @@ def rule(types: shapes.Types) -> Rule:
                                   min_inputs=3), build, check)
 
 
-class MergeSlices(Pass):
+class MergeSlices(RulePass):
     """Merge ``Slice(Slice(x))`` into one ``Slice`` when the two cut different axes (slices on
     different axes do not interact, so the result is the same, element for element). When the
     inner Slice is also read elsewhere it stays for those readers. Constant starts, ends, axes
@@ -73,10 +73,10 @@ class MergeSlices(Pass):
 
     name = "merge-slices"
 
-    def apply(self, model: Model, result: PassResult) -> None:
-        out = rewrite(model, [rule(shapes.infer(model))])
-        for _, node in out.applied:
-            result.note(f"{node!r} merged with the Slice before it")
-        for _, why in out.near_misses.items():
-            result.skip(why)
-        result.details["merged"] = len(out.applied)
+    count_key = "merged"
+
+    def rules(self, model: Model) -> list[Rule]:
+        return [rule(shapes.infer(model))]
+
+    def change_line(self, site) -> str:
+        return f"{site.node!r} merged with the Slice before it"
