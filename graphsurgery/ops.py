@@ -4,6 +4,7 @@ graphsurgery, so any layer may use it."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 #: the two spellings of the default (standard operator) domain
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -24,6 +25,18 @@ def is_nondeterministic(op_type: str) -> bool:
     standard random op, or any op named Random* (later opsets, or a custom domain taken at
     its word)."""
     return op_type in NONDETERMINISTIC or op_type.startswith("Random")
+
+
+def subgraph_protos(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    """The graphs a node holds in its attributes (If branches, Loop and Scan bodies), in
+    attribute order: what every walk over a model's nested graphs steps into."""
+    out: list[onnx.GraphProto] = []
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            out.append(a.g)
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            out.extend(a.graphs)
+    return out
 
 
 def if_branch_taken(condition) -> str | None:

@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 
 from . import external_data
 from .errors import ModelLoadError, SaveError
+from .ops import subgraph_protos
 
 TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
@@ -638,11 +639,7 @@ def _initializer_ids(proto: onnx.ModelProto) -> dict[int, onnx.TensorProto]:
         g = stack.pop()
         ids.update((id(t), t) for t in g.initializer)
         for n in g.node:
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
+            stack.extend(subgraph_protos(n))
     return ids
 
 

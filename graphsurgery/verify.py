@@ -12,7 +12,7 @@ import onnx
 from .errors import InputMismatch, NotVerifiable
 from .errors import RuntimeFailure as RuntimeFailure
 from .errors import VerificationError as VerificationError
-from .ops import is_default_domain
+from .ops import is_default_domain, subgraph_protos
 
 
 @dataclass
@@ -127,12 +127,8 @@ def integer_hints(model_proto: onnx.ModelProto) -> dict[str, list[int]]:
                         consts.setdefault(n.output[0], np.asarray(onnx.helper.get_attribute_value(a)))
             if n.op_type in _COMPARE and len(n.input) == 2:
                 compares.append((n.op_type, list(n.input)))
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    walk(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    for sub in a.graphs:
-                        walk(sub)
+            for sub in subgraph_protos(n):
+                walk(sub)
 
     walk(model_proto.graph)
     hints: dict[str, list[int]] = {}

@@ -161,14 +161,12 @@ def _messages(msg, out, depth=0):
 
 
 def _all_graphs(g, out):
+    from graphsurgery.ops import subgraph_protos
+
     out.append(g)
     for n in g.node:
-        for a in n.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                _all_graphs(a.g, out)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for s in a.graphs:
-                    _all_graphs(s, out)
+        for s in subgraph_protos(n):
+            _all_graphs(s, out)
     return out
 
 

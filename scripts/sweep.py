@@ -430,6 +430,8 @@ def _intermediates(base_bytes: bytes, names: list[str], feeds) -> dict:
 def _set_in_eps(g, eps):
     import onnx
 
+    from graphsurgery.ops import subgraph_protos
+
     for node in g.node:
         if node.op_type == "InstanceNormalization" and node.domain in ("", "ai.onnx"):
             for a in node.attribute:
@@ -438,12 +440,8 @@ def _set_in_eps(g, eps):
                     break
             else:
                 node.attribute.append(onnx.helper.make_attribute("epsilon", eps))
-        for a in node.attribute:
-            if a.type == onnx.AttributeProto.GRAPH:
-                _set_in_eps(a.g, eps)
-            elif a.type == onnx.AttributeProto.GRAPHS:
-                for sub in a.graphs:
-                    _set_in_eps(sub, eps)
+        for sub in subgraph_protos(node):
+            _set_in_eps(sub, eps)
 
 
 # ---------------------------------------------------------------- the worker

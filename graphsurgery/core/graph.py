@@ -22,6 +22,7 @@ from onnx import helper
 
 from .. import tensors
 from ..errors import EditError, not_found
+from ..ops import subgraph_protos
 from . import hooks
 from .attributes import encode
 from .edits import TensorEdits
@@ -628,13 +629,7 @@ class _OpBuilder:
 
 
 def _graphs_of(g: Graph, proto: onnx.NodeProto) -> list:
-    out = []
-    for a in proto.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            out.append(Graph(a.g, None, parent=g))
-        elif a.type == onnx.AttributeProto.GRAPHS:
-            out.extend(Graph(x, None, parent=g) for x in a.graphs)
-    return out
+    return [Graph(x, None, parent=g) for x in subgraph_protos(proto)]
 
 
 def _all_defined(gp: onnx.GraphProto) -> list[str]:
@@ -646,11 +641,7 @@ def _all_defined(gp: onnx.GraphProto) -> list[str]:
         names += [vi.name for vi in g.input] + [t.name for t in g.initializer]
         for n in g.node:
             names += list(n.output)
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    stack.append(a.g)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    stack.extend(a.graphs)
+            stack.extend(subgraph_protos(n))
     return names
 
 

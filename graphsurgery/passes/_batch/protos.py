@@ -6,7 +6,7 @@ import onnx
 
 from ...core.graph import Graph
 from ...core.model import Model
-from ...ops import is_default_domain
+from ...ops import is_default_domain, subgraph_protos
 from ..base import PassError
 from .common import _PARAMETER_OPS, B1, B2
 
@@ -63,23 +63,15 @@ def captured(node: onnx.NodeProto) -> set[str]:
             for x in n.input:
                 if x and x not in bound:
                     names.add(x)
-            for a in n.attribute:
-                if a.type == onnx.AttributeProto.GRAPH:
-                    visit(a.g, bound)
-                elif a.type == onnx.AttributeProto.GRAPHS:
-                    for sg in a.graphs:
-                        visit(sg, bound)
+            for sg in subgraph_protos(n):
+                visit(sg, bound)
             bound = bound | set(n.output)
         for o in g.output:
             if o.name not in bound:
                 names.add(o.name)
 
-    for a in node.attribute:
-        if a.type == onnx.AttributeProto.GRAPH:
-            visit(a.g, set())
-        elif a.type == onnx.AttributeProto.GRAPHS:
-            for sg in a.graphs:
-                visit(sg, set())
+    for sg in subgraph_protos(node):
+        visit(sg, set())
     return names
 
 
