@@ -188,3 +188,11 @@ def test_a_branch_cannot_return_what_its_if_computes():
     assert m.to_bytes() == before
     then.add_output("x", dtype=np.float32)  # an input of the main graph: fine
     assert m.problems(onnx_checker=False) == []
+
+
+def test_the_default_domain_opset_is_found_under_either_spelling():
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid("ai.onnx", 17)]))
+    assert m.opset("") == m.opset("ai.onnx") == 17 and m.opset("com.microsoft") is None

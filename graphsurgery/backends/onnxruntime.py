@@ -59,7 +59,7 @@ def lint(model) -> list[BackendFinding]:
     ort = _ort()
     found = []
     top = max_opset()
-    opset = model.opset("") or model.opset("ai.onnx")
+    opset = model.opset("")
     if opset is not None and opset > top:
         found.append(BackendFinding("ort-opset", "model", f"default-domain opset {opset} is newer than onnxruntime "
                                     f"{ort.__version__} loads (up to {top})", f"convert-opset(version={top})",

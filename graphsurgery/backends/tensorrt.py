@@ -54,7 +54,7 @@ class _Ctx:
 def lint(model, data: dict, *, legacy: bool = False, given_shapes: bool = False) -> list[BackendFinding]:
     ctx = _Ctx(model, data, given_shapes)
     lo, hi = data["opset_range"]
-    opset = model.opset("") or model.opset("ai.onnx")
+    opset = model.opset("")
     trt = f"TensorRT {ctx.version}"
     if opset is not None and not lo <= opset <= hi:
         target = hi if opset > hi else lo

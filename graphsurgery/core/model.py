@@ -11,7 +11,7 @@ import onnx
 
 from .. import checks, serialization
 from ..errors import InvalidModelError, ModelLoadError
-from ..ops import is_default_domain
+from ..ops import DEFAULT_DOMAINS, is_default_domain
 from . import hooks
 from .graph import Graph
 from .names import NameAuthority
@@ -108,7 +108,11 @@ class Model:
         return {op.domain: op.version for op in self.proto.opset_import}
 
     def opset(self, domain: str = "") -> int | None:
-        return self.opsets.get(domain if domain != "ai.onnx" else "")
+        """The imported version of ``domain``; the default domain under either spelling."""
+        if is_default_domain(domain):
+            found = [self.opsets[d] for d in DEFAULT_DOMAINS if d in self.opsets]
+            return found[0] if found else None
+        return self.opsets.get(domain)
 
     @property
     def functions(self) -> dict[tuple[str, str], Graph]:

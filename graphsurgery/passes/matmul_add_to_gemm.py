@@ -60,7 +60,7 @@ class MatMulAddToGemm(RulePass):
     count_key = "fused"
 
     def rules(self, model: Model) -> list[Rule]:
-        opset = model.opsets.get("", model.opsets.get("ai.onnx", 0))
+        opset = model.opset("") or 0
         return [rule(shapes.infer(model), opset)]
 
     def change_line(self, site) -> str:
