@@ -33,14 +33,76 @@ def infer(model) -> Types:
     computed by ``Shape``/``Gather``/``Concat`` chains are known too. Inference errors (custom
     ops, inconsistent value_info) degrade to what is recorded in the model.
     """
+    source = model.proto
+    if _pins_unknown_dims(source.graph):
+        # onnx's inference keeps a declared unknown dim even where it could now compute it (after
+        # folding made a shape constant): infer without value_info, then fill in from it below
+        source = onnx.ModelProto()
+        source.CopyFrom(model.proto)
+        _clear_value_info(source.graph)
     try:
-        inferred = onnx.shape_inference.infer_shapes(model.proto, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(source, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
         log.debug("shape inference failed: %s", exc)
         inferred = model.proto
     by_graph: dict = {}
     _pair(model.graph, inferred.graph, by_graph)
+    if source is not model.proto:
+        for g in by_graph:
+            _fill_from_declared(by_graph[g], g.proto)
     return Types(by_graph)
+
+
+def _subgraph_protos(graph: onnx.GraphProto):
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield a.g
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                yield from a.graphs
+
+
+def _pins_unknown_dims(graph: onnx.GraphProto) -> bool:
+    """True when a value_info entry (in ``graph`` or a subgraph) declares a dim that is not a number."""
+    for vi in graph.value_info:
+        t = vi.type
+        if t.HasField("tensor_type") and t.tensor_type.HasField("shape") and any(
+                not d.HasField("dim_value") for d in t.tensor_type.shape.dim):
+            return True
+    return any(_pins_unknown_dims(sub) for sub in _subgraph_protos(graph))
+
+
+def _clear_value_info(graph: onnx.GraphProto) -> None:
+    """Drop the value_info entries inference can redo: those of outputs of ops with no schema
+    (custom ops) stay, since only they tell what follows them."""
+    unknown = {o for n in graph.node if not onnx.defs.has(n.op_type, n.domain) for o in n.output}
+    keep = [vi for vi in graph.value_info if vi.name in unknown]
+    del graph.value_info[:]
+    graph.value_info.extend(keep)
+    for sub in _subgraph_protos(graph):
+        _clear_value_info(sub)
+
+
+def _fill_from_declared(types: dict, graph: onnx.GraphProto) -> None:
+    """Where inference without the value_info knows less than the value_info declares (a custom
+    op's output, a dim it cannot compute), the declared type or dim stands."""
+    for vi in graph.value_info:
+        if not vi.HasField("type"):
+            continue
+        have = types.get(vi.name)
+        if have is None:
+            types[vi.name] = vi.type
+            continue
+        old, new = dims(vi.type), dims(have)
+        if old is None or new is None or len(old) != len(new) or not have.HasField("tensor_type") \
+                or have.tensor_type.elem_type != vi.type.tensor_type.elem_type:
+            continue
+        merged = _merge(old, new, {})
+        if merged != new:
+            entry = onnx.TypeProto()
+            entry.CopyFrom(have)
+            _write(entry.tensor_type.shape, merged)
+            types[vi.name] = entry
 
 
 def declared_types(proto: onnx.GraphProto) -> dict[str, onnx.TypeProto]:
