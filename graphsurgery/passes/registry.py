@@ -27,6 +27,7 @@ from .merge_slices import MergeSlices
 from .prelu_to_relu import PReluToRelu
 from .preprocessing import FoldPreprocessing, SplitPreprocessing
 from .remove_if import RemoveIf
+from .remove_single_piece import RemoveSinglePiece
 from .rename_io import RenameIO
 from .set_batch import SetBatch
 from .set_shape import SetShape
@@ -56,6 +57,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     MergeSlices,
     MergeReshapes,
     CancelReshapes,
+    RemoveSinglePiece,
 )}
 
 
