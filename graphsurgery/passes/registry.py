@@ -26,6 +26,7 @@ from .merge_reshapes import MergeReshapes
 from .merge_slices import MergeSlices
 from .prelu_to_relu import PReluToRelu
 from .preprocessing import FoldPreprocessing, SplitPreprocessing
+from .rejoin_elements import RejoinElements
 from .remove_if import RemoveIf
 from .remove_single_piece import RemoveSinglePiece
 from .rename_io import RenameIO
@@ -58,6 +59,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     MergeReshapes,
     CancelReshapes,
     RemoveSinglePiece,
+    RejoinElements,
 )}
 
 
