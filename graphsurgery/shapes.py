@@ -53,6 +53,20 @@ def infer(model) -> Types:
     return Types(by_graph)
 
 
+class LazyTypes:
+    """:class:`Types` inferred on the first lookup, not before: a rule pass whose rules rarely
+    reach a shape question does not pay for inference on every run."""
+
+    def __init__(self, model):
+        self._model = model
+        self._types: Types | None = None
+
+    def get(self, graph, name: str) -> onnx.TypeProto | None:
+        if self._types is None:
+            self._types = infer(self._model)
+        return self._types.get(graph, name)
+
+
 def _subgraph_protos(graph: onnx.GraphProto):
     for node in graph.node:
         for a in node.attribute:

@@ -24,7 +24,7 @@ def _axes(m, g, node) -> list[int] | str:
     return [int(a) for a in axes] if axes is not None else f"Unsqueeze {node.name!r} has no axes"
 
 
-def rule(n: int, types: shapes.Types) -> Rule:
+def rule(n: int, types: shapes.Types | shapes.LazyTypes) -> Rule:
     def check(m, g):
         length = shapes.static_shape(types.get(g, m["v"]))
         if length is None or len(length) != 1:
@@ -65,7 +65,7 @@ class RejoinElements(RulePass):
     near_misses = "if none applied"
 
     def rules(self, model: Model) -> list[Rule]:
-        types = shapes.infer(model)
+        types = shapes.LazyTypes(model)
         return [rule(n, types) for n in range(2, MAX_ELEMENTS + 1)]
 
     def change_line(self, site) -> str:

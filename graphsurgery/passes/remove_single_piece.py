@@ -10,7 +10,7 @@ from ..rewrite import ANY, Alias, Op, Rule
 from .base import RulePass
 
 
-def rules(types: shapes.Types) -> list[Rule]:
+def rules(types: shapes.Types | shapes.LazyTypes) -> list[Rule]:
     def split_whole(m, g):
         root = m.root
         if len(root.outputs) != 1:
@@ -57,7 +57,7 @@ class RemoveSinglePiece(RulePass):
     count_key = "removed"
 
     def rules(self, model: Model) -> list[Rule]:
-        return rules(shapes.infer(model))
+        return rules(shapes.LazyTypes(model))
 
     def change_line(self, site) -> str:
         return f"{site.rule}: removed {site.node!r}"
