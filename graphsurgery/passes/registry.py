@@ -30,6 +30,7 @@ from .remove_if import RemoveIf
 from .rename_io import RenameIO
 from .set_batch import SetBatch
 from .set_shape import SetShape
+from .transpose_to_reshape import TransposeToReshape
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     FreezeInputs,
@@ -56,6 +57,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     MergeSlices,
     MergeReshapes,
     CancelReshapes,
+    TransposeToReshape,
 )}
 
 
