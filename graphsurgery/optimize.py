@@ -29,6 +29,7 @@ from .passes.registry import create
 #: the passes one round runs, in order: each keeps what the model computes
 CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices",
          "transpose-to-reshape",
+         "constant-subgraph-outputs",
          "merge-reshapes",
          "cancel-reshapes", "fuse-conv-bn", "fold-conv-affine", "matmul-add-to-gemm", "cleanup")
 #: how much one fold may grow the file, at least: tiny constants (a [1, 16, 32] embedding lookup

@@ -9,6 +9,7 @@ from ..errors import did_you_mean
 from .base import Pass, PassError
 from .cancel_reshapes import CancelReshapes
 from .cleanup import Cleanup
+from .constant_subgraph_outputs import ConstantSubgraphOutputs
 from .convert_opset import ConvertOpset
 from .cut import Cut
 from .debug_outputs import DebugOutputs
@@ -58,6 +59,7 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     MergeReshapes,
     CancelReshapes,
     TransposeToReshape,
+    ConstantSubgraphOutputs,
 )}
 
 
