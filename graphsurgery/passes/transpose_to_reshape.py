@@ -33,9 +33,17 @@ def target_shape(dims: list, perm: list[int]) -> list[int] | str:
     return [int(dims[p]) if isinstance(dims[p], int) else (0 if perm[i] == i else -1) for i, p in enumerate(perm)]
 
 
-def rule(types: shapes.Types) -> Rule:
+def rule(model: Model) -> Rule:
+    types: list = []  # inferred on the first Transpose next to a Reshape: most models have none
+
     def check(m, g):
-        dims = shapes.dims(types.get(g, m["x"]))
+        producer = g.producer(m["x"])
+        if not (producer is not None and producer.op_type == "Reshape") and not any(
+                r.op_type == "Reshape" for r in g.consumers(m.root.outputs[0])):
+            return "no Reshape reads it or makes its input: as a Reshape it would merge with nothing"
+        if not types:
+            types.append(shapes.infer(model))
+        dims = shapes.dims(types[0].get(g, m["x"]))
         if dims is None:
             return "the input's rank is unknown"
         perm = m.root.attrs.get("perm")
@@ -45,10 +53,6 @@ def rule(types: shapes.Types) -> Rule:
         target = target_shape(dims, perm)
         if isinstance(target, str):
             return target
-        producer = g.producer(m["x"])
-        if not (producer is not None and producer.op_type == "Reshape") and not any(
-                r.op_type == "Reshape" for r in g.consumers(m.root.outputs[0])):
-            return "no Reshape reads it or makes its input: as a Reshape it would merge with nothing"
         m.consts["target"] = np.asarray(target, np.int64)
         return True
 
@@ -75,7 +79,7 @@ class TransposeToReshape(RulePass):
     count_key = "rewritten"
 
     def rules(self, model: Model) -> list[Rule]:
-        return [rule(shapes.infer(model))]
+        return [rule(model)]
 
     def change_line(self, site) -> str:
         return f"{site.node!r} only moved dims of size 1: now a Reshape"
