@@ -27,8 +27,12 @@ from .passes.pipeline import Pipeline, PipelineResult
 from .passes.registry import create
 
 #: the passes one round runs, in order: each keeps what the model computes
-CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices", "merge-reshapes",
-         "remove-single-piece", "rejoin-elements",
+CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices",
+         "transpose-to-reshape",
+         "constant-subgraph-outputs",
+         "merge-reshapes",
+         "remove-single-piece",
+         "rejoin-elements",
          "cancel-reshapes", "fuse-conv-bn", "fold-conv-affine", "matmul-add-to-gemm", "cleanup")
 #: how much one fold may grow the file, at least: tiny constants (a [1, 16, 32] embedding lookup
 #: of a constant index) are worth a node; large ones stay computed

@@ -40,11 +40,17 @@ def infer(model) -> Types:
         source = onnx.ModelProto()
         source.CopyFrom(model.proto)
         _clear_value_info(source.graph)
-    try:
-        inferred = onnx.shape_inference.infer_shapes(source, strict_mode=False, data_prop=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
-        log.debug("shape inference failed: %s", exc)
+    inferred = _onnx_infer(source)
+    if inferred is None:
         inferred = model.proto
+    else:  # contrib operators onnx does not know: their documented output shapes, then infer again
+        for _ in range(_CONTRIB_ROUNDS):
+            if not _contrib_facts(inferred.graph, {}):
+                break
+            again = _onnx_infer(inferred)
+            if again is None:
+                break
+            inferred = again
     by_graph: dict = {}
     _pair(model.graph, inferred.graph, by_graph)
     if source is not model.proto:
@@ -117,6 +123,113 @@ def _fill_from_declared(types: dict, graph: onnx.GraphProto) -> None:
             entry.CopyFrom(have)
             _write(entry.tensor_type.shape, merged)
             types[vi.name] = entry
+
+
+def _onnx_infer(proto: onnx.ModelProto) -> onnx.ModelProto | None:
+    """onnx's shape inference on a copy of ``proto``; None when it fails."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
+        log.debug("shape inference failed: %s", exc)
+        return None
+
+
+# ---------------------------------------------------------------- contrib operators
+#: rounds of (contrib rules, onnx inference): one per contrib operator in a chain is enough
+_CONTRIB_ROUNDS = 4
+
+
+def _rnn_directions(node: onnx.NodeProto) -> int | None:
+    direction = next((a.s for a in node.attribute if a.name == "direction"), b"forward")
+    return {b"forward": 1, b"reverse": 1, b"bidirectional": 2}.get(direction)
+
+
+def _dynamic_quantize_lstm(node: onnx.NodeProto, type_of) -> list:
+    """onnxruntime's ``com.microsoft::DynamicQuantizeLSTM``, as its operator schema documents
+    it: X is ``[seq_length, batch_size, input_size]`` (there is no layout attribute), Y is
+    ``[seq_length, num_directions, batch_size, hidden_size]``, Y_h and Y_c are
+    ``[num_directions, batch_size, hidden_size]``, all of X's element type; num_directions is 2
+    for ``direction=bidirectional`` and 1 for forward or reverse; hidden_size is the attribute
+    (else dim 1 of R, ``[num_directions, hidden_size, 4*hidden_size]``). onnxruntime checks
+    these shapes when it runs the node, so a model that runs has them."""
+    x = dims(type_of(node.input[0])) if node.input and node.input[0] else None
+    t = type_of(node.input[0]) if node.input else None
+    directions = _rnn_directions(node)
+    if x is None or len(x) != 3 or directions is None or t is None:
+        return []
+    elem = t.tensor_type.elem_type
+    hidden = next((a.i for a in node.attribute if a.name == "hidden_size"), None)
+    if hidden is None and len(node.input) > 2 and node.input[2]:
+        r = dims(type_of(node.input[2]))
+        hidden = r[1] if r is not None and len(r) == 3 and isinstance(r[1], int) else None
+    if not elem or (hidden is not None and hidden <= 0):
+        return []
+    seq, batch = x[0], x[1]
+    return [(elem, [seq, directions, batch, hidden]), (elem, [directions, batch, hidden]),
+            (elem, [directions, batch, hidden])]
+
+
+#: output shapes of contrib operators whose documented contract fixes them: (domain, op) ->
+#: function(node, type_of) giving ``(elem_type, dims)`` per output (dims: int, name or None)
+CONTRIB_SHAPES = {
+    ("com.microsoft", "DynamicQuantizeLSTM"): _dynamic_quantize_lstm,
+}
+
+
+def _contrib_facts(graph: onnx.GraphProto, outer: dict) -> int:
+    """Write into ``graph`` (an inferred copy: its value_info, or its declared outputs) the
+    output types of the contrib nodes :data:`CONTRIB_SHAPES` knows, where they say more than
+    what is declared; in subgraphs too. Returns how many types were written. A rule's dim
+    never replaces a different known one (the model would contradict itself: nothing is
+    written for that value); names onnx made up for unknown dims are not copied."""
+    types = {**outer, **declared_types(graph)}
+    written = 0
+    for node in graph.node:
+        rule = CONTRIB_SHAPES.get((node.domain, node.op_type))
+        if rule is not None:
+            for name, fact in zip(node.output, rule(node, types.get), strict=False):
+                if name and _write_fact(graph, name, fact, types.get(name)):
+                    types[name] = _declared_type(graph, name)
+                    written += 1
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                written += _contrib_facts(sub, types)
+    return written
+
+
+def _declared_type(graph: onnx.GraphProto, name: str) -> onnx.TypeProto | None:
+    for field in (graph.value_info, graph.output):
+        for vi in field:
+            if vi.name == name:
+                return vi.type
+    return None
+
+
+def _write_fact(graph: onnx.GraphProto, name: str, fact, have: onnx.TypeProto | None) -> bool:
+    elem, new = fact
+    old = dims(have)
+    if have is not None and have.HasField("tensor_type") and have.tensor_type.elem_type not in (0, elem):
+        return False
+    if old is not None and len(old) != len(new):
+        return False
+    merged = []
+    for i, d in enumerate(new):
+        if isinstance(d, str) and _is_generated(d):
+            d = None
+        was = old[i] if old is not None else None
+        if isinstance(was, int) and isinstance(d, int) and was != d:
+            return False
+        merged.append(was if isinstance(was, int) or (was is not None and not isinstance(d, int)) else d)
+    if old == merged and have is not None and have.tensor_type.elem_type == elem:
+        return False
+    vi = next((v for v in graph.value_info if v.name == name), None)
+    if vi is None:
+        vi = next((v for v in graph.output if v.name == name), None)
+    if vi is None:
+        vi = graph.value_info.add()
+        vi.name = name
+    vi.type.CopyFrom(onnx.helper.make_tensor_type_proto(elem, merged))
+    return True
 
 
 def declared_types(proto: onnx.GraphProto) -> dict[str, onnx.TypeProto]:

@@ -238,7 +238,7 @@ def test_passes_written_as_rules_share_one_base_and_keep_their_reports():
     assert {n for n, cls in PASSES.items() if issubclass(cls, RulePass)} == {
         "prelu-to-relu", "fuse-conv-bn", "fold-preprocessing", "eliminate-noops", "focus-to-conv",
         "eliminate-neutral", "fold-conv-affine", "matmul-add-to-gemm", "merge-reshapes", "merge-slices",
-        "remove-single-piece", "rejoin-elements"}
+        "remove-single-piece", "rejoin-elements", "transpose-to-reshape"}
     # a PRelu on an unsigned input is the rule's near miss, reported with its reason
     m = _model([helper.make_node("PRelu", ["x", "s"], ["y"], name="p")],
                [helper.make_tensor_value_info("x", TensorProto.UINT8, [2]),

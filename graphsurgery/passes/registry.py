@@ -9,6 +9,7 @@ from ..errors import did_you_mean
 from .base import Pass, PassError
 from .cancel_reshapes import CancelReshapes
 from .cleanup import Cleanup
+from .constant_subgraph_outputs import ConstantSubgraphOutputs
 from .convert_opset import ConvertOpset
 from .cut import Cut
 from .debug_outputs import DebugOutputs
@@ -32,6 +33,7 @@ from .remove_single_piece import RemoveSinglePiece
 from .rename_io import RenameIO
 from .set_batch import SetBatch
 from .set_shape import SetShape
+from .transpose_to_reshape import TransposeToReshape
 
 PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     FreezeInputs,
@@ -60,6 +62,8 @@ PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
     CancelReshapes,
     RemoveSinglePiece,
     RejoinElements,
+    TransposeToReshape,
+    ConstantSubgraphOutputs,
 )}
 
 
