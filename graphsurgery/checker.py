@@ -40,7 +40,7 @@ def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool =
     import onnx
 
     if text:
-        from .serialization import text_is_utf8
+        from .text import text_is_utf8
 
         if not text_is_utf8(data):
             return [NOT_UTF8]
