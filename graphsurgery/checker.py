@@ -32,13 +32,26 @@ _STUCK = object()
 NOT_UTF8 = "the model holds text that is not valid UTF-8"
 
 
-def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> list[str]:
+# what onnx's full check is made of: ``check_model(full_check=True)`` runs the checker, then
+# strict shape inference with type checks (and without data propagation) on the same model.
+# Either half alone is one of these; a full check is both.
+ALL, STRUCTURE, INFERENCE = "all", "structure", "inference"
+
+
+def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool = False, part: str = ALL
+                     ) -> list[str]:
     """onnx's checker (with shape inference when ``full``) on the serialized model ``data``,
     its findings as one line each. ``base_dir``: where the model's external data lives (None
     when it has none). ``text``: first check that every text field is UTF-8, and if not,
-    report :data:`NOT_UTF8` alone. Runs in this process: see :func:`isolated_check`."""
+    report :data:`NOT_UTF8` alone. ``part``: :data:`STRUCTURE` runs the checker alone,
+    :data:`INFERENCE` the strict shape inference alone (``text`` and ``base_dir`` do not
+    concern it). Runs in this process: see :func:`isolated_check`."""
     import onnx
 
+    if part == INFERENCE:
+        return _run_inference(data)
+    if part == STRUCTURE:
+        full = False
     if text:
         from .text import text_is_utf8
 
@@ -75,6 +88,22 @@ def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool =
     return []
 
 
+def _run_inference(data: bytes) -> list[str]:
+    """The second half of onnx's full check: what ``check_model(full_check=True)`` runs after
+    the checker, with the same options (types checked, strict, no data propagation)."""
+    import onnx
+    from onnx.onnx_cpp2py_export import shape_inference as c_inference
+
+    try:
+        c_inference.infer_shapes(data, True, True, False)  # (the bytes, not a parsed copy, come back)
+    except onnx.shape_inference.InferenceError as exc:
+        return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
+    except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
+        first = str(exc).strip().splitlines()
+        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
+    return []
+
+
 def isolated_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> list[str]:
     """:func:`run_onnx_checker` in a child process: forked, or started afresh when there is
     no fork or the forked child got stuck."""
@@ -82,27 +111,48 @@ def isolated_check(data: bytes, base_dir: str | None, full: bool, text: bool = F
 
 
 class PendingCheck:
-    """A check running in a child process; :meth:`result` waits for its findings, and
-    :meth:`cancel` stops it. One of the two must be called."""
+    """A check running in child processes; :meth:`result` waits for its findings, and
+    :meth:`cancel` stops it. One of the two must be called.
+
+    A full check runs as its two halves, the checker and the shape inference, in two forked
+    children at once (the second half takes most of the time); the findings are the checker's
+    if it found any, else the inference's, as ``check_model(full_check=True)`` reports them.
+    """
 
     def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False):
         self._args = (data, base_dir, full, text)
-        self._child = _fork(*self._args) if hasattr(os, "fork") else None
+        self._children: list[tuple[int, int]] = []
+        if hasattr(os, "fork"):
+            if full and SPLIT_FULL_CHECK:
+                self._children = [_fork(data, base_dir, full, text, STRUCTURE), _fork(data, base_dir, full, text,
+                                                                                       INFERENCE)]
+            else:
+                self._children = [_fork(data, base_dir, full, text, ALL)]
 
     def result(self) -> list[str]:
-        child, self._child = self._child, None
-        if child is not None:
-            found = _watch(*child)
-            if found is not _STUCK:
-                return found
+        children, self._children = self._children, []
+        try:
+            while children:
+                found = _watch(*children.pop(0))
+                if found is _STUCK:
+                    break
+                if found or not children:
+                    return found
+        finally:
+            for pid, read_fd in children:
+                os.close(read_fd)
+                _stop(pid)
         return _spawned(*self._args)
 
     def cancel(self) -> None:
-        child, self._child = self._child, None
-        if child is not None:
-            pid, read_fd = child
+        children, self._children = self._children, []
+        for pid, read_fd in children:
             os.close(read_fd)
             _stop(pid)
+
+
+# run a full check as its two halves in two children at once (where there is fork)
+SPLIT_FULL_CHECK = True
 
 
 def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> PendingCheck:
@@ -142,7 +192,7 @@ def _cpu_and_state(pid: int) -> tuple[float, str] | None:
         return None
 
 
-def _fork(data: bytes, base_dir: str | None, full: bool, text: bool) -> tuple[int, int]:
+def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
@@ -154,7 +204,7 @@ def _fork(data: bytes, base_dir: str | None, full: bool, text: bool) -> tuple[in
             import faulthandler
 
             faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
-            view = memoryview(json.dumps(run_onnx_checker(data, base_dir, full, text)).encode())
+            view = memoryview(json.dumps(run_onnx_checker(data, base_dir, full, text, part)).encode())
             while view:
                 view = view[os.write(write_fd, view):]
         except BaseException:  # noqa: BLE001

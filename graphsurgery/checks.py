@@ -66,13 +66,15 @@ def review(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexPr
             if not found and meanwhile is not None:
                 meanwhile(ScanResult.of(known), data)
             return found, known
+    digest: list[bytes] = []  # (taken while onnx's checker runs)
     found, data, scanned = _problems(proto, base_dir, index_problems, onnx_checker, full,
-                                     scan(proto) if ordered else None, data, meanwhile)
+                                     scan(proto) if ordered else None, data, meanwhile,
+                                     digest if onnx_checker and full else None)
     if found or not (onnx_checker and full):
         return found, None
     if scanned is None:
         scanned = scan(proto)
-    return [], Verified(fingerprint(data), base_dir, scanned.depth, scanned.has_external)
+    return [], Verified(digest[0] if digest else fingerprint(data), base_dir, scanned.depth, scanned.has_external)
 
 
 def _external_problems(proto: onnx.ModelProto, base_dir: str | None) -> list[str]:
@@ -93,14 +95,15 @@ def problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: Index
     in one ordered pass; ``index_problems`` is asked to name them only when it saw one (the
     index notices "read before defined" where it is a cycle), or when there is no scan.
     """
-    return _problems(proto, base_dir, index_problems, onnx_checker, full, scanned, None, None)[0]
+    return _problems(proto, base_dir, index_problems, onnx_checker, full, scanned, None, None, None)[0]
 
 
 def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, onnx_checker: bool,
               full: bool, scanned: ScanResult | None, data: bytes | None,
-              meanwhile: Meanwhile | None,
+              meanwhile: Meanwhile | None, digest: list[bytes] | None,
               ) -> tuple[list[str], bytes | None, ScanResult | None]:
-    """:func:`problems`, plus the bytes the checker was given and the scan, when made."""
+    """:func:`problems`, plus the bytes the checker was given and the scan, when made; the
+    fingerprint of those bytes is put in ``digest`` (if given) while onnx's checker runs."""
     found: list[str] = []
     pending = None
     if onnx_checker and scanned is not None and scanned.problem is None and data is not None:
@@ -139,6 +142,8 @@ def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: Inde
             pending = _start_onnx_checker(data, base_dir, full, scanned.has_external)
         if meanwhile is not None:
             meanwhile(scanned, data)
+        if digest is not None:
+            digest.append(fingerprint(data))
         if pending is not None:
             verdict = pending.result()
             pending = None

@@ -255,3 +255,40 @@ def test_a_refused_save_that_would_move_weights_changes_nothing(tmp_path, monkey
     with pytest.raises(gs.SaveError, match="planted problem"):
         model.save(out / "in.onnx", external_data=False)
     assert model.to_bytes() == before and os.listdir(out) == []
+
+
+def _inference_only_failure() -> onnx.ModelProto:
+    # the checker accepts it; strict shape inference with type checks refuses the declared output type
+    m = tiny_chain()
+    m.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    return m
+
+
+def test_a_full_check_runs_as_its_two_halves_at_once_and_judges_as_one(monkeypatch):
+    forks = []
+    real = checker._fork
+
+    def counting(*args):
+        forks.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(checker, "_fork", counting)
+    broken = tiny_chain()
+    broken.graph.node[0].attribute[0].type = onnx.AttributeProto.FLOAT
+    for m in (tiny_chain(), broken, _inference_only_failure()):
+        data = m.SerializeToString()
+        whole = checker.run_onnx_checker(data, None, True)  # onnx's check_model(full_check=True), in this process
+        forks.clear()
+        assert checker.isolated_check(data, None, True) == whole
+        assert forks == [checker.STRUCTURE, checker.INFERENCE]
+        forks.clear()
+        assert checker.isolated_check(data, None, False) == checker.run_onnx_checker(data, None, False)
+        assert forks == [checker.ALL]
+    assert checker.run_onnx_checker(_inference_only_failure().SerializeToString(), None, False) == []
+    assert "shape inference" in checker.isolated_check(_inference_only_failure().SerializeToString(), None, True)[0]
+
+
+def test_a_model_only_shape_inference_refuses_is_not_saved(tmp_path):
+    with pytest.raises(gs.SaveError, match="shape inference"):
+        gs.load(_inference_only_failure()).save(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
