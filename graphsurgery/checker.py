@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 
 from .errors import GraphSurgeryError
 
@@ -117,17 +118,25 @@ class PendingCheck:
     A full check runs as its two halves, the checker and the shape inference, in two forked
     children at once (the second half takes most of the time); the findings are the checker's
     if it found any, else the inference's, as ``check_model(full_check=True)`` reports them.
+    ``first``: checks of the caller's own that come before onnx's, run in the (first) child on
+    the caller's memory as it was when forked; when they find anything, that is the verdict.
+    ``inference``: the second half, started ahead by :func:`start_inference` on the same bytes.
     """
 
-    def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False):
+    def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False,
+                 first: Callable[[], list[str]] | None = None, inference: StartedHalf | None = None):
         self._args = (data, base_dir, full, text)
+        self._first = first
         self._children: list[tuple[int, int]] = []
+        ahead = inference.take() if inference is not None else None
+        if hasattr(os, "fork") and full and SPLIT_FULL_CHECK:
+            self._children = [_fork(data, base_dir, full, text, STRUCTURE, first),
+                              ahead or _fork(data, base_dir, full, text, INFERENCE, None)]
+            return
+        if ahead is not None:
+            _close_and_stop(ahead)
         if hasattr(os, "fork"):
-            if full and SPLIT_FULL_CHECK:
-                self._children = [_fork(data, base_dir, full, text, STRUCTURE), _fork(data, base_dir, full, text,
-                                                                                       INFERENCE)]
-            else:
-                self._children = [_fork(data, base_dir, full, text, ALL)]
+            self._children = [_fork(data, base_dir, full, text, ALL, first)]
 
     def result(self) -> list[str]:
         children, self._children = self._children, []
@@ -139,25 +148,60 @@ class PendingCheck:
                 if found or not children:
                     return found
         finally:
-            for pid, read_fd in children:
-                os.close(read_fd)
-                _stop(pid)
+            for child in children:
+                _close_and_stop(child)
+        if self._first is not None:  # (no fork, or a forked child got stuck: all of it from here)
+            found = self._first()
+            if found:
+                return found
         return _spawned(*self._args)
 
     def cancel(self) -> None:
         children, self._children = self._children, []
-        for pid, read_fd in children:
-            os.close(read_fd)
-            _stop(pid)
+        for child in children:
+            _close_and_stop(child)
+
+
+class StartedHalf:
+    """The shape-inference half of a full check, started before the rest is known; hand it to
+    :func:`start_check` with the same bytes, or :meth:`cancel` it."""
+
+    def __init__(self, child: tuple[int, int]):
+        self._child: tuple[int, int] | None = child
+
+    def take(self) -> tuple[int, int] | None:
+        child, self._child = self._child, None
+        return child
+
+    def cancel(self) -> None:
+        child = self.take()
+        if child is not None:
+            _close_and_stop(child)
+
+
+def start_inference(data: bytes) -> StartedHalf | None:
+    """Start the shape-inference half of a full check of ``data`` now (None where full checks
+    do not run as halves); it needs nothing but the bytes."""
+    if not (hasattr(os, "fork") and SPLIT_FULL_CHECK):
+        return None
+    return StartedHalf(_fork(data, None, True, False, INFERENCE, None))
+
+
+def _close_and_stop(child: tuple[int, int]) -> None:
+    pid, read_fd = child
+    os.close(read_fd)
+    _stop(pid)
 
 
 # run a full check as its two halves in two children at once (where there is fork)
 SPLIT_FULL_CHECK = True
 
 
-def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> PendingCheck:
-    """Start :func:`run_onnx_checker` in a child process; the caller goes on meanwhile."""
-    return PendingCheck(data, base_dir, full, text)
+def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False,
+                first: Callable[[], list[str]] | None = None, inference: StartedHalf | None = None) -> PendingCheck:
+    """Start :func:`run_onnx_checker` in a child process; the caller goes on meanwhile. See
+    :class:`PendingCheck` for ``first`` and ``inference``."""
+    return PendingCheck(data, base_dir, full, text, first, inference)
 
 
 def _crashed(sig: int) -> list[str]:
@@ -192,7 +236,8 @@ def _cpu_and_state(pid: int) -> tuple[float, str] | None:
         return None
 
 
-def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str) -> tuple[int, int]:
+def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str,
+          first: Callable[[], list[str]] | None) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
@@ -204,7 +249,10 @@ def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str) 
             import faulthandler
 
             faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
-            view = memoryview(json.dumps(run_onnx_checker(data, base_dir, full, text, part)).encode())
+            found = first() if first is not None else []
+            if not found:
+                found = run_onnx_checker(data, base_dir, full, text, part)
+            view = memoryview(json.dumps(found).encode())
             while view:
                 view = view[os.write(write_fd, view):]
         except BaseException:  # noqa: BLE001

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import onnx
 
 from . import tensors
-from .checker import NOT_UTF8, PendingCheck, start_check
+from .checker import NOT_UTF8, PendingCheck, StartedHalf, start_check, start_inference
 from .errors import InvalidModelError, ModelLoadError
 from .serialization import TWO_GB, iter_model_tensors, validate_header
 from .text import validate_text
@@ -67,9 +67,16 @@ def review(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexPr
                 meanwhile(ScanResult.of(known), data)
             return found, known
     digest: list[bytes] = []  # (taken while onnx's checker runs)
-    found, data, scanned = _problems(proto, base_dir, index_problems, onnx_checker, full,
-                                     scan(proto) if ordered else None, data, meanwhile,
-                                     digest if onnx_checker and full else None)
+    early = None
+    if ordered and onnx_checker and full and data is not None and len(data) < TWO_GB:
+        early = start_inference(data)  # the longer half of onnx's check needs the bytes only: it starts first
+    try:
+        found, data, scanned = _problems(proto, base_dir, index_problems, onnx_checker, full,
+                                         scan(proto) if ordered else None, data, meanwhile,
+                                         digest if onnx_checker and full else None, early)
+    finally:
+        if early is not None:
+            early.cancel()  # (unless it was handed on)
     if found or not (onnx_checker and full):
         return found, None
     if scanned is None:
@@ -95,21 +102,25 @@ def problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: Index
     in one ordered pass; ``index_problems`` is asked to name them only when it saw one (the
     index notices "read before defined" where it is a cycle), or when there is no scan.
     """
-    return _problems(proto, base_dir, index_problems, onnx_checker, full, scanned, None, None, None)[0]
+    return _problems(proto, base_dir, index_problems, onnx_checker, full, scanned, None, None, None, None)[0]
 
 
 def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, onnx_checker: bool,
               full: bool, scanned: ScanResult | None, data: bytes | None,
-              meanwhile: Meanwhile | None, digest: list[bytes] | None,
+              meanwhile: Meanwhile | None, digest: list[bytes] | None, early: StartedHalf | None,
               ) -> tuple[list[str], bytes | None, ScanResult | None]:
     """:func:`problems`, plus the bytes the checker was given and the scan, when made; the
     fingerprint of those bytes is put in ``digest`` (if given) while onnx's checker runs."""
     found: list[str] = []
     pending = None
+    tensors_checked = False
     if onnx_checker and scanned is not None and scanned.problem is None and data is not None:
         # the bytes are final: onnx's checker starts now, in its child, while the rest is checked
-        # here; the child checks the text too (a second parse costs memory: there, not here)
-        pending = _start_onnx_checker(data, base_dir, full, scanned.has_external, text=True)
+        # here; the child checks the text too (a second parse costs memory: there, not here), and
+        # first the tensors' data, as this process would have (it has the same protos, forked)
+        pending = _start_onnx_checker(data, base_dir, full, scanned.has_external, text=True,
+                                      first=lambda: _tensor_problems(scanned.tensors, base_dir), inference=early)
+        tensors_checked = pending is not None
     try:
         try:
             validate_header(proto, "the model")
@@ -124,11 +135,9 @@ def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: Inde
             if scanned is not None and not found:
                 found.append(scanned.problem)
             data = None  # (building the index may have put nodes in order)
-        for t in (scanned.tensors if scanned is not None and scanned.problem is None
-                  else iter_model_tensors(proto)):
-            bad = tensors.problem(t, base_dir)
-            if bad is not None:
-                found.append(bad)
+        if not tensors_checked:
+            found += _tensor_problems(scanned.tensors if scanned is not None and scanned.problem is None
+                                      else iter_model_tensors(proto), base_dir)
         if pending is not None and (found or not onnx_checker):
             pending.cancel()
             pending = None
@@ -159,11 +168,21 @@ def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: Inde
     return found, data, scanned
 
 
+def _tensor_problems(found_tensors, base_dir: str | None) -> list[str]:
+    """Tensors whose data does not fit their element type and shape, or cannot be read."""
+    found = []
+    for t in found_tensors:
+        bad = tensors.problem(t, base_dir)
+        if bad is not None:
+            found.append(bad)
+    return found
+
+
 def _start_onnx_checker(data: bytes, base_dir: str | None, full: bool, external: bool,
-                        text: bool = False) -> PendingCheck | None:
+                        text: bool = False, first=None, inference: StartedHalf | None = None) -> PendingCheck | None:
     if len(data) >= TWO_GB and not external:
         return None  # onnx's checker cannot take a proto this size in memory; our own checks ran
-    return start_check(data, base_dir if external else None, full, text)
+    return start_check(data, base_dir if external else None, full, text, first, inference)
 
 
 def check(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, *, onnx_checker: bool = True,

@@ -269,7 +269,7 @@ def test_a_full_check_runs_as_its_two_halves_at_once_and_judges_as_one(monkeypat
     real = checker._fork
 
     def counting(*args):
-        forks.append(args[-1])
+        forks.append(args[4])
         return real(*args)
 
     monkeypatch.setattr(checker, "_fork", counting)
@@ -292,3 +292,31 @@ def test_a_model_only_shape_inference_refuses_is_not_saved(tmp_path):
     with pytest.raises(gs.SaveError, match="shape inference"):
         gs.load(_inference_only_failure()).save(tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_tensor_data_that_does_not_fit_is_refused_whether_the_checker_forks_or_not(tmp_path, monkeypatch, fork):
+    # the tensors are checked in the forked child beside onnx's checker, or here when there is no fork
+    if not fork:
+        monkeypatch.delattr(os, "fork")
+    m = tiny_chain()
+    m.graph.initializer[0].raw_data = m.graph.initializer[0].raw_data[:-1]
+    with pytest.raises(gs.SaveError, match="raw_data holds"):
+        gs.load(m).save(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_save_starts_shape_inference_before_its_own_scan(tmp_path, monkeypatch):
+    order = []
+    real_fork, real_scan = checker._fork, checks.scan
+    monkeypatch.setattr(checker, "_fork", lambda *a: order.append(a[4]) or real_fork(*a))
+    monkeypatch.setattr(checks, "scan", lambda proto: order.append("scan") or real_scan(proto))
+    gs.load(tiny_chain()).save(tmp_path / "m.onnx")
+    assert order == [checker.INFERENCE, "scan", checker.STRUCTURE]
+    order.clear()
+    broken = tiny_chain()
+    broken.graph.node[1].input[0] = "nowhere"  # the scan sees it: the inference started ahead is stopped
+    with pytest.raises(gs.SaveError, match="nowhere"):
+        gs.load(broken).save(tmp_path / "b.onnx")
+    assert order[:2] == [checker.INFERENCE, "scan"] and checker.STRUCTURE not in order
+    assert os.listdir(tmp_path) == ["m.onnx"]
