@@ -129,7 +129,7 @@ class PendingCheck:
         self._first = first
         self._children: list[tuple[int, int]] = []
         ahead = inference.take() if inference is not None else None
-        if hasattr(os, "fork") and full and SPLIT_FULL_CHECK:
+        if hasattr(os, "fork") and full:
             self._children = [_fork(data, base_dir, full, text, STRUCTURE, first),
                               ahead or _fork(data, base_dir, full, text, INFERENCE, None)]
             return
@@ -180,9 +180,9 @@ class StartedHalf:
 
 
 def start_inference(data: bytes) -> StartedHalf | None:
-    """Start the shape-inference half of a full check of ``data`` now (None where full checks
-    do not run as halves); it needs nothing but the bytes."""
-    if not (hasattr(os, "fork") and SPLIT_FULL_CHECK):
+    """Start the shape-inference half of a full check of ``data`` now (None where there is no
+    fork: the check then runs whole); it needs nothing but the bytes."""
+    if not hasattr(os, "fork"):
         return None
     return StartedHalf(_fork(data, None, True, False, INFERENCE, None))
 
@@ -191,10 +191,6 @@ def _close_and_stop(child: tuple[int, int]) -> None:
     pid, read_fd = child
     os.close(read_fd)
     _stop(pid)
-
-
-# run a full check as its two halves in two children at once (where there is fork)
-SPLIT_FULL_CHECK = True
 
 
 def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False,
