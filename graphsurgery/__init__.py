@@ -48,6 +48,31 @@ if TYPE_CHECKING:
 
 display.register()  # (display imports nothing heavy: the core's objects draw through it when shown)
 
+
+def _register_interop() -> None:
+    """``Model.to_networkx``, ``to_graphsurgeon`` and ``from_graphsurgeon`` go through the core's
+    hooks to :mod:`graphsurgery.interop`, a layer above it, imported when first used."""
+    from .core import hooks
+
+    def networkx(graph, recursive):
+        from .interop import to_networkx
+        return to_networkx(graph, recursive=recursive)
+
+    def to_graphsurgeon(model):
+        from .interop import to_graphsurgeon
+        return to_graphsurgeon(model)
+
+    def from_graphsurgeon(gs_graph):
+        from .interop import from_graphsurgeon
+        return from_graphsurgeon(gs_graph)
+
+    hooks.register_renderer("networkx", networkx)
+    hooks.register_renderer("graphsurgeon", to_graphsurgeon)
+    hooks.register_renderer("from-graphsurgeon", from_graphsurgeon)
+
+
+_register_interop()
+
 # public name -> the module that defines it, imported on first use
 _LAZY = {
     "Graph": ".core", "Model": ".core", "Node": ".core", "Use": ".core", "Value": ".core", "load": ".core",

@@ -57,3 +57,23 @@ def test_registry_names_match_their_classes_and_load_on_demand():
     for name in list(registry.PASSES):
         assert registry.PASSES[name].name == name
     assert len(set(registry.PASSES)) == len(registry.PASSES) > 20
+
+
+def test_the_model_reaches_interop_through_the_core_hooks_only():
+    import ast
+    import pathlib
+
+    source = (pathlib.Path(graphsurgery.__file__).parent / "core" / "model.py").read_text()
+    imported = [n.module or "" for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.lstrip(".").split(".")[0] in ("interop", "display", "lint", "summary")]
+    m = graphsurgery.load(_tiny())
+    assert m.to_networkx().number_of_nodes() >= 1
+
+
+def _tiny():
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])

@@ -293,21 +293,18 @@ class Model:
         proto.CopyFrom(self.proto)
         return Model(proto, base_dir=self.base_dir)
 
-    # ---- interop -------------------------------------------------------------
+    # ---- interop (graphsurgery.interop, a layer above the core, plugs in through hooks) ----------
     def to_networkx(self, *, recursive: bool = False):
         """A ``networkx.MultiDiGraph``: see :func:`graphsurgery.interop.to_networkx`."""
-        from ..interop import to_networkx
-        return to_networkx(self.graph, recursive=recursive)
+        return hooks.render("networkx", self.graph, recursive)
 
     def to_graphsurgeon(self):
         """An ``onnx_graphsurgeon.Graph`` for existing graphsurgeon scripts."""
-        from ..interop import to_graphsurgeon
-        return to_graphsurgeon(self)
+        return hooks.render("graphsurgeon", self)
 
     @classmethod
     def from_graphsurgeon(cls, gs_graph) -> Model:
-        from ..interop import from_graphsurgeon
-        return from_graphsurgeon(gs_graph)
+        return hooks.render("from-graphsurgeon", gs_graph)
 
     def _repr_html_(self) -> str:
         return hooks.render("model", self)
