@@ -8,10 +8,19 @@
 
 The ``onnx.ModelProto`` stays the single source of truth: whatever you do not touch is
 written back exactly as it was read.
+
+Importing the package is cheap: each public name (and onnx, numpy behind it) is imported the
+first time it is used.
 """
 
+from __future__ import annotations
+
+import sys
+import types
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from . import display
-from .core import Graph, Model, Node, Use, Value, load
 from .errors import (
     BackendError,
     EditError,
@@ -30,11 +39,76 @@ from .errors import (
     UsageError,
     VerificationError,
 )
-from .fix import fix  # the function, not the module: bound after the submodule is
-from .optimize import optimize
-from .session import Session
 
-display.register()
+if TYPE_CHECKING:
+    from .core import Graph, Model, Node, Use, Value, load
+    from .fix import fix
+    from .optimize import optimize
+    from .session import Session
+
+display.register()  # (display imports nothing heavy: the core's objects draw through it when shown)
+
+
+def _register_interop() -> None:
+    """``Model.to_networkx``, ``to_graphsurgeon`` and ``from_graphsurgeon`` go through the core's
+    hooks to :mod:`graphsurgery.interop`, a layer above it, imported when first used."""
+    from .core import hooks
+
+    def networkx(graph, recursive):
+        from .interop import to_networkx
+        return to_networkx(graph, recursive=recursive)
+
+    def to_graphsurgeon(model):
+        from .interop import to_graphsurgeon
+        return to_graphsurgeon(model)
+
+    def from_graphsurgeon(gs_graph):
+        from .interop import from_graphsurgeon
+        return from_graphsurgeon(gs_graph)
+
+    hooks.register_renderer("networkx", networkx)
+    hooks.register_renderer("graphsurgeon", to_graphsurgeon)
+    hooks.register_renderer("from-graphsurgeon", from_graphsurgeon)
+
+
+_register_interop()
+
+# public name -> the module that defines it, imported on first use
+_LAZY = {
+    "Graph": ".core", "Model": ".core", "Node": ".core", "Use": ".core", "Value": ".core", "load": ".core",
+    "fix": ".fix", "optimize": ".optimize", "Session": ".session",
+}
+# submodules named like the function they hold: the package attribute is the function
+_SHADOWED = frozenset({"fix", "optimize"})
+
+
+def __getattr__(name: str) -> Any:
+    where = _LAZY.get(name)
+    if where is not None:
+        value = getattr(import_module(where, __name__), name)
+        globals()[name] = value
+        return value
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
+
+
+class _Package(types.ModuleType):
+    """Importing ``graphsurgery.fix`` (the module) binds it on the package; the public name
+    ``graphsurgery.fix`` stays the function, as it was before the package imported lazily."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def _version() -> str:
@@ -45,8 +119,6 @@ def _version() -> str:
     except metadata.PackageNotFoundError:  # a source tree that was never installed
         return "0+unknown"
 
-
-__version__ = _version()
 
 __all__ = [
     "BackendError",

@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
 
 from .errors import GraphSurgeryError
 
@@ -32,15 +33,28 @@ _STUCK = object()
 NOT_UTF8 = "the model holds text that is not valid UTF-8"
 
 
-def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> list[str]:
+# what onnx's full check is made of: ``check_model(full_check=True)`` runs the checker, then
+# strict shape inference with type checks (and without data propagation) on the same model.
+# Either half alone is one of these; a full check is both.
+ALL, STRUCTURE, INFERENCE = "all", "structure", "inference"
+
+
+def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool = False, part: str = ALL
+                     ) -> list[str]:
     """onnx's checker (with shape inference when ``full``) on the serialized model ``data``,
     its findings as one line each. ``base_dir``: where the model's external data lives (None
     when it has none). ``text``: first check that every text field is UTF-8, and if not,
-    report :data:`NOT_UTF8` alone. Runs in this process: see :func:`isolated_check`."""
+    report :data:`NOT_UTF8` alone. ``part``: :data:`STRUCTURE` runs the checker alone,
+    :data:`INFERENCE` the strict shape inference alone (``text`` and ``base_dir`` do not
+    concern it). Runs in this process: see :func:`isolated_check`."""
     import onnx
 
+    if part == INFERENCE:
+        return _run_inference(data)
+    if part == STRUCTURE:
+        full = False
     if text:
-        from .serialization import text_is_utf8
+        from .text import text_is_utf8
 
         if not text_is_utf8(data):
             return [NOT_UTF8]
@@ -75,6 +89,22 @@ def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool =
     return []
 
 
+def _run_inference(data: bytes) -> list[str]:
+    """The second half of onnx's full check: what ``check_model(full_check=True)`` runs after
+    the checker, with the same options (types checked, strict, no data propagation)."""
+    import onnx
+    from onnx.onnx_cpp2py_export import shape_inference as c_inference
+
+    try:
+        c_inference.infer_shapes(data, True, True, False)  # (the bytes, not a parsed copy, come back)
+    except onnx.shape_inference.InferenceError as exc:
+        return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
+    except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
+        first = str(exc).strip().splitlines()
+        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
+    return []
+
+
 def isolated_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> list[str]:
     """:func:`run_onnx_checker` in a child process: forked, or started afresh when there is
     no fork or the forked child got stuck."""
@@ -82,32 +112,92 @@ def isolated_check(data: bytes, base_dir: str | None, full: bool, text: bool = F
 
 
 class PendingCheck:
-    """A check running in a child process; :meth:`result` waits for its findings, and
-    :meth:`cancel` stops it. One of the two must be called."""
+    """A check running in child processes; :meth:`result` waits for its findings, and
+    :meth:`cancel` stops it. One of the two must be called.
 
-    def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False):
+    A full check runs as its two halves, the checker and the shape inference, in two forked
+    children at once (the second half takes most of the time); the findings are the checker's
+    if it found any, else the inference's, as ``check_model(full_check=True)`` reports them.
+    ``first``: checks of the caller's own that come before onnx's, run in the (first) child on
+    the caller's memory as it was when forked; when they find anything, that is the verdict.
+    ``inference``: the second half, started ahead by :func:`start_inference` on the same bytes.
+    """
+
+    def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False,
+                 first: Callable[[], list[str]] | None = None, inference: StartedHalf | None = None):
         self._args = (data, base_dir, full, text)
-        self._child = _fork(*self._args) if hasattr(os, "fork") else None
+        self._first = first
+        self._children: list[tuple[int, int]] = []
+        ahead = inference.take() if inference is not None else None
+        if hasattr(os, "fork") and full:
+            self._children = [_fork(data, base_dir, full, text, STRUCTURE, first),
+                              ahead or _fork(data, base_dir, full, text, INFERENCE, None)]
+            return
+        if ahead is not None:
+            _close_and_stop(ahead)
+        if hasattr(os, "fork"):
+            self._children = [_fork(data, base_dir, full, text, ALL, first)]
 
     def result(self) -> list[str]:
-        child, self._child = self._child, None
-        if child is not None:
-            found = _watch(*child)
-            if found is not _STUCK:
+        children, self._children = self._children, []
+        try:
+            while children:
+                found = _watch(*children.pop(0))
+                if found is _STUCK:
+                    break
+                if found or not children:
+                    return found
+        finally:
+            for child in children:
+                _close_and_stop(child)
+        if self._first is not None:  # (no fork, or a forked child got stuck: all of it from here)
+            found = self._first()
+            if found:
                 return found
         return _spawned(*self._args)
 
     def cancel(self) -> None:
+        children, self._children = self._children, []
+        for child in children:
+            _close_and_stop(child)
+
+
+class StartedHalf:
+    """The shape-inference half of a full check, started before the rest is known; hand it to
+    :func:`start_check` with the same bytes, or :meth:`cancel` it."""
+
+    def __init__(self, child: tuple[int, int]):
+        self._child: tuple[int, int] | None = child
+
+    def take(self) -> tuple[int, int] | None:
         child, self._child = self._child, None
+        return child
+
+    def cancel(self) -> None:
+        child = self.take()
         if child is not None:
-            pid, read_fd = child
-            os.close(read_fd)
-            _stop(pid)
+            _close_and_stop(child)
 
 
-def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False) -> PendingCheck:
-    """Start :func:`run_onnx_checker` in a child process; the caller goes on meanwhile."""
-    return PendingCheck(data, base_dir, full, text)
+def start_inference(data: bytes) -> StartedHalf | None:
+    """Start the shape-inference half of a full check of ``data`` now (None where there is no
+    fork: the check then runs whole); it needs nothing but the bytes."""
+    if not hasattr(os, "fork"):
+        return None
+    return StartedHalf(_fork(data, None, True, False, INFERENCE, None))
+
+
+def _close_and_stop(child: tuple[int, int]) -> None:
+    pid, read_fd = child
+    os.close(read_fd)
+    _stop(pid)
+
+
+def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False,
+                first: Callable[[], list[str]] | None = None, inference: StartedHalf | None = None) -> PendingCheck:
+    """Start :func:`run_onnx_checker` in a child process; the caller goes on meanwhile. See
+    :class:`PendingCheck` for ``first`` and ``inference``."""
+    return PendingCheck(data, base_dir, full, text, first, inference)
 
 
 def _crashed(sig: int) -> list[str]:
@@ -142,7 +232,8 @@ def _cpu_and_state(pid: int) -> tuple[float, str] | None:
         return None
 
 
-def _fork(data: bytes, base_dir: str | None, full: bool, text: bool) -> tuple[int, int]:
+def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str,
+          first: Callable[[], list[str]] | None) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
@@ -154,7 +245,10 @@ def _fork(data: bytes, base_dir: str | None, full: bool, text: bool) -> tuple[in
             import faulthandler
 
             faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
-            view = memoryview(json.dumps(run_onnx_checker(data, base_dir, full, text)).encode())
+            found = first() if first is not None else []
+            if not found:
+                found = run_onnx_checker(data, base_dir, full, text, part)
+            view = memoryview(json.dumps(found).encode())
             while view:
                 view = view[os.write(write_fd, view):]
         except BaseException:  # noqa: BLE001

@@ -1,20 +1,30 @@
-"""``Model.check()``: onnx's checker plus graphsurgery's own invariants, with named culprits."""
+"""The checks behind ``Model.check()`` and every save: onnx's checker plus graphsurgery's own
+invariants, with named culprits.
+
+This module reads protos, never the :class:`~graphsurgery.Model`: the model hands it the proto,
+the folder of its external data, the state that last passed, and a function that names the
+problems its scope index finds (asked only when the quick ordered :func:`scan` saw one, or
+when the graphs are not known to be in order).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import onnx
 
 from . import tensors
-from .checker import NOT_UTF8, PendingCheck, start_check
-from .errors import GraphSurgeryError, InvalidModelError, ModelLoadError
-from .serialization import TWO_GB, iter_model_tensors, validate_header, validate_text
+from .checker import NOT_UTF8, PendingCheck, StartedHalf, start_check, start_inference
+from .errors import InvalidModelError, ModelLoadError
+from .serialization import TWO_GB, iter_model_tensors, validate_header
+from .text import validate_text
 
-if TYPE_CHECKING:
-    from .core.graph import Graph
-    from .core.model import Model
+# what the model's scope index finds in its graphs (dangling inputs, cycles...), one line each
+IndexProblems = Callable[[], list[str]]
+# work done while onnx's checker runs: given the scan and the very bytes being checked
+Meanwhile = Callable[["ScanResult", bytes], None]
 
 
 class Verified(NamedTuple):
@@ -32,151 +42,152 @@ def fingerprint(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def review(model: Model, *, known: Verified | None = None, data: bytes | None = None, ordered: bool = False,
-           onnx_checker: bool = True, full: bool = True) -> tuple[list[str], Verified | None]:
+def review(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, *,
+           known: Verified | None = None, data: bytes | None = None, ordered: bool = False,
+           onnx_checker: bool = True, full: bool = True,
+           meanwhile: Meanwhile | None = None) -> tuple[list[str], Verified | None]:
     """What :func:`problems` finds, and the :class:`Verified` state to remember when the full
     check passed, without checking the very same bytes twice.
 
     ``known`` is the state that last passed; ``data`` the model serialized, if the caller has
     it. The fingerprint covers the whole proto, so whatever changed it (this library's verbs,
-    or code editing ``model.proto`` directly) makes the check run again in full. What lies
-    outside the proto, the external data files, is checked every time. ``ordered``: the graphs
-    were just put in order (as a save does), so one ordered :func:`scan` finds their invariants.
+    or code editing the proto directly) makes the check run again in full. What lies outside
+    the proto, the external data files, is checked every time. ``ordered``: the graphs were just
+    put in order (as a save does), so one ordered :func:`scan` finds their invariants.
+    ``meanwhile(scan, data)``: work to do while onnx's checker runs in its child on ``data``, once
+    every other check has passed (a save writes those bytes to its temporary file then); not
+    called when a check failed before.
     """
     if known is not None:
         if data is None:
-            data = model.proto.SerializeToString()
-        if known.base_dir == model.base_dir and known.digest == fingerprint(data):
-            return (_external_problems(model) if known.has_external else []), known
-    found, data, scanned = _problems(model, onnx_checker, full, scan(model) if ordered else None, data)
+            data = proto.SerializeToString()
+        if known.base_dir == base_dir and known.digest == fingerprint(data):
+            found = _external_problems(proto, base_dir) if known.has_external else []
+            if not found and meanwhile is not None:
+                meanwhile(ScanResult.of(known), data)
+            return found, known
+    digest: list[bytes] = []  # (taken while onnx's checker runs)
+    early = None
+    if ordered and onnx_checker and full and data is not None and len(data) < TWO_GB:
+        early = start_inference(data)  # the longer half of onnx's check needs the bytes only: it starts first
+    try:
+        found, data, scanned = _problems(proto, base_dir, index_problems, onnx_checker, full,
+                                         scan(proto) if ordered else None, data, meanwhile,
+                                         digest if onnx_checker and full else None, early)
+    finally:
+        if early is not None:
+            early.cancel()  # (unless it was handed on)
     if found or not (onnx_checker and full):
         return found, None
     if scanned is None:
-        scanned = scan(model)
-    return [], Verified(fingerprint(data), model.base_dir, scanned.depth, scanned.has_external)
+        scanned = scan(proto)
+    return [], Verified(digest[0] if digest else fingerprint(data), base_dir, scanned.depth, scanned.has_external)
 
 
-def _external_problems(model: Model) -> list[str]:
+def _external_problems(proto: onnx.ModelProto, base_dir: str | None) -> list[str]:
     found = []
-    for t in iter_model_tensors(model.proto):
+    for t in iter_model_tensors(proto):
         if t.data_location == onnx.TensorProto.EXTERNAL:
-            bad = tensors.problem(t, model.base_dir)
+            bad = tensors.problem(t, base_dir)
             if bad is not None:
                 found.append(bad)
     return found
 
 
-def problems(model: Model, *, onnx_checker: bool = True, full: bool = True,
-             scanned: ScanResult | None = None) -> list[str]:
+def problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, *,
+             onnx_checker: bool = True, full: bool = True, scanned: ScanResult | None = None) -> list[str]:
     """Every problem found, one line each; an empty list means the model is sound.
 
     ``scanned``, a :func:`scan` of the model as it is (in order), finds the graphs' invariants
-    in one ordered pass; the index is built to name them only when it saw one (it notices
-    "read before defined" where the index names a cycle).
+    in one ordered pass; ``index_problems`` is asked to name them only when it saw one (the
+    index notices "read before defined" where it is a cycle), or when there is no scan.
     """
-    return _problems(model, onnx_checker, full, scanned, None)[0]
+    return _problems(proto, base_dir, index_problems, onnx_checker, full, scanned, None, None, None, None)[0]
 
 
-def _problems(model: Model, onnx_checker: bool, full: bool, scanned: ScanResult | None,
-              data: bytes | None) -> tuple[list[str], bytes | None, ScanResult | None]:
-    """:func:`problems`, plus the bytes the checker was given and the scan, when made."""
+def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, onnx_checker: bool,
+              full: bool, scanned: ScanResult | None, data: bytes | None,
+              meanwhile: Meanwhile | None, digest: list[bytes] | None, early: StartedHalf | None,
+              ) -> tuple[list[str], bytes | None, ScanResult | None]:
+    """:func:`problems`, plus the bytes the checker was given and the scan, when made; the
+    fingerprint of those bytes is put in ``digest`` (if given) while onnx's checker runs."""
     found: list[str] = []
     pending = None
+    tensors_checked = False
     if onnx_checker and scanned is not None and scanned.problem is None and data is not None:
         # the bytes are final: onnx's checker starts now, in its child, while the rest is checked
-        # here; the child checks the text too (a second parse costs memory: there, not here)
-        pending = _start_onnx_checker(data, model.base_dir, full, scanned.has_external, text=True)
+        # here; the child checks the text too (a second parse costs memory: there, not here), and
+        # first the tensors' data, as this process would have (it has the same protos, forked)
+        pending = _start_onnx_checker(data, base_dir, full, scanned.has_external, text=True,
+                                      first=lambda: _tensor_problems(scanned.tensors, base_dir), inference=early)
+        tensors_checked = pending is not None
     try:
         try:
-            validate_header(model.proto, "the model")
+            validate_header(proto, "the model")
             if pending is None:
                 if data is None:
-                    data = model.proto.SerializeToString()
-                validate_text(model.proto, "the model", data)
+                    data = proto.SerializeToString()
+                validate_text(proto, "the model", data)
         except ModelLoadError as exc:
             return [str(exc)], data, scanned  # nothing else can be read safely
         if scanned is None or scanned.problem is not None:
-            for g in [model.graph, *model.functions.values()]:
-                try:
-                    _graph_problems(g, found)
-                except GraphSurgeryError as exc:
-                    found.append(str(exc))
+            found.extend(index_problems())
             if scanned is not None and not found:
                 found.append(scanned.problem)
             data = None  # (building the index may have put nodes in order)
-        base_dir = model.base_dir
-        for t in (scanned.tensors if scanned is not None and scanned.problem is None
-                  else iter_model_tensors(model.proto)):
-            bad = tensors.problem(t, base_dir)
-            if bad is not None:
-                found.append(bad)
+        if not tensors_checked:
+            found += _tensor_problems(scanned.tensors if scanned is not None and scanned.problem is None
+                                      else iter_model_tensors(proto), base_dir)
         if pending is not None and (found or not onnx_checker):
             pending.cancel()
             pending = None
-        if pending is not None or (onnx_checker and not found):
-            if pending is None:
-                if scanned is None:
-                    scanned = scan(model)
-                if data is None:
-                    data = model.proto.SerializeToString()
-                pending = _start_onnx_checker(data, model.base_dir, full, scanned.has_external)
-            if pending is not None:
-                verdict = pending.result()
-                pending = None
-                if verdict == [NOT_UTF8]:
-                    try:
-                        validate_text(model.proto, "the model", data)
-                    except ModelLoadError as exc:
-                        return [str(exc)], data, scanned
-                found.extend(verdict)
+        if found or not (onnx_checker or meanwhile):
+            return found, data, scanned
+        if scanned is None:
+            scanned = scan(proto)
+        if data is None:
+            data = proto.SerializeToString()
+        if pending is None and onnx_checker:
+            pending = _start_onnx_checker(data, base_dir, full, scanned.has_external)
+        if meanwhile is not None:
+            meanwhile(scanned, data)
+        if digest is not None:
+            digest.append(fingerprint(data))
+        if pending is not None:
+            verdict = pending.result()
+            pending = None
+            if verdict == [NOT_UTF8]:
+                try:
+                    validate_text(proto, "the model", data)
+                except ModelLoadError as exc:
+                    return [str(exc)], data, scanned
+            found.extend(verdict)
     finally:
         if pending is not None:
             pending.cancel()
     return found, data, scanned
 
 
-def _graph_problems(g: Graph, found: list[str]) -> None:
-    try:
-        nodes = g.nodes_in_file_order()
-    except InvalidModelError as exc:
-        found.append(str(exc))
-        return
-    where = g.describe()
-    for n in nodes:
-        for name in n.proto.input:
-            if name and g.resolve(name) is None:
-                found.append(f"node {n.name!r} ({n.op_type}) in {where} reads {name!r}, which nothing defines "
-                             "(dangling input)")
-        for name in n.proto.output:
-            if name and g.parent is not None and g.parent.resolve(name) is not None:
-                found.append(f"node {n.name!r} in {where} redefines {name!r} from an enclosing scope")
-    for name in g.output_names:
-        if name and g.resolve(name) is None:
-            found.append(f"output {name!r} of {where} has no producer")
-    for name in g.input_names:
-        if g.producer(name) is not None:
-            found.append(f"{name!r} is both an input of {where} and the output of node {g.producer(name).name!r}")
-    for name in g.initializers:
-        if g.producer(name) is not None:
-            found.append(f"{name!r} is both an initializer of {where} and the output of node "
-                         f"{g.producer(name).name!r}")
-    try:
-        g.toposort()
-    except InvalidModelError as exc:
-        found.append(str(exc))
-    for sub in g.subgraphs():
-        _graph_problems(sub, found)
+def _tensor_problems(found_tensors, base_dir: str | None) -> list[str]:
+    """Tensors whose data does not fit their element type and shape, or cannot be read."""
+    found = []
+    for t in found_tensors:
+        bad = tensors.problem(t, base_dir)
+        if bad is not None:
+            found.append(bad)
+    return found
 
 
 def _start_onnx_checker(data: bytes, base_dir: str | None, full: bool, external: bool,
-                        text: bool = False) -> PendingCheck | None:
+                        text: bool = False, first=None, inference: StartedHalf | None = None) -> PendingCheck | None:
     if len(data) >= TWO_GB and not external:
         return None  # onnx's checker cannot take a proto this size in memory; our own checks ran
-    return start_check(data, base_dir if external else None, full, text)
+    return start_check(data, base_dir if external else None, full, text, first, inference)
 
 
-def check(model: Model, *, onnx_checker: bool = True, full: bool = True) -> None:
-    found = problems(model, onnx_checker=onnx_checker, full=full)
+def check(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, *, onnx_checker: bool = True,
+          full: bool = True) -> None:
+    found = problems(proto, base_dir, index_problems, onnx_checker=onnx_checker, full=full)
     if found:
         head = found[0] if len(found) == 1 else f"{len(found)} problems, first: {found[0]}"
         raise InvalidModelError(head, found)
@@ -193,8 +204,15 @@ class ScanResult:
         self.has_external = False
         self.tensors: list[onnx.TensorProto] = []  # every tensor held in the model, in no particular order
 
+    @classmethod
+    def of(cls, known: Verified) -> ScanResult:
+        """What a scan of the state ``known`` found (but its tensors, not kept)."""
+        res = cls()
+        res.depth, res.has_external = known.depth, known.has_external
+        return res
 
-def scan(model: Model) -> ScanResult:
+
+def scan(proto: onnx.ModelProto) -> ScanResult:
     """One pass over every graph in file order, cheap enough to run at every save.
 
     Finds the first name read before it is defined (dangling input, or nodes out of
@@ -202,8 +220,8 @@ def scan(model: Model) -> ScanResult:
     nesting depth and whether any tensor keeps its data externally.
     """
     res = ScanResult()
-    _scan(model.proto.graph, [], "main graph", 0, res)
-    for f in model.proto.functions:
+    _scan(proto.graph, [], "main graph", 0, res)
+    for f in proto.functions:
         _scan(f, [], f"function {f.domain}::{f.name}", 0, res)
     return res
 

@@ -474,6 +474,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+class _Version(argparse.Action):
+    """``--version``: the version is read from the package metadata only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def _backends() -> tuple[str, ...]:
     from .backends import BACKENDS
 
@@ -486,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="graphsurgery", description="Inspect and repair ONNX models.")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="show every change and, on failure, the traceback; -vv also debug logs")
-    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     # -v after the command too (graphsurgery run ... -v); SUPPRESS keeps the top-level value when absent
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,

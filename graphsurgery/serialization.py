@@ -8,7 +8,6 @@ leaves a half-written model behind.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import secrets
@@ -18,12 +17,13 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import onnx
-from google.protobuf.descriptor import FieldDescriptor as _FD
 from google.protobuf.message import DecodeError
 
 from . import external_data
 from .errors import ModelLoadError, SaveError
 from .ops import subgraph_protos
+from .text import find_bad_text, text_is_utf8
+from .text import validate_text as validate_text  # (where it was first defined)
 
 TWO_GB = 2**31
 # upb (the protobuf runtime onnx uses) refuses messages nested deeper than this.
@@ -49,160 +49,8 @@ def parse(data: bytes, what: str) -> onnx.ModelProto:
         raise ModelLoadError(f"{what} nests subgraphs too deeply to be read") from None
     validate_header(proto, what)
     if not text_ok:
-        _find_bad_text(proto, what)
+        find_bad_text(proto, what)
     return proto
-
-
-@functools.lru_cache(maxsize=1)
-def _strict_text_class():
-    """A twin of ``onnx.ModelProto`` whose parser refuses text fields that are not UTF-8.
-
-    onnx.proto is proto2, whose ``string`` fields protobuf does not validate when parsing (upb
-    hands back ``bytes`` for them when read). Declaring the same messages as edition 2023 with
-    ``utf8_validation = VERIFY`` makes protobuf's own C parser check every text field, at the
-    cost of one more parse; ``bytes`` fields (weights, attribute strings) stay unchecked, as in
-    ONNX. None when this protobuf cannot build it (then text is checked field by field).
-    """
-    try:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-        fdp = descriptor_pb2.FileDescriptorProto()
-        onnx.ModelProto.DESCRIPTOR.file.CopyToProto(fdp)
-        if fdp.dependency:
-            return None
-        old, new = f".{fdp.package}.", f".graphsurgery_text_check.{fdp.package}."
-        fdp.name = "graphsurgery_text_check/" + fdp.name
-        fdp.package = new[1:-1]
-        stack = list(fdp.message_type)
-        while stack:
-            msg = stack.pop()
-            stack.extend(msg.nested_type)
-            for f in msg.field:
-                if f.type_name.startswith(old):
-                    f.type_name = new + f.type_name[len(old):]
-        if fdp.syntax not in ("", "proto2"):
-            return None
-        fdp.syntax = "editions"
-        fdp.edition = descriptor_pb2.EDITION_2023
-        features = fdp.options.features
-        features.field_presence = features.EXPLICIT  # what proto2 does, otherwise
-        features.enum_type = features.CLOSED
-        features.repeated_field_encoding = features.EXPANDED
-        features.message_encoding = features.LENGTH_PREFIXED
-        features.json_format = features.LEGACY_BEST_EFFORT
-        features.utf8_validation = features.VERIFY
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(fdp)
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(new[1:] + "ModelProto"))
-    except Exception:  # noqa: BLE001 - an older protobuf without editions: the slower walk does the job
-        return None
-
-
-def text_is_utf8(data: bytes) -> bool:
-    """False when the serialized model ``data`` may hold text that is not UTF-8 (or does not
-    parse at all); True when every text field is valid UTF-8."""
-    strict = _strict_text_class()
-    if strict is None:
-        return False
-    try:
-        strict.FromString(data)
-    except (DecodeError, RecursionError):
-        return False
-    return True
-
-
-def validate_text(proto: onnx.ModelProto, what: str, data: bytes | None = None) -> None:
-    """Refuse a model holding text (names, domains, doc strings...) that is not valid UTF-8.
-
-    Protobuf decodes text fields only when they are read, so without this a damaged name would
-    raise UnicodeDecodeError from whichever tool reads it first. Weights are not looked at.
-    ``data``, the model serialized, saves serializing it again.
-    """
-    if _strict_text_class() is not None and text_is_utf8(proto.SerializeToString() if data is None else data):
-        return
-    _find_bad_text(proto, what)
-
-
-def _find_bad_text(proto: onnx.ModelProto, what: str) -> None:
-    """Walk every text field of ``proto`` and raise naming the first that does not decode."""
-    # (message, where): ``where`` is the parent's place and the field, spelt out only on error
-    stack: list[tuple[object, tuple]] = [(proto, ())]
-    STRING, MESSAGE = _FD.TYPE_STRING, _FD.TYPE_MESSAGE
-    TensorProto = onnx.TensorProto
-    while stack:
-        msg, where = stack.pop()
-        try:
-            fields = msg.ListFields() if type(msg) is not TensorProto else _tensor_text_fields(msg)
-        except UnicodeDecodeError:
-            fields = None
-        for fd, value in fields or ():
-            t = fd.type
-            if t == STRING:
-                # protobuf hands back bytes, not str, for text that does not decode
-                if isinstance(value, bytes) or (not isinstance(value, str) and any(isinstance(v, bytes)
-                                                                                   for v in value)):
-                    fields = None
-                    break
-            elif t == MESSAGE:
-                if not _is_repeated(fd):
-                    stack.append((value, (where, fd.name)))
-                elif fd.message_type.name == "NodeProto":
-                    # most of a model's text: plain nodes are told apart without listing their fields
-                    stack.extend((v, (where, fd.name, i)) for i, v in enumerate(value) if not _plain_node(v))
-                else:
-                    stack.extend((v, (where, fd.name, i)) for i, v in enumerate(value))
-        if fields is None:
-            raise ModelLoadError(f"{what}: {_where(where)} holds text that is not valid UTF-8 (a name, domain or "
-                                 "doc string); the file is damaged")
-
-
-def _where(where: tuple) -> str:
-    """``((((), 'graph'), 'node', 3), ...)`` → ``the model › graph › node[3]``."""
-    parts = []
-    while where:
-        parent, field, *index = where
-        parts.append(f"{field}[{index[0]}]" if index else field)
-        where = parent
-    return " › ".join(["the model", *reversed(parts)])
-
-
-_SCALAR_ATTRS = frozenset({onnx.AttributeProto.FLOAT, onnx.AttributeProto.INT, onnx.AttributeProto.STRING,
-                           onnx.AttributeProto.FLOATS, onnx.AttributeProto.INTS, onnx.AttributeProto.STRINGS})
-
-
-def _plain_node(n: onnx.NodeProto) -> bool:
-    """A node whose text all decodes and that holds no graph, tensor or metadata: nothing below
-    it to visit. ``str.join`` raises TypeError on the bytes protobuf hands back for text that
-    does not decode (attribute values ``s``/``strings`` are bytes fields, not text)."""
-    if len(n.metadata_props) or len(n.device_configurations):
-        return False
-    try:
-        "".join((n.name, n.op_type, n.domain, n.overload, n.doc_string, *n.input, *n.output))
-        for a in n.attribute:
-            if a.type not in _SCALAR_ATTRS:
-                return False
-            "".join((a.name, a.ref_attr_name, a.doc_string))
-    except TypeError:
-        return False
-    return True
-
-
-def _tensor_text_fields(t: onnx.TensorProto) -> list:
-    """The fields of a tensor that may hold text, without copying its data."""
-    d = t.DESCRIPTOR.fields_by_name
-    out = [(d["name"], t.name), (d["doc_string"], t.doc_string)]
-    if len(t.external_data):
-        out.append((d["external_data"], t.external_data))
-    if "metadata_props" in d and len(t.metadata_props):
-        out.append((d["metadata_props"], t.metadata_props))
-    if "segment" in d and t.HasField("segment"):
-        out.append((d["segment"], t.segment))
-    return out
-
-
-def _is_repeated(fd) -> bool:
-    flag = getattr(fd, "is_repeated", None)
-    return bool(flag) if flag is not None else fd.label == fd.LABEL_REPEATED
 
 
 def validate_header(proto: onnx.ModelProto, what: str) -> None:
@@ -350,6 +198,11 @@ def write_atomic(path: str, data: bytes, durable: bool = False) -> None:
     process. ``durable`` also flushes the file and its folder to disk before returning, so the
     new file survives a power loss too (it costs the time of writing to the device).
     """
+    _replace(_write_temp(path, data, durable), path, durable)
+
+
+def _write_temp(path: str, data: bytes, durable: bool) -> str:
+    """``data`` written to a new temporary file beside ``path``; its name."""
     fd, tmp = _atomic_target(path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -357,6 +210,15 @@ def write_atomic(path: str, data: bytes, durable: bool = False) -> None:
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+    except BaseException:
+        _unlink(tmp)
+        raise
+    return tmp
+
+
+def _replace(tmp: str, path: str, durable: bool) -> None:
+    """Rename the temporary file ``tmp`` over ``path`` (the file is dropped if that fails)."""
+    try:
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
@@ -404,6 +266,19 @@ def save(proto: onnx.ModelProto, path: str, *, base_dir: str | None, source_path
     """Write ``proto`` to ``path`` as described in :meth:`graphsurgery.Model.save`. ``data``
     is ``proto`` serialized, if the caller has it; ``base_dir`` where its external data lives;
     ``source_path`` the file it was loaded from, never overwritten unless ``overwrite``."""
+    return prepare(proto, path, base_dir=base_dir, source_path=source_path, overwrite=overwrite, external=external,
+                   location=location, size_threshold=size_threshold, depth=depth, has_external=has_external,
+                   durable=durable, progress=progress, data=data).commit()
+
+
+def prepare(proto: onnx.ModelProto, path: str, *, base_dir: str | None, source_path: str | None, overwrite: bool,
+            external: bool | None, location: str | None, size_threshold: int, depth: int, has_external: bool,
+            durable: bool, progress=None, data: bytes | None = None) -> PendingSave:
+    """The first half of :func:`save` (same arguments): refuse what cannot be saved, and write a
+    model that keeps its weights in the file, as ``data``, under a temporary name. Nothing is
+    replaced until :meth:`PendingSave.commit`; :meth:`PendingSave.discard` leaves no trace.
+    A save that moves weights in or out of the model file does all its writing at commit, so
+    a discarded save never changes ``proto``."""
     path = os.fspath(path)
     src = source_path
     if not overwrite and src is not None and os.path.exists(path) and os.path.samefile(path, src):
@@ -418,23 +293,56 @@ def save(proto: onnx.ModelProto, path: str, *, base_dir: str | None, source_path
     size = len(data) if data is not None else proto.ByteSize()
     if external is None:
         external = has_external or size >= TWO_GB
-    if not external:
-        if has_external:
-            _inline_external(proto, base_dir)
-            data = None
-            size = proto.ByteSize()
+    pending = PendingSave(proto, path, base_dir, external, location, size_threshold, durable, progress)
+    if not external and not has_external:
         if size >= TWO_GB:
             raise SaveError(f"the model is {size / 2**30:.2f} GiB; protobuf cannot write a file of 2 GiB or more. "
                             "Save with external_data=True to keep weights in a separate file")
-        if data is None:
+        pending.data = proto.SerializeToString() if data is None else data
+        pending.old = _data_files_of(path)
+        pending.tmp = _write_temp(path, pending.data, durable)
+    return pending
+
+
+class PendingSave:
+    """A save :func:`prepare` made ready; call :meth:`commit` or :meth:`discard`, once."""
+
+    def __init__(self, proto: onnx.ModelProto, path: str, base_dir: str | None, external: bool,
+                 location: str | None, size_threshold: int, durable: bool, progress) -> None:
+        self.proto, self.path, self.base_dir, self.external = proto, path, base_dir, external
+        self.location, self.size_threshold, self.durable, self.progress = location, size_threshold, durable, progress
+        self.data: bytes | None = None
+        self.tmp: str | None = None
+        self.old: set[str] = set()
+
+    def commit(self) -> Saved:
+        """Put the model in place; what was written."""
+        path, proto, durable = self.path, self.proto, self.durable
+        tmp, self.tmp = self.tmp, None
+        if tmp is not None:  # written already, as it was checked
+            _replace(tmp, path, durable)
+            _drop_old_data(path, self.old, keep=set(), location=os.path.basename(path) + ".data")
+            return Saved(self.data, False, None)
+        if not self.external:  # weights move into the model file
+            _inline_external(proto, self.base_dir)
+            size = proto.ByteSize()
+            if size >= TWO_GB:
+                raise SaveError(f"the model is {size / 2**30:.2f} GiB; protobuf cannot write a file of 2 GiB or "
+                                "more. Save with external_data=True to keep weights in a separate file")
             data = proto.SerializeToString()
-        old = _data_files_of(path)
-        write_atomic(path, data, durable)
-        _drop_old_data(path, old, keep=set(), location=os.path.basename(path) + ".data")
-        return Saved(data, False, None)
-    data = _save_external(proto, base_dir, path, location or os.path.basename(path) + ".data", size_threshold,
-                          durable, progress)
-    return Saved(data, True, folder)
+            old = _data_files_of(path)
+            write_atomic(path, data, durable)
+            _drop_old_data(path, old, keep=set(), location=os.path.basename(path) + ".data")
+            return Saved(data, False, None)
+        data = _save_external(proto, self.base_dir, path, self.location or os.path.basename(path) + ".data",
+                              self.size_threshold, durable, self.progress)
+        return Saved(data, True, os.path.dirname(os.path.abspath(path)))
+
+    def discard(self) -> None:
+        """Drop what was written; nothing was replaced."""
+        tmp, self.tmp = self.tmp, None
+        if tmp is not None:
+            _unlink(tmp)
 
 
 def _inline_external(proto: onnx.ModelProto, base_dir: str | None) -> None:

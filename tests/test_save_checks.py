@@ -10,7 +10,7 @@ import pytest
 from onnx import helper
 
 import graphsurgery as gs
-from graphsurgery import checker, checks, serialization
+from graphsurgery import checker, checks, serialization, text
 from conftest import tiny_chain
 
 
@@ -95,7 +95,7 @@ def test_clean_text_is_not_walked_field_by_field(monkeypatch):
     def walk(*a, **k):
         raise AssertionError("the text was walked field by field")
 
-    monkeypatch.setattr(serialization, "_find_bad_text", walk)
+    monkeypatch.setattr(text, "find_bad_text", walk)
     data = tiny_chain().SerializeToString()
     gs.load(data)
     gs.load(onnx.ModelProto.FromString(data))
@@ -204,3 +204,119 @@ def test_a_tensor_segment_is_refused_by_check_and_save(tmp_path):
     assert any("segment" in p for p in model.problems())
     with pytest.raises(gs.SaveError, match="segment"):
         model.save(tmp_path / "m.onnx")
+
+
+# ---- the save's order: the checks read protos; the file is written while onnx's checker runs ----------
+def test_the_checks_read_protos_never_the_model():
+    import ast
+    import pathlib
+
+    import graphsurgery
+
+    root = pathlib.Path(graphsurgery.__file__).parent
+    for name in ("checks.py", "checker.py", "serialization.py", "text.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not [m for m in imported if m.startswith(("core", "graphsurgery.core"))], name
+
+
+def test_the_file_is_written_while_the_checker_runs_and_renamed_only_when_it_passes(tmp_path, monkeypatch):
+    seen = []
+    real = checker.PendingCheck.result
+
+    def verdict(bad):
+        def result(self):
+            seen.append(sorted(os.listdir(tmp_path)))
+            found = real(self)
+            return found + (["onnx checker: planted problem"] if bad else [])
+        return result
+
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    monkeypatch.setattr(checker.PendingCheck, "result", verdict(True))
+    with pytest.raises(gs.SaveError, match="planted problem"):
+        gs.load(tiny_chain()).save(target)
+    assert len(seen) == 1 and len(seen[0]) == 2 and seen[0][0].endswith(".gstmp")  # written before the verdict
+    assert os.listdir(tmp_path) == ["m.onnx"] and target.read_bytes() == b"old"  # then dropped, nothing replaced
+    monkeypatch.setattr(checker.PendingCheck, "result", verdict(False))
+    model = gs.load(tiny_chain())
+    model.save(target)
+    assert os.listdir(tmp_path) == ["m.onnx"] and target.read_bytes() == model.to_bytes()
+
+
+def test_a_refused_save_that_would_move_weights_changes_nothing(tmp_path, monkeypatch):
+    # weights that move into the file are moved only once the check passed: a refusal leaves the proto alone
+    gs.load(tiny_chain()).save(tmp_path / "ext.onnx", external_data=True, size_threshold=0)
+    model = gs.load(str(tmp_path / "ext.onnx"))
+    before = model.to_bytes()
+    monkeypatch.setattr(checker.PendingCheck, "result", lambda self: ["onnx checker: planted problem"])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(gs.SaveError, match="planted problem"):
+        model.save(out / "in.onnx", external_data=False)
+    assert model.to_bytes() == before and os.listdir(out) == []
+
+
+def _inference_only_failure() -> onnx.ModelProto:
+    # the checker accepts it; strict shape inference with type checks refuses the declared output type
+    m = tiny_chain()
+    m.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    return m
+
+
+def test_a_full_check_runs_as_its_two_halves_at_once_and_judges_as_one(monkeypatch):
+    forks = []
+    real = checker._fork
+
+    def counting(*args):
+        forks.append(args[4])
+        return real(*args)
+
+    monkeypatch.setattr(checker, "_fork", counting)
+    broken = tiny_chain()
+    broken.graph.node[0].attribute[0].type = onnx.AttributeProto.FLOAT
+    for m in (tiny_chain(), broken, _inference_only_failure()):
+        data = m.SerializeToString()
+        whole = checker.run_onnx_checker(data, None, True)  # onnx's check_model(full_check=True), in this process
+        forks.clear()
+        assert checker.isolated_check(data, None, True) == whole
+        assert forks == [checker.STRUCTURE, checker.INFERENCE]
+        forks.clear()
+        assert checker.isolated_check(data, None, False) == checker.run_onnx_checker(data, None, False)
+        assert forks == [checker.ALL]
+    assert checker.run_onnx_checker(_inference_only_failure().SerializeToString(), None, False) == []
+    assert "shape inference" in checker.isolated_check(_inference_only_failure().SerializeToString(), None, True)[0]
+
+
+def test_a_model_only_shape_inference_refuses_is_not_saved(tmp_path):
+    with pytest.raises(gs.SaveError, match="shape inference"):
+        gs.load(_inference_only_failure()).save(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("fork", [True, False])
+def test_tensor_data_that_does_not_fit_is_refused_whether_the_checker_forks_or_not(tmp_path, monkeypatch, fork):
+    # the tensors are checked in the forked child beside onnx's checker, or here when there is no fork
+    if not fork:
+        monkeypatch.delattr(os, "fork")
+    m = tiny_chain()
+    m.graph.initializer[0].raw_data = m.graph.initializer[0].raw_data[:-1]
+    with pytest.raises(gs.SaveError, match="raw_data holds"):
+        gs.load(m).save(tmp_path / "m.onnx")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_save_starts_shape_inference_before_its_own_scan(tmp_path, monkeypatch):
+    order = []
+    real_fork, real_scan = checker._fork, checks.scan
+    monkeypatch.setattr(checker, "_fork", lambda *a: order.append(a[4]) or real_fork(*a))
+    monkeypatch.setattr(checks, "scan", lambda proto: order.append("scan") or real_scan(proto))
+    gs.load(tiny_chain()).save(tmp_path / "m.onnx")
+    assert order == [checker.INFERENCE, "scan", checker.STRUCTURE]
+    order.clear()
+    broken = tiny_chain()
+    broken.graph.node[1].input[0] = "nowhere"  # the scan sees it: the inference started ahead is stopped
+    with pytest.raises(gs.SaveError, match="nowhere"):
+        gs.load(broken).save(tmp_path / "b.onnx")
+    assert order[:2] == [checker.INFERENCE, "scan"] and checker.STRUCTURE not in order
+    assert os.listdir(tmp_path) == ["m.onnx"]

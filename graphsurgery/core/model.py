@@ -10,7 +10,7 @@ from typing import Any
 import onnx
 
 from .. import checks, serialization
-from ..errors import InvalidModelError, ModelLoadError
+from ..errors import GraphSurgeryError, InvalidModelError, ModelLoadError
 from ..ops import DEFAULT_DOMAINS, is_default_domain
 from . import hooks
 from .graph import Graph
@@ -190,7 +190,8 @@ class Model:
 
     def problems(self, *, onnx_checker: bool = True, full: bool = True) -> list[str]:
         """Every problem :meth:`check` would raise for, one line each."""
-        found, verified = checks.review(self, known=self._verified, onnx_checker=onnx_checker, full=full)
+        found, verified = checks.review(self.proto, self.base_dir, self._index_problems, known=self._verified,
+                                        onnx_checker=onnx_checker, full=full)
         if verified is not None:
             self._verified = verified
         return found
@@ -226,28 +227,48 @@ class Model:
 
         self._restore_order()
         data = self._proto.SerializeToString()
+        options = dict(base_dir=self.base_dir, source_path=self.source_path, overwrite=overwrite,
+                       external=external_data, location=location, size_threshold=size_threshold, durable=durable,
+                       progress=progress)
+        pending: list[serialization.PendingSave] = []
+
+        def write(scanned: checks.ScanResult, checked: bytes) -> None:
+            # while onnx's checker runs in its child: the very bytes it checks, under a temporary name
+            pending.append(serialization.prepare(self._proto, os.fspath(path), depth=scanned.depth,
+                                                 has_external=scanned.has_external, data=checked, **options))
+
         verified = None
-        if check:
-            # everything check() looks at: a saved model is one check() accepts. A state that
-            # passed already (same bytes, same folder) is not checked again, but for its external files.
-            found, verified = checks.review(self, known=self._verified, data=data, ordered=True)
-            if found:
-                raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
-                                "Fix it, or pass check=False to save anyway")
-            depth, has_external = verified.depth, verified.has_external
-        else:
-            scanned = checks.scan(self)  # one ordered pass: nesting depth, external data
-            depth, has_external = scanned.depth, scanned.has_external
-        saved = serialization.save(self._proto, os.fspath(path), data=data, base_dir=self.base_dir,
-                                   source_path=self.source_path, overwrite=overwrite, external=external_data,
-                                   location=location, size_threshold=size_threshold, depth=depth,
-                                   has_external=has_external, durable=durable, progress=progress)
+        try:
+            if check:
+                # everything check() looks at: a saved model is one check() accepts. A state that
+                # passed already (same bytes, same folder) is not checked again, but for its external files.
+                found, verified = checks.review(self._proto, self.base_dir, self._index_problems,
+                                                known=self._verified, data=data, ordered=True, meanwhile=write)
+                if found:
+                    raise SaveError(f"refusing to save a broken model ({len(found)} problem(s)): {found[0]}. "
+                                    "Fix it, or pass check=False to save anyway")
+            else:
+                write(checks.scan(self._proto), data)  # one ordered pass: nesting depth, external data
+            saved = pending.pop().commit()
+        finally:
+            for p in pending:
+                p.discard()
         if saved.base_dir is not None:
             self.base_dir = saved.base_dir
         if verified is not None:
             # what was written is what passed, its weights perhaps moved in or out of the file
             self._verified = verified if saved.data is data else checks.Verified(
-                checks.fingerprint(saved.data), self.base_dir, depth, saved.external)
+                checks.fingerprint(saved.data), self.base_dir, verified.depth, saved.external)
+
+    def _index_problems(self) -> list[str]:
+        """What the scope index finds wrong in every graph, one line each (the checks ask)."""
+        found: list[str] = []
+        for g in [self.graph, *self.functions.values()]:
+            try:
+                _graph_problems(g, found)
+            except GraphSurgeryError as exc:
+                found.append(str(exc))
+        return found
 
     def _restore_order(self) -> None:
         """Bring the node lists of graphs edited since the last read up to date (only those:
@@ -272,21 +293,18 @@ class Model:
         proto.CopyFrom(self.proto)
         return Model(proto, base_dir=self.base_dir)
 
-    # ---- interop -------------------------------------------------------------
+    # ---- interop (graphsurgery.interop, a layer above the core, plugs in through hooks) ----------
     def to_networkx(self, *, recursive: bool = False):
         """A ``networkx.MultiDiGraph``: see :func:`graphsurgery.interop.to_networkx`."""
-        from ..interop import to_networkx
-        return to_networkx(self.graph, recursive=recursive)
+        return hooks.render("networkx", self.graph, recursive)
 
     def to_graphsurgeon(self):
         """An ``onnx_graphsurgeon.Graph`` for existing graphsurgeon scripts."""
-        from ..interop import to_graphsurgeon
-        return to_graphsurgeon(self)
+        return hooks.render("graphsurgeon", self)
 
     @classmethod
     def from_graphsurgeon(cls, gs_graph) -> Model:
-        from ..interop import from_graphsurgeon
-        return from_graphsurgeon(gs_graph)
+        return hooks.render("from-graphsurgeon", gs_graph)
 
     def _repr_html_(self) -> str:
         return hooks.render("model", self)
@@ -295,6 +313,39 @@ class Model:
         ops = ", ".join(f"{d or 'ai.onnx'}:{v}" for d, v in self.opsets.items())
         return (f"<Model {self.proto.graph.name!r}: {len(self.proto.graph.node)} nodes, "
                 f"inputs {self.graph.input_names}, outputs {self.graph.output_names}, opsets {ops}>")
+
+
+def _graph_problems(g: Graph, found: list[str]) -> None:
+    try:
+        nodes = g.nodes_in_file_order()
+    except InvalidModelError as exc:
+        found.append(str(exc))
+        return
+    where = g.describe()
+    for n in nodes:
+        for name in n.proto.input:
+            if name and g.resolve(name) is None:
+                found.append(f"node {n.name!r} ({n.op_type}) in {where} reads {name!r}, which nothing defines "
+                             "(dangling input)")
+        for name in n.proto.output:
+            if name and g.parent is not None and g.parent.resolve(name) is not None:
+                found.append(f"node {n.name!r} in {where} redefines {name!r} from an enclosing scope")
+    for name in g.output_names:
+        if name and g.resolve(name) is None:
+            found.append(f"output {name!r} of {where} has no producer")
+    for name in g.input_names:
+        if g.producer(name) is not None:
+            found.append(f"{name!r} is both an input of {where} and the output of node {g.producer(name).name!r}")
+    for name in g.initializers:
+        if g.producer(name) is not None:
+            found.append(f"{name!r} is both an initializer of {where} and the output of node "
+                         f"{g.producer(name).name!r}")
+    try:
+        g.toposort()
+    except InvalidModelError as exc:
+        found.append(str(exc))
+    for sub in g.subgraphs():
+        _graph_problems(sub, found)
 
 
 __all__ = ["Model", "load"]

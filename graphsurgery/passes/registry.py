@@ -3,68 +3,81 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, MutableMapping
+from importlib import import_module
 from typing import Any
 
 from ..errors import did_you_mean
 from .base import Pass, PassError
-from .cancel_reshapes import CancelReshapes
-from .cleanup import Cleanup
-from .constant_subgraph_outputs import ConstantSubgraphOutputs
-from .convert_opset import ConvertOpset
-from .cut import Cut
-from .debug_outputs import DebugOutputs
-from .eliminate_neutral import EliminateNeutral
-from .eliminate_noops import EliminateNoops
-from .fix_prelu_slope import FixPReluSlope
-from .focus_to_conv import FocusToConv
-from .fold_constants import FoldConstants
-from .fold_conv_affine import FoldConvAffine
-from .freeze_inputs import FreezeInputs
-from .fuse_conv_bn import FuseConvBn
-from .instancenorm_epsilon import InstanceNormEpsilon
-from .matmul_add_to_gemm import MatMulAddToGemm
-from .merge_reshapes import MergeReshapes
-from .merge_slices import MergeSlices
-from .prelu_to_relu import PReluToRelu
-from .preprocessing import FoldPreprocessing, SplitPreprocessing
-from .rejoin_elements import RejoinElements
-from .remove_if import RemoveIf
-from .remove_single_piece import RemoveSinglePiece
-from .rename_io import RenameIO
-from .set_batch import SetBatch
-from .set_shape import SetShape
-from .transpose_to_reshape import TransposeToReshape
 
-PASSES: dict[str, type[Pass]] = {cls.name: cls for cls in (
-    FreezeInputs,
-    SetShape,
-    FoldConstants,
-    RemoveIf,
-    Cleanup,
-    PReluToRelu,
-    FixPReluSlope,
-    InstanceNormEpsilon,
-    DebugOutputs,
-    SetBatch,
-    Cut,
-    EliminateNoops,
-    FuseConvBn,
-    RenameIO,
-    ConvertOpset,
-    FoldPreprocessing,
-    SplitPreprocessing,
-    FocusToConv,
-    FoldConvAffine,
-    MatMulAddToGemm,
-    EliminateNeutral,
-    MergeSlices,
-    MergeReshapes,
-    CancelReshapes,
-    RemoveSinglePiece,
-    RejoinElements,
-    TransposeToReshape,
-    ConstantSubgraphOutputs,
-)}
+# name -> "module:Class": a pass module is imported the first time its pass is asked for, so a
+# pipeline of one pass does not pay for importing all of them (some import heavy modules)
+_WHERE = {
+    "freeze-inputs": "freeze_inputs:FreezeInputs",
+    "set-shape": "set_shape:SetShape",
+    "fold-constants": "fold_constants:FoldConstants",
+    "remove-if": "remove_if:RemoveIf",
+    "cleanup": "cleanup:Cleanup",
+    "prelu-to-relu": "prelu_to_relu:PReluToRelu",
+    "fix-prelu-slope": "fix_prelu_slope:FixPReluSlope",
+    "instancenorm-epsilon": "instancenorm_epsilon:InstanceNormEpsilon",
+    "debug-outputs": "debug_outputs:DebugOutputs",
+    "set-batch": "set_batch:SetBatch",
+    "cut": "cut:Cut",
+    "eliminate-noops": "eliminate_noops:EliminateNoops",
+    "fuse-conv-bn": "fuse_conv_bn:FuseConvBn",
+    "rename-io": "rename_io:RenameIO",
+    "convert-opset": "convert_opset:ConvertOpset",
+    "fold-preprocessing": "preprocessing:FoldPreprocessing",
+    "split-preprocessing": "preprocessing:SplitPreprocessing",
+    "focus-to-conv": "focus_to_conv:FocusToConv",
+    "fold-conv-affine": "fold_conv_affine:FoldConvAffine",
+    "matmul-add-to-gemm": "matmul_add_to_gemm:MatMulAddToGemm",
+    "eliminate-neutral": "eliminate_neutral:EliminateNeutral",
+    "merge-slices": "merge_slices:MergeSlices",
+    "merge-reshapes": "merge_reshapes:MergeReshapes",
+    "cancel-reshapes": "cancel_reshapes:CancelReshapes",
+    "remove-single-piece": "remove_single_piece:RemoveSinglePiece",
+    "rejoin-elements": "rejoin_elements:RejoinElements",
+    "transpose-to-reshape": "transpose_to_reshape:TransposeToReshape",
+    "constant-subgraph-outputs": "constant_subgraph_outputs:ConstantSubgraphOutputs",
+}
+
+
+class _Registry(MutableMapping):
+    """Pass classes by name, in a fixed order; each class is imported on first access."""
+
+    def __init__(self, where: dict[str, str]):
+        self._entries: dict[str, str | type[Pass]] = dict(where)
+
+    def __getitem__(self, name: str) -> type[Pass]:
+        entry = self._entries[name]
+        if isinstance(entry, str):
+            module, cls = entry.split(":")
+            entry = getattr(import_module(f"{__package__}.{module}"), cls)
+            self._entries[name] = entry
+        return entry
+
+    def __setitem__(self, name: str, cls: type[Pass]) -> None:
+        self._entries[name] = cls
+
+    def __delitem__(self, name: str) -> None:
+        del self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __repr__(self) -> str:
+        return f"PASSES({', '.join(self._entries)})"
+
+
+PASSES: MutableMapping[str, type[Pass]] = _Registry(_WHERE)
 
 
 def create(name: str, **opts: Any) -> Pass:
