@@ -50,14 +50,17 @@ class FoldConstants(Pass):
         folded = 0
         skipped: dict[str, None] = {}  # each refusal once, however many rounds saw it
         for _ in range(_MAX_ROUNDS):  # folding can make more shapes static: repeat to a fixed point
-            types = shapes.infer(model) if self.opts["shapes"] else None
-            visible: dict[Graph, dict[str, np.ndarray]] = {}  # each graph's constants once it is folded
+            graphs = [g for g in model.graphs() if not (g.is_function or g.model is None)]  # parents first
+            visible: dict[Graph, _Constants] = {}  # each graph's constants, updated as it folds
+            for g in graphs:
+                visible[g] = _visible_constants(g, visible)
+            # shape inference costs a pass over the whole model: only when a fact it gives is asked
+            types = shapes.infer(model) if self.opts["shapes"] and _asks_shapes(graphs, visible) else None
             changes = len(result.changes)
             skips: list[str] = []
-            for g in list(model.graphs()):  # parents before their subgraphs
-                if g.is_function or _is_dead(g) or g.model is None:
-                    continue
-                folded += self._fold_graph(model, g, types, result, visible, skips)
+            for g in graphs:
+                if not _is_dead(g):  # asked now: folding the enclosing graph may have fixed a condition
+                    folded += self._fold_graph(model, g, types, result, visible[g], skips)
             skipped.update(dict.fromkeys(skips))
             if len(result.changes) == changes:
                 break
@@ -65,10 +68,8 @@ class FoldConstants(Pass):
             result.skip(line)
         result.details["folded"] = folded
 
-    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, visible: dict,
+    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, consts: _Constants,
                     skips: list[str]) -> int:
-        consts = _visible_constants(g, visible)
-        visible[g] = consts  # updated in place as this graph folds: its subgraphs start from it
         # What a subgraph returns is left as it is: onnx gives no type to a subgraph output that
         # is an initializer of that subgraph (the checker then rejects the model), and a static
         # value there lets runtimes check, at load, readers of the enclosing node that only
@@ -215,7 +216,7 @@ class FoldConstants(Pass):
             return None
         return {name: v for name, v in zip(p.output, outs, strict=False) if name}
 
-    def _within_size(self, g: Graph, folded: list, consts: dict, skips: list[str]) -> list:
+    def _within_size(self, g: Graph, folded: list, consts: _Constants, skips: list[str]) -> list:
         """The folds to keep so that the file does not grow.
 
         Folds that share values or constant inputs form a group. A group's growth is what it
@@ -259,7 +260,7 @@ class FoldConstants(Pass):
                     made_by = owner.producer(x)  # a Constant node, or an initializer
                     stored = made_by.proto if made_by is not None else owner.initializer_proto(x)
                     growth[find(k)] -= _stored_bytes(stored) if stored is not None else np.asarray(consts[x]).nbytes
-            bad = {k for k, v in growth.items() if v > allowance and k in largest}
+            bad = [k for k, v in growth.items() if v > allowance and k in largest]  # in model order
             if not bad:
                 return folded
             dropped: set[str] = set()
@@ -375,22 +376,80 @@ def _is_dead(g: Graph) -> bool:
     return False
 
 
-def _visible_constants(g: Graph, visible: dict) -> dict[str, np.ndarray]:
+class _Constants:
+    """The constant values one graph can see: its own, then its enclosing graph's (looked up,
+    not copied, so a subgraph costs what it holds). An initializer is decoded when a fold
+    first reads it: most are weights no fold ever reads."""
+
+    def __init__(self, parent: _Constants | None):
+        self.parent = parent
+        self.own: dict[str, object] = {}  # name -> array, or (graph, name) of an undecoded initializer
+
+    def _level(self, name: str) -> _Constants | None:
+        c = self
+        while c is not None:
+            if name in c.own:
+                return c
+            c = c.parent
+        return None
+
+    def __contains__(self, name: str) -> bool:
+        return self._level(name) is not None
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        level = self._level(name)
+        if level is None:
+            raise KeyError(name)
+        value = level.own[name]
+        if isinstance(value, tuple):
+            g, _ = value
+            value = level.own[name] = g.initializer(name)
+        return value
+
+    def update(self, values: dict[str, np.ndarray]) -> None:
+        self.own.update(values)
+
+    def pop(self, name: str, default=None):
+        """Forget a value this graph computed (the enclosing graphs' stay)."""
+        return self.own.pop(name, default)
+
+
+def _visible_constants(g: Graph, visible: dict) -> _Constants:
     """Values of initializers and Constant outputs that ``g`` can see: what its enclosing graph
-    could see (from ``visible`` when that graph was folded already), then its own."""
+    can see (from ``visible`` when that graph is being folded too), then its own."""
     parent = g.parent
-    consts = dict(visible[parent]) if parent in visible else (
-        _visible_constants(parent, visible) if parent is not None else {})
+    consts = _Constants(visible[parent] if parent in visible else (
+        _visible_constants(parent, visible) if parent is not None else None))
+    own = consts.own
+    inputs = set(g.input_names)
     for name in g.initializers:
-        if name not in g.input_names:  # an initializer that is also an input can be overridden
-            consts[name] = g.initializer(name)
+        if name not in inputs:  # an initializer that is also an input can be overridden
+            own[name] = (g, name)
     for n in g.find_nodes("Constant"):
         if n.domain in _STANDARD and n.outputs and n.outputs[0]:
             try:
-                consts[n.outputs[0]] = g.tensor(n.outputs[0]).numpy()
+                own[n.outputs[0]] = g.tensor(n.outputs[0]).numpy()
             except EditError:  # a form numpy() does not decode (sparse_value): leave it alone
                 continue
     return consts
+
+
+# ops whose folding reads shape facts even when their inputs are not all constant
+_SHAPE_OPS = frozenset({"Shape", "Size", "Gather", "Reshape"})
+
+
+def _asks_shapes(graphs: list[Graph], visible: dict) -> bool:
+    """Whether a round can ask for an inferred type: some graph has an op in ``_SHAPE_OPS``, or
+    a node other than Constant whose inputs are all constant. Otherwise nothing folds this round
+    and shape inference, which costs a pass over the whole model, is not worth running."""
+    for g in graphs:
+        consts = visible[g]
+        for p in g.proto.node:
+            if p.op_type in _SHAPE_OPS:
+                return True
+            if p.op_type != "Constant" and all(not x or x in consts for x in p.input):
+                return True
+    return False
 
 
 def _run_node(proto: onnx.NodeProto, inputs: list, model: Model) -> list:
