@@ -165,3 +165,61 @@ def test_shape_inference_reads_the_values_of_shape_like_initializers():
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [target, big])
     m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9))
     assert shapes.static_shape(shapes.infer(m).get(m.graph, "y")) == (1, 4096)
+
+
+def nested_ifs(n):
+    """``n`` constant-condition Ifs in a chain; each then-branch holds another constant If whose
+    two branches both define ``same`` (legal in sibling subgraphs, a clash once inlined)."""
+    nodes, x = [], "x"
+
+    def branch(name, op, out, vi=()):
+        return helper.make_graph([helper.make_node(op, [x], ["same"]), helper.make_node("Abs", ["same"], [out])],
+                                 name, [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                                 value_info=list(vi))
+
+    for i in range(n):
+        same = helper.make_tensor_value_info("same", TensorProto.FLOAT, [1, 8])
+        inner = helper.make_node("If", [f"ic{i}"], [f"t{i}"], then_branch=branch("it", "Relu", f"it{i}", [same]),
+                                 else_branch=branch("ie", "Neg", f"ie{i}"))
+        then = helper.make_graph([helper.make_node("Constant", [], [f"ic{i}"], value=helper.make_tensor(
+            "c", TensorProto.BOOL, [], [i % 2 == 0])), inner], f"then{i}", [],
+            [helper.make_tensor_value_info(f"t{i}", TensorProto.FLOAT, None)])
+        other = helper.make_graph([helper.make_node("Neg", [x], [f"e{i}"])], f"else{i}", [],
+                                  [helper.make_tensor_value_info(f"e{i}", TensorProto.FLOAT, None)])
+        nodes += [helper.make_node("Constant", [], [f"c{i}"], value=helper.make_tensor("c", TensorProto.BOOL, [],
+                                                                                       [i % 3 != 0])),
+                  helper.make_node("If", [f"c{i}"], [f"y{i}"], then_branch=then, else_branch=other),
+                  helper.make_node("Sigmoid", [f"y{i}"], [f"s{i}"])]
+        x = f"s{i}"
+    g = helper.make_graph(nodes, "ifs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, 8])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_remove_if_checks_clashes_without_collecting_every_name(monkeypatch):
+    """Each inline built the set of every name visible in the graph and under it: quadratic in
+    the Ifs. Now each branch name is looked up (the names under the graph are counted once)."""
+    from graphsurgery.core.scope import Scope
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("visible_names collects every name of the scope chain")
+
+    monkeypatch.setattr(Scope, "visible_names", refuse)
+    m = gs.load(nested_ifs(3))
+    r = create("remove-if").run(m)
+    assert len(r.details["branches"]) == 5 and "If" not in m.op_histogram()  # 3 outer, 2 inner
+
+
+def test_remove_if_renames_names_sibling_branches_share():
+    from conftest import assert_close, run_ort
+
+    proto = nested_ifs(6)
+    feeds = {"x": np.linspace(-2, 2, 8, dtype=np.float32).reshape(1, 8)}
+    expected = run_ort(proto, feeds)
+    m = gs.load(proto)
+    r = create("remove-if").run(m)
+    assert "If" not in m.op_histogram()
+    assert any(v.startswith("same") and v != "same" for v in r.details["renamed"].values())
+    m.check()
+    assert_close(run_ort(m.proto, feeds), expected)
+    assert [vi.name for vi in m.proto.graph.value_info].count("same") <= 1

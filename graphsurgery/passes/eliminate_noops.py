@@ -82,6 +82,9 @@ def rules(types: shapes.Types) -> list[Rule]:
     ]
 
 
+# initializers up to this size (serialized) are compared by their bytes, larger ones by a digest
+# first (the bytes are compared when digests match), so no copy of the weights is kept
+_KEYED_BY_BYTES = 4096
 # the roots of the rules whose conditions read inferred shapes
 _SHAPE_ROOTS = frozenset({"Cast", "Reshape", "Expand"})
 
@@ -129,11 +132,13 @@ def _cse(model: Model) -> list[str]:
             shape = (t.data_type, tuple(t.dims))
             if shapes_seen[shape] < 2:
                 continue  # no other initializer has its type and shape: it duplicates nothing
-            key = (shape, hashlib.blake2b(_without_name(t), digest_size=16).digest())
+            data = _without_name(t)
+            small = len(data) <= _KEYED_BY_BYTES
+            key = (shape, data if small else hashlib.blake2b(data, digest_size=16).digest())
             first = seen_init.get(key)
             if first is None:
                 seen_init[key] = name
-            elif g.is_used(name) and _without_name(g.initializer_proto(first)) == _without_name(t):
+            elif g.is_used(name) and (small or _without_name(g.initializer_proto(first)) == data):
                 g.rewire(name, first)
                 duplicates.append(name)
                 lines.append(f"initializer {name!r} is a duplicate of {first!r}")

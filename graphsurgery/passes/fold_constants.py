@@ -55,12 +55,15 @@ class FoldConstants(Pass):
             for g in graphs:
                 visible[g] = _visible_constants(g, visible)
             # shape inference costs a pass over the whole model: only when a fact it gives is asked
-            types = shapes.infer(model) if self.opts["shapes"] and _asks_shapes(graphs, visible) else None
+            may = {g: _may_fold(g, visible[g]) for g in graphs}
+            types = shapes.infer(model) if self.opts["shapes"] and any(may.values()) else None
             changes = len(result.changes)
             skips: list[str] = []
             for g in graphs:
                 if not _is_dead(g):  # asked now: folding the enclosing graph may have fixed a condition
-                    folded += self._fold_graph(model, g, types, result, visible[g], skips)
+                    # a subgraph is asked again: folding its enclosing graph may have made more of it constant
+                    may_fold = may[g] or (g.parent is not None and _may_fold(g, visible[g]))
+                    folded += self._fold_graph(model, g, types, result, visible[g], may_fold, skips)
             skipped.update(dict.fromkeys(skips))
             if len(result.changes) == changes:
                 break
@@ -68,7 +71,7 @@ class FoldConstants(Pass):
             result.skip(line)
         result.details["folded"] = folded
 
-    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, consts: _Constants,
+    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, consts: _Constants, may_fold: bool,
                     skips: list[str]) -> int:
         # What a subgraph returns is left as it is: onnx gives no type to a subgraph output that
         # is an initializer of that subgraph (the checker then rejects the model), and a static
@@ -78,7 +81,7 @@ class FoldConstants(Pass):
         values: dict[str, np.ndarray] = {}
         doomed = []
         folded: list[tuple] = []  # (node, its outputs' values), in order
-        for node in g.nodes:
+        for node in g.nodes if may_fold else g.find_nodes("Constant"):  # nothing else can fold
             p = node.proto
             if p.domain not in _STANDARD or is_nondeterministic(p.op_type) or node.has_subgraphs():
                 continue
@@ -394,7 +397,7 @@ class _Constants:
         return None
 
     def __contains__(self, name: str) -> bool:
-        return self._level(name) is not None
+        return name in self.own or (self.parent is not None and name in self.parent)
 
     def __getitem__(self, name: str) -> np.ndarray:
         level = self._level(name)
@@ -438,17 +441,22 @@ def _visible_constants(g: Graph, visible: dict) -> _Constants:
 _SHAPE_OPS = frozenset({"Shape", "Size", "Gather", "Reshape"})
 
 
-def _asks_shapes(graphs: list[Graph], visible: dict) -> bool:
-    """Whether a round can ask for an inferred type: some graph has an op in ``_SHAPE_OPS``, or
-    a node other than Constant whose inputs are all constant. Otherwise nothing folds this round
-    and shape inference, which costs a pass over the whole model, is not worth running."""
-    for g in graphs:
-        consts = visible[g]
-        for p in g.proto.node:
-            if p.op_type in _SHAPE_OPS:
-                return True
-            if p.op_type != "Constant" and all(not x or x in consts for x in p.input):
-                return True
+def _may_fold(g: Graph, consts: _Constants) -> bool:
+    """Whether some node of ``g`` other than a Constant may fold: an op in ``_SHAPE_OPS``, or a
+    node whose inputs are all constant. When none may, nothing in ``g`` folds: no shape fact is
+    asked for, no node but the Constants needs a look."""
+    known = consts.own.__contains__ if consts.parent is None else consts.__contains__
+    for p in g.proto.node:
+        op = p.op_type
+        if op in _SHAPE_OPS:
+            return True
+        if op == "Constant":
+            continue
+        for x in p.input:
+            if x and not known(x):
+                break
+        else:
+            return True
     return False
 
 
