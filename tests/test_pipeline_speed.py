@@ -223,3 +223,10 @@ def test_remove_if_renames_names_sibling_branches_share():
     m.check()
     assert_close(run_ort(m.proto, feeds), expected)
     assert [vi.name for vi in m.proto.graph.value_info].count("same") <= 1
+
+
+def test_pipeline_reports_each_pass_time():
+    out = gs.passes.Pipeline.from_text("fold-constants,cleanup").run(gs.load(cnn()))
+    timings = out.seconds()
+    assert [name for name, _ in timings] == ["fold-constants", "cleanup"]
+    assert all(s > 0 for _, s in timings)
