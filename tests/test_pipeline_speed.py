@@ -230,3 +230,24 @@ def test_pipeline_reports_each_pass_time():
     timings = out.seconds()
     assert [name for name, _ in timings] == ["fold-constants", "cleanup"]
     assert all(s > 0 for _, s in timings)
+
+
+def test_set_batch_follows_the_batch_into_the_branch_an_if_takes():
+    """The branch reads the batched tensor from outside (what the scope index reports as
+    captured); the trace follows it there and the batch reaches the output."""
+    from conftest import assert_close, run_ort
+
+    then = helper.make_graph([helper.make_node("Relu", ["x"], ["t"])], "then", [],
+                             [helper.make_tensor_value_info("t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    g = helper.make_graph([helper.make_node("Constant", [], ["c"], value=helper.make_tensor(
+                               "c", TensorProto.BOOL, [], [True])),
+                           helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9))
+    r = create("set-batch", size="3").run(m)
+    assert r.details["inputs"] == [["x", 0]] or r.details["inputs"] == [("x", 0)]
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    assert_close(run_ort(m.proto, {"x": x}), {"y": np.maximum(x, 0)})
