@@ -5,7 +5,8 @@
 Models that exist already are kept.
 
 - cnn_12k.onnx, cnn_24k.onnx, cnn_48k.onnx: CNN-like chains of Conv → PRelu →
-  InstanceNormalization → Add (residual) blocks, the same generator at n, 2n and 4n nodes.
+  InstanceNormalization → Add (residual) blocks, the same generator at n, 2n and 4n nodes
+  (and cnn_96k.onnx, 8n, for the pipeline section).
 - small_ops.onnx: a 200k-node graph of small elementwise ops (Mul/Add/LeakyRelu/Neg).
 - transformer/model.onnx (+ model.onnx.data): a transformer-like stack with 2.3 GB (over
   2 GiB) of external float32 weights and a few If nodes whose condition is a constant.
@@ -133,6 +134,8 @@ def transformer(folder: str, layers: int = 31, d: int = 1024, ff: int = 4096) ->
 # the sizes the benchmark runs: CNN blocks for n, 2n, 4n (4 nodes a block: 12k, 24k, 48k nodes),
 # small-op nodes, and transformer layers (46 layers of 1024-wide weights: 2.3 GB, over 2 GiB)
 CNN_BLOCKS = (3_000, 6_000, 12_000)
+# the pipeline section adds 8n (96k nodes): one more doubling shows the trend
+PIPELINE_BLOCKS = CNN_BLOCKS + (24_000,)
 SMALL_OPS = 200_000
 TRANSFORMER_LAYERS = 46
 

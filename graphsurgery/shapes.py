@@ -33,12 +33,14 @@ def infer(model) -> Types:
     computed by ``Shape``/``Gather``/``Concat`` chains are known too. Inference errors (custom
     ops, inconsistent value_info) degrade to what is recorded in the model.
     """
-    source = model.proto
-    if _pins_unknown_dims(source.graph):
+    source = _without_weights(model.proto)
+    cleared = _pins_unknown_dims(source.graph)
+    if cleared:
         # onnx's inference keeps a declared unknown dim even where it could now compute it (after
         # folding made a shape constant): infer without value_info, then fill in from it below
-        source = onnx.ModelProto()
-        source.CopyFrom(model.proto)
+        if source is model.proto:
+            source = onnx.ModelProto()
+            source.CopyFrom(model.proto)
         _clear_value_info(source.graph)
     inferred = _onnx_infer(source)
     if inferred is None:
@@ -53,7 +55,7 @@ def infer(model) -> Types:
             inferred = again
     by_graph: dict = {}
     _pair(model.graph, inferred.graph, by_graph)
-    if source is not model.proto:
+    if cleared:
         for g in by_graph:
             _fill_from_declared(by_graph[g], g.proto)
     return Types(by_graph)
@@ -230,6 +232,57 @@ def _write_fact(graph: onnx.GraphProto, name: str, fact, have: onnx.TypeProto | 
         vi.name = name
     vi.type.CopyFrom(onnx.helper.make_tensor_type_proto(elem, merged))
     return True
+
+
+# initializers shape inference never reads the values of: floating-point ones beyond a few
+# elements (Resize scales, Range bounds are small), any beyond many (shape-like inputs hold one
+# number per axis or per split)
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
+                          onnx.TensorProto.BFLOAT16, onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128})
+_FLOAT_ELEMENTS, _ANY_ELEMENTS = 16, 4096
+
+
+def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto``, or a copy whose main-graph weights are stubs (name, type, dims; the data marked
+    external), for shape inference: it reads weights' types, not their values, and copying
+    megabytes of them to C++ and back cost more than inferring (the result is the same)."""
+    inits = proto.graph.initializer
+    heavy = [i for i, t in enumerate(inits) if t.data_location != onnx.TensorProto.EXTERNAL and (
+        (n := _elements(t)) > _ANY_ELEMENTS or (n > _FLOAT_ELEMENTS and t.data_type in _FLOAT_TYPES))]
+    if not heavy:
+        return proto
+    light = onnx.ModelProto()
+    for fd, value in proto.ListFields():
+        if fd.name != "graph":
+            _copy_field(light, fd, value)
+    for fd, value in proto.graph.ListFields():
+        if fd.name != "initializer":
+            _copy_field(light.graph, fd, value)
+    heavy_set = set(heavy)
+    for i, t in enumerate(inits):
+        if i not in heavy_set:
+            light.graph.initializer.add().CopyFrom(t)
+            continue
+        stub = light.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims,
+                                           data_location=onnx.TensorProto.EXTERNAL)
+        stub.external_data.add(key="location", value="(not loaded)")
+    return light
+
+
+def _elements(t: onnx.TensorProto) -> int:
+    n = 1
+    for d in t.dims:
+        n *= d
+    return n
+
+
+def _copy_field(target, fd, value) -> None:
+    if fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED:
+        getattr(target, fd.name).extend(value)
+    elif fd.type == fd.TYPE_MESSAGE:
+        getattr(target, fd.name).CopyFrom(value)
+    else:
+        setattr(target, fd.name, value)
 
 
 def declared_types(proto: onnx.GraphProto) -> dict[str, onnx.TypeProto]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -38,6 +39,8 @@ class PassResult:
     skipped: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     model: Any = None
+    #: wall-clock seconds the pass took (its checks included)
+    seconds: float = 0.0
 
     def note(self, line: str) -> None:
         self.changed = True
@@ -114,6 +117,7 @@ class Pass:
             raise PassError(f"{self.name}: expected a graphsurgery Model or an onnx.ModelProto, "
                             f"got {type(model).__name__}")
         result = PassResult(self.name)
+        start = time.perf_counter()
         before = fidelity_snapshot(wrapped.proto)
         self.apply(wrapped, result)
         after = fidelity_snapshot(wrapped.proto)
@@ -122,6 +126,7 @@ class Pass:
             raise PassError(f"pass {self.name} changed {', '.join(drifted)}, which it does not own; "
                             "this is a bug in the pass, please report it")
         result.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
+        result.seconds = time.perf_counter() - start
         return result
 
     def __call__(self, model):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
+
 import numpy as np
 
 from .. import shapes
@@ -79,6 +82,13 @@ def rules(types: shapes.Types) -> list[Rule]:
     ]
 
 
+# initializers up to this size (serialized) are compared by their bytes, larger ones by a digest
+# first (the bytes are compared when digests match), so no copy of the weights is kept
+_KEYED_BY_BYTES = 4096
+# the roots of the rules whose conditions read inferred shapes
+_SHAPE_ROOTS = frozenset({"Cast", "Reshape", "Expand"})
+
+
 class EliminateNoops(RulePass):
     """Remove nodes that change nothing: Identity; Dropout in inference (mask unread);
     Cast to the same type; Reshape, Transpose or Expand that leave the tensor as it is; Pad by
@@ -93,7 +103,9 @@ class EliminateNoops(RulePass):
     count_key = "removed"
 
     def rules(self, model: Model) -> list[Rule]:
-        return rules(shapes.infer(model))
+        # only the Cast, Reshape and Expand rules ask for shapes; inference costs a pass over the model
+        asks = any(p.op_type in _SHAPE_ROOTS for g in model.graphs() for p in g.proto.node)
+        return rules(shapes.infer(model) if asks else shapes.Types({}))
 
     def change_line(self, site) -> str:
         return f"{site.rule}: removed {site.node!r}"
@@ -110,22 +122,29 @@ def _cse(model: Model) -> list[str]:
     for g in list(model.graphs()):
         if g.is_function:
             continue
+        interface = set(g.input_names) | set(g.output_names)  # merging neither changes: fixed here
         # identical initializers (not graph inputs): keep the first
+        inits = sorted((name, t) for name, t in g.initializers.items() if name not in interface)
+        shapes_seen = Counter((t.data_type, tuple(t.dims)) for _, t in inits)
         seen_init: dict[tuple, str] = {}
         duplicates = []
-        for name, t in sorted(g.initializers.items()):
-            if name in g.input_names or name in g.output_names:
-                continue
-            key = (t.data_type, tuple(t.dims), _without_name(t))
+        for name, t in inits:
+            shape = (t.data_type, tuple(t.dims))
+            if shapes_seen[shape] < 2:
+                continue  # no other initializer has its type and shape: it duplicates nothing
+            data = _without_name(t)
+            small = len(data) <= _KEYED_BY_BYTES
+            key = (shape, data if small else hashlib.blake2b(data, digest_size=16).digest())
             first = seen_init.get(key)
             if first is None:
                 seen_init[key] = name
-            elif g.is_used(name):
+            elif g.is_used(name) and (small or _without_name(g.initializer_proto(first)) == data):
                 g.rewire(name, first)
                 duplicates.append(name)
                 lines.append(f"initializer {name!r} is a duplicate of {first!r}")
         g.remove_initializers(duplicates)
         seen: dict[tuple, object] = {}
+        outputs = set(g.output_names)
         for node in g.nodes:
             if node.has_subgraphs() or is_nondeterministic(node.op_type):
                 continue
@@ -135,7 +154,7 @@ def _cse(model: Model) -> list[str]:
             if first is None:
                 seen[key] = node
                 continue
-            if any(o in g.output_names for o in node.outputs if o):
+            if any(o in outputs for o in node.outputs if o):
                 continue
             for mine, theirs in zip(node.outputs, first.outputs, strict=True):
                 if mine and theirs:

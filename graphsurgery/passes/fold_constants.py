@@ -50,14 +50,20 @@ class FoldConstants(Pass):
         folded = 0
         skipped: dict[str, None] = {}  # each refusal once, however many rounds saw it
         for _ in range(_MAX_ROUNDS):  # folding can make more shapes static: repeat to a fixed point
-            types = shapes.infer(model) if self.opts["shapes"] else None
-            visible: dict[Graph, dict[str, np.ndarray]] = {}  # each graph's constants once it is folded
+            graphs = [g for g in model.graphs() if not (g.is_function or g.model is None)]  # parents first
+            visible: dict[Graph, _Constants] = {}  # each graph's constants, updated as it folds
+            for g in graphs:
+                visible[g] = _visible_constants(g, visible)
+            # shape inference costs a pass over the whole model: only when a fact it gives is asked
+            may = {g: _may_fold(g, visible[g]) for g in graphs}
+            types = shapes.infer(model) if self.opts["shapes"] and any(may.values()) else None
             changes = len(result.changes)
             skips: list[str] = []
-            for g in list(model.graphs()):  # parents before their subgraphs
-                if g.is_function or _is_dead(g) or g.model is None:
-                    continue
-                folded += self._fold_graph(model, g, types, result, visible, skips)
+            for g in graphs:
+                if not _is_dead(g):  # asked now: folding the enclosing graph may have fixed a condition
+                    # a subgraph is asked again: folding its enclosing graph may have made more of it constant
+                    may_fold = may[g] or (g.parent is not None and _may_fold(g, visible[g]))
+                    folded += self._fold_graph(model, g, types, result, visible[g], may_fold, skips)
             skipped.update(dict.fromkeys(skips))
             if len(result.changes) == changes:
                 break
@@ -65,10 +71,8 @@ class FoldConstants(Pass):
             result.skip(line)
         result.details["folded"] = folded
 
-    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, visible: dict,
+    def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, consts: _Constants, may_fold: bool,
                     skips: list[str]) -> int:
-        consts = _visible_constants(g, visible)
-        visible[g] = consts  # updated in place as this graph folds: its subgraphs start from it
         # What a subgraph returns is left as it is: onnx gives no type to a subgraph output that
         # is an initializer of that subgraph (the checker then rejects the model), and a static
         # value there lets runtimes check, at load, readers of the enclosing node that only
@@ -77,7 +81,7 @@ class FoldConstants(Pass):
         values: dict[str, np.ndarray] = {}
         doomed = []
         folded: list[tuple] = []  # (node, its outputs' values), in order
-        for node in g.nodes:
+        for node in g.nodes if may_fold else g.find_nodes("Constant"):  # nothing else can fold
             p = node.proto
             if p.domain not in _STANDARD or is_nondeterministic(p.op_type) or node.has_subgraphs():
                 continue
@@ -215,7 +219,7 @@ class FoldConstants(Pass):
             return None
         return {name: v for name, v in zip(p.output, outs, strict=False) if name}
 
-    def _within_size(self, g: Graph, folded: list, consts: dict, skips: list[str]) -> list:
+    def _within_size(self, g: Graph, folded: list, consts: _Constants, skips: list[str]) -> list:
         """The folds to keep so that the file does not grow.
 
         Folds that share values or constant inputs form a group. A group's growth is what it
@@ -259,7 +263,7 @@ class FoldConstants(Pass):
                     made_by = owner.producer(x)  # a Constant node, or an initializer
                     stored = made_by.proto if made_by is not None else owner.initializer_proto(x)
                     growth[find(k)] -= _stored_bytes(stored) if stored is not None else np.asarray(consts[x]).nbytes
-            bad = {k for k, v in growth.items() if v > allowance and k in largest}
+            bad = [k for k, v in growth.items() if v > allowance and k in largest]  # in model order
             if not bad:
                 return folded
             dropped: set[str] = set()
@@ -375,22 +379,85 @@ def _is_dead(g: Graph) -> bool:
     return False
 
 
-def _visible_constants(g: Graph, visible: dict) -> dict[str, np.ndarray]:
+class _Constants:
+    """The constant values one graph can see: its own, then its enclosing graph's (looked up,
+    not copied, so a subgraph costs what it holds). An initializer is decoded when a fold
+    first reads it: most are weights no fold ever reads."""
+
+    def __init__(self, parent: _Constants | None):
+        self.parent = parent
+        self.own: dict[str, object] = {}  # name -> array, or (graph, name) of an undecoded initializer
+
+    def _level(self, name: str) -> _Constants | None:
+        c = self
+        while c is not None:
+            if name in c.own:
+                return c
+            c = c.parent
+        return None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.own or (self.parent is not None and name in self.parent)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        level = self._level(name)
+        if level is None:
+            raise KeyError(name)
+        value = level.own[name]
+        if isinstance(value, tuple):
+            g, _ = value
+            value = level.own[name] = g.initializer(name)
+        return value
+
+    def update(self, values: dict[str, np.ndarray]) -> None:
+        self.own.update(values)
+
+    def pop(self, name: str, default=None):
+        """Forget a value this graph computed (the enclosing graphs' stay)."""
+        return self.own.pop(name, default)
+
+
+def _visible_constants(g: Graph, visible: dict) -> _Constants:
     """Values of initializers and Constant outputs that ``g`` can see: what its enclosing graph
-    could see (from ``visible`` when that graph was folded already), then its own."""
+    can see (from ``visible`` when that graph is being folded too), then its own."""
     parent = g.parent
-    consts = dict(visible[parent]) if parent in visible else (
-        _visible_constants(parent, visible) if parent is not None else {})
+    consts = _Constants(visible[parent] if parent in visible else (
+        _visible_constants(parent, visible) if parent is not None else None))
+    own = consts.own
+    inputs = set(g.input_names)
     for name in g.initializers:
-        if name not in g.input_names:  # an initializer that is also an input can be overridden
-            consts[name] = g.initializer(name)
+        if name not in inputs:  # an initializer that is also an input can be overridden
+            own[name] = (g, name)
     for n in g.find_nodes("Constant"):
         if n.domain in _STANDARD and n.outputs and n.outputs[0]:
             try:
-                consts[n.outputs[0]] = g.tensor(n.outputs[0]).numpy()
+                own[n.outputs[0]] = g.tensor(n.outputs[0]).numpy()
             except EditError:  # a form numpy() does not decode (sparse_value): leave it alone
                 continue
     return consts
+
+
+# ops whose folding reads shape facts even when their inputs are not all constant
+_SHAPE_OPS = frozenset({"Shape", "Size", "Gather", "Reshape"})
+
+
+def _may_fold(g: Graph, consts: _Constants) -> bool:
+    """Whether some node of ``g`` other than a Constant may fold: an op in ``_SHAPE_OPS``, or a
+    node whose inputs are all constant. When none may, nothing in ``g`` folds: no shape fact is
+    asked for, no node but the Constants needs a look."""
+    known = consts.own.__contains__ if consts.parent is None else consts.__contains__
+    for p in g.proto.node:
+        op = p.op_type
+        if op in _SHAPE_OPS:
+            return True
+        if op == "Constant":
+            continue
+        for x in p.input:
+            if x and not known(x):
+                break
+        else:
+            return True
+    return False
 
 
 def _run_node(proto: onnx.NodeProto, inputs: list, model: Model) -> list:

@@ -100,6 +100,10 @@ class PipelineResult:
     def changed(self) -> bool:
         return any(r.changed for r in self.results)
 
+    def seconds(self) -> list[tuple[str, float]]:
+        """Each pass and the wall-clock seconds it took, in order (verification not included)."""
+        return [(r.name, r.seconds) for r in self.results]
+
     def renamed(self) -> dict[str, str]:
         """Tensor renames the passes reported, composed in order: original name -> final name.
         ``{v: k for k, v in result.renamed().items()}`` is the ``name_map`` for comparing the

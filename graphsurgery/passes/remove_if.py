@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import onnx
 from onnx import helper
 
 from ..core.graph import Graph, Node
 from ..core.model import Model
-from ..ops import if_branch_taken, is_default_domain
+from ..ops import if_branch_taken, is_default_domain, subgraph_protos
 from .base import Option, Pass, PassError, PassResult, parse_bool
 from .fold_constants import FoldConstants
 
@@ -29,6 +31,7 @@ class RemoveIf(Pass):
     def apply(self, model: Model, result: PassResult) -> None:
         kept: list[dict[str, str]] = []
         renamed: dict[str, str] = {}
+        below: dict[Graph, Counter] = {}  # names defined under a graph's nodes, kept across inlines there
         while True:
             inlined = 0
             for g in list(model.graphs()):
@@ -41,7 +44,10 @@ class RemoveIf(Pass):
                     if branch is None:
                         continue
                     where = g.describe()
-                    moved = _inline(g, node, branch, renamed)
+                    if g not in below:
+                        below.clear()  # an inline elsewhere may have changed what is under g
+                        below[g] = _defined_below(g)
+                    moved = _inline(g, node, branch, renamed, below[g])
                     kept.append({"node": node.name, "graph": where, "kept": branch})
                     result.note(f"If {node.name!r} in {where}: kept {branch} ({moved} node(s) inlined)")
                     inlined += 1
@@ -51,6 +57,7 @@ class RemoveIf(Pass):
                 continue
             if not self.opts["fold"] or not model.find_nodes("If"):
                 break
+            below.clear()
             folding = FoldConstants(constant_nodes=False).run(model)  # fold only what conditions may need
             if not folding.changed:
                 break
@@ -75,15 +82,40 @@ def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
     return taken
 
 
-def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:
+def _defined_in(graphs: list[onnx.GraphProto]) -> Counter:
+    """How often each name is defined (input, initializer, node output) in ``graphs`` and the
+    graphs nested in them."""
+    count: Counter = Counter()
+    stack = list(graphs)
+    while stack:
+        gp = stack.pop()
+        count.update(vi.name for vi in gp.input)
+        count.update(t.name for t in gp.initializer)
+        count.update(t.values.name for t in gp.sparse_initializer)
+        for n in gp.node:
+            count.update(o for o in n.output if o)
+            stack.extend(subgraph_protos(n))
+    return count
+
+
+def _defined_below(g: Graph) -> Counter:
+    """Names defined in the subgraphs of ``g``'s nodes, at any depth, with how often."""
+    return _defined_in([sub for n in g.nodes for sub in subgraph_protos(n.proto)])
+
+
+def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], below: Counter) -> int:
+    """Inline ``node``'s branch ``key`` into ``g``. ``below`` counts the names defined under
+    ``g``'s nodes; it is kept current (the If's graphs go, the inlined nodes' come)."""
     branch: Graph = node.subgraphs()[key]
     if len(branch.proto.sparse_initializer):
         raise PassError(f"If {node.name!r}: the {key} holds sparse initializers, which remove-if does not move; "
                         "convert them to dense first")
-    # 1. branch-level names that would clash once they live in g's scope
-    taken = g.visible_names() | g.names_below(exclude=node)
+    # 1. branch-level names that would clash once they live in g's scope: visible there, or
+    # defined under another node of g
+    here = _defined_in(subgraph_protos(node.proto))
+    below.subtract(here)
     defined = branch.defined_names()  # an If branch has no inputs: its nodes and initializers
-    for name in sorted(defined & taken):
+    for name in sorted(n for n in defined if g.resolve(n) is not None or below[n] > 0):
         new = g.unique_name(name)
         branch.rename(name, new)
         renamed[name] = new
@@ -117,8 +149,9 @@ def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str]) -> int:
         copy.CopyFrom(t)
         inits.append(copy)
     g.replace_node(node, nodes + identities, initializers=inits)
+    below.update(_defined_in([sub for n in nodes for sub in subgraph_protos(n)]))
     # 3. keep what the branch knew about its tensors' types
-    if not g.is_function:
+    if not g.is_function and len(branch.proto.value_info):  # (reading g.proto puts its nodes in order)
         known = {vi.name for vi in g.proto.value_info}
         for vi in branch.proto.value_info:
             name = rename.get(vi.name, vi.name)

@@ -1,12 +1,12 @@
-"""Proto-level helpers of set-batch: declared dims, probe copies, what a subgraph reads from outside."""
+"""Proto-level helpers of set-batch: declared dims, probe copies; what a subgraph reads from outside
+(from the core's scope index)."""
 
 from __future__ import annotations
 
-import onnx
-
-from ...core.graph import Graph
+from ...core.graph import Graph, Node
 from ...core.model import Model
-from ...ops import is_default_domain, subgraph_protos
+from ...core.scope import flatten
+from ...ops import is_default_domain
 from ..base import PassError
 from .common import _PARAMETER_OPS, B1, B2
 
@@ -52,33 +52,15 @@ def _batch_axes(d1, d2) -> list[int]:
 
 
 
-def captured(node: onnx.NodeProto) -> set[str]:
+def captured(node: Node) -> set[str]:
     """The names the subgraphs of ``node`` read from outside them (at any depth): what the
-    node takes in besides its inputs. The one walker of subgraph scopes set-batch has."""
-    names: set[str] = set()
-
-    def visit(g: onnx.GraphProto, bound: set[str]):
-        bound = bound | {i.name for i in g.input} | {t.name for t in g.initializer}
-        for n in g.node:
-            for x in n.input:
-                if x and x not in bound:
-                    names.add(x)
-            for sg in subgraph_protos(n):
-                visit(sg, bound)
-            bound = bound | set(n.output)
-        for o in g.output:
-            if o.name not in bound:
-                names.add(o.name)
-
-    for sg in subgraph_protos(node):
-        visit(sg, set())
-    return names
+    node takes in besides its inputs, as the core's scope index knows it."""
+    return set().union(*(g.captured() for g in flatten(node.subgraphs().values())))
 
 
 def _only_a_parameter(g: Graph, name: str) -> bool:
-    readers = [n for n in g.proto.node if name in n.input]
+    readers = [n for n in g.consumers(name) if n.graph is g]
     return bool(readers) and all(n.op_type in _PARAMETER_OPS and is_default_domain(n.domain)
-                                 and list(n.input).index(name) >= 1 and name not in n.input[:1]
+                                 and list(n.inputs).index(name) >= 1 and name not in n.inputs[:1]
                                  for n in readers) and not any(
-        name in captured(n) for n in g.proto.node)
-
+        name in captured(n) for n in g.nodes if n.has_subgraphs())

@@ -109,7 +109,7 @@ def _probe_trace(model: Model, targets, old, size) -> _Trace:
         except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError):
             inferred = probe.proto
         probes.append(inferred)
-    trace = _Trace(probes[0], probes[1], old, model.opset("") or 1)
+    trace = _Trace(probes[0], probes[1], old, model.opset("") or 1, model.graph)
     trace.source = targets[0]
     if isinstance(size, int):
         trace.limit = size

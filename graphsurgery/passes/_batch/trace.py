@@ -38,8 +38,10 @@ from .values import _arith, _evaluate, _multiples, _Val
 class _Scope:
     """Types and constants of one graph proto, falling back to the enclosing scope."""
 
-    def __init__(self, proto: onnx.GraphProto, other: onnx.GraphProto | None, parent: _Scope | None):
+    def __init__(self, proto: onnx.GraphProto, other: onnx.GraphProto | None, parent: _Scope | None, graph=None):
         self.proto, self.parent, self.other_proto = proto, parent, other
+        self.graph = graph  # the model's graph this proto is a probe copy of (same nodes, in order)
+        self._paired: dict[int, object] | None = None
         self.types = shapes.declared_types(proto)
         self.types2 = shapes.declared_types(other) if other is not None else {}
         self.consts: dict[str, np.ndarray] = {}
@@ -62,14 +64,27 @@ class _Scope:
             s = s.parent
         return None
 
+    def node_of(self, node: onnx.NodeProto):
+        """The model's node that ``node`` of this probe copy is (shape inference keeps the nodes
+        and their order), for what the core's scope index knows of it."""
+        if self._paired is None:
+            protos = list(self.proto.node)  # held, so the ids stay theirs
+            nodes = self.graph.nodes_in_file_order()
+            if len(protos) != len(nodes):
+                raise PassError(f"set-batch: the probe of {self.graph.describe()} has {len(protos)} nodes, the graph "
+                                f"{len(nodes)}; this is a bug in set-batch, please report it")
+            self._paired = {id(p): (p, n) for p, n in zip(protos, nodes, strict=True)}
+        return self._paired[id(node)][1]
+
     def dims(self, name: str, second: bool = False):
         return shapes.dims(self.lookup("types2" if second else "types", name))
 
 
 
 class _Trace(_OpRules, _ShapeRules, _RowRules):
-    def __init__(self, model_proto: onnx.ModelProto, other: onnx.ModelProto, old, opset: int):
+    def __init__(self, model_proto: onnx.ModelProto, other: onnx.ModelProto, old, opset: int, graph=None):
         self.model, self.other, self.old, self.opset = model_proto, other, old, opset
+        self.graph = graph  # the main graph of the model both probes were copied from
         self.source: tuple[str, int] | None = None  # an input and axis that carry the batch
         self.limit = _BIG  # a Slice end at or past this keeps every sample: the new size, or any size
         self.axis: dict[tuple[int, str], int] = {}   # (scope id, name) -> batch axis
@@ -137,7 +152,7 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
 
     # ---- the walk ----------------------------------------------------------------------------
     def run(self, targets) -> None:
-        main = self.main = _Scope(self.model.graph, self.other.graph, None)
+        main = self.main = _Scope(self.model.graph, self.other.graph, None, self.graph)
         self.scopes[id(main)] = main
         for name, axis in targets:
             self.set_axis(main, name, axis, name)
@@ -351,7 +366,8 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
         subs = [(a.name, a.g) for a in node.attribute if a.type == onnx.AttributeProto.GRAPH]
         twin = self._other_node(scope, node)
         other = {a.name: a.g for a in twin.attribute if a.type == onnx.AttributeProto.GRAPH} if twin is not None else {}
-        outer = captured(node)
+        held = scope.node_of(node)
+        outer = captured(held)
         reads_batch = bool(batched) or any(self.ax(scope, n) is not None or
                                            (self.val(scope, n) is not None and self.val(scope, n).batchy)
                                            for n in outer)
@@ -370,7 +386,7 @@ class _Trace(_OpRules, _ShapeRules, _RowRules):
             subs = [(name, g) for name, g in subs if name == taken]
         results = []
         for name, g in subs:
-            sub = _Scope(g, other.get(name), scope)
+            sub = _Scope(g, other.get(name), scope, held.subgraphs()[name])
             self.scopes[id(sub)] = sub
             self.walk(sub)
             self.no_rows_out(sub, g, f"its branch {name} returns")
