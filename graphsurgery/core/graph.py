@@ -27,7 +27,7 @@ from . import hooks
 from .attributes import encode
 from .edits import TensorEdits
 from .node import Node, check_is_node
-from .scope import Scope, Use, flatten, has_graph_attribute, tick
+from .scope import GRAPH_TYPES, Scope, Use, add_reader, drop_reader, flatten, has_graph_attribute, readers_in, tick
 from .values import Value, sparse_to_dense
 
 
@@ -42,8 +42,9 @@ class Graph(TensorEdits, Scope):
 
     @property
     def proto(self):
-        """The live GraphProto/FunctionProto, its node list brought up to date with the edits."""
-        if self._order_dirty:
+        """The live GraphProto/FunctionProto, its node and initializer lists brought up to date
+        with the edits."""
+        if self._order_dirty or self._dead_inits:
             self._sync()
         return self._proto
 
@@ -60,7 +61,8 @@ class Graph(TensorEdits, Scope):
 
     def nodes_in_file_order(self) -> list[Node]:
         """The nodes in the proto's current order (no re-sort), for pairing with a copy."""
-        self._ensure()
+        if not self._built:  # wrappers only: asking does not build the index
+            return [self._wrap(p, i) for i, p in enumerate(self._proto.node)]
         return list(self._nodes.values())
 
     def __iter__(self) -> Iterator[Node]:
@@ -84,8 +86,10 @@ class Graph(TensorEdits, Scope):
     def find_nodes(self, op_type: str | None = None, domain: str | None = None, *, name: str | None = None,
                    recursive: bool = False) -> list[Node]:
         """Nodes of this op type / domain / name; ``recursive`` also searches subgraphs."""
-        if self._built:
-            out = [n for n in self.nodes if _matches(n.proto, op_type, domain, name)]
+        if self._built:  # filter first, then order the matches only: the proto is not rewritten
+            out = [n for n in self._nodes.values() if _matches(n.proto, op_type, domain, name)]
+            if self._order_dirty and self._ranks_valid:
+                out.sort(key=_rank_of)
         else:  # a scan of the proto: no index needed to find nodes
             out = [self._wrap(p, i) for i, p in enumerate(self._proto.node) if _matches(p, op_type, domain, name)]
         if recursive:
@@ -210,22 +214,25 @@ class Graph(TensorEdits, Scope):
             raise EditError(f"node {node.name!r} cannot read its own output {name!r}: that would be a cycle")
         self._require_visible(name, f"node {node.name!r}")
         edge = self._admit_read(node, name) if name else None
+        self._replace_input(node, index, name, edge)
+
+    def _replace_input(self, node: Node, index: int, name: str, edge) -> None:
+        """Make input ``index`` of ``node`` read ``name``, once checked (``edge``: what
+        :meth:`_admit_read` returned)."""
+        p = node.proto
         if index < len(p.input) and p.input[index] == name:
             return
+        old = ""
         if index == len(p.input):
             p.input.append(name)
         else:
             old = p.input[index]
-            if old:
-                lst = self._uses.get(old)
-                if lst is not None:
-                    lst[:] = [u for u in lst if not (u.node is node and u.index == index)]
-                    if not lst:
-                        del self._uses[old]
             p.input[index] = name
+            if old and old not in p.input:  # the node no longer reads it at any index
+                drop_reader(self._uses, old, node)
         if name:
-            self._uses.setdefault(name, []).append(Use(node, index))
-        self._invalidate_free()
+            add_reader(self._uses, name, node)
+        self._invalidate_free((old, name))
         if edge is not None:
             edge[0]._order_edge(edge[1], edge[2])
 
@@ -239,29 +246,35 @@ class Graph(TensorEdits, Scope):
         """
         made_by = self.producer(new)
         uses = [u for u in self.uses(old) if made_by is None or u.node.proto is not made_by.proto]
+        edges = []
         for node, _ in uses:
-            node._graph._require_visible(new, f"node {node.name!r}")
+            ng = node._graph
+            ng._check_alive(node)
+            if new and ng.resolve(new) is None:
+                ng._require_visible(new, f"node {node.name!r}")
             if new in node.proto.output:
                 raise EditError(f"rewiring {old!r} to {new!r} would make node {node.name!r} read its own output")
-            node._graph._admit_read(node, new)
+            edges.append(ng._admit_read(node, new) if new else None)
         refs = (self.resolve(old) or self).output_refs(old) if outputs else []
         for g, _ in refs:
             g._require_visible(new, f"output of {g.describe()}")
             if g.owner is not None and not g.defines(new):
                 g._admit_read_from_outside(new, f"an output of {g.describe()}")
-        for node, idx in uses:
-            node._graph._set_input(node, idx, new)
+        for (node, idx), edge in zip(uses, edges, strict=True):
+            node._graph._replace_input(node, idx, new, edge)
         for g, i in refs:
             g._set_output_name(i, new)
         return len(uses)
 
     def _set_output_name(self, index: int, name: str) -> None:
         if self.is_function:
+            old = self._proto.output[index]
             self._proto.output[index] = name
         else:
+            old = self._proto.output[index].name
             self._proto.output[index].name = name
         self._outputs = None
-        self._invalidate_free()
+        self._invalidate_free((old, name))
         self._repair_outer([name])
 
     def _admit_read(self, reader: Node, name: str):
@@ -289,19 +302,87 @@ class Graph(TensorEdits, Scope):
                   after: Node | None = None, **attrs: Any) -> Node:
         """Create a node and add it. ``outputs`` is a count (fresh names are made) or a list
         of names. Attributes are plain Python values or numpy arrays."""
+        inputs = list(inputs)
+        encoded = [encode(key, value, None) for key, value in attrs.items() if value is not None]
+        simple = before is None and after is None and not any(a.type in GRAPH_TYPES for a in encoded)
+        if simple:  # checked here, from the arguments, without reading the proto back
+            self._check_simple_reads(op_type, name, inputs)
         base = name or op_type
-        if isinstance(outputs, int):
-            outputs = [self.unique_name(f"{base}_out{i}" if i else f"{base}_out") for i in range(outputs)]
+        fresh = isinstance(outputs, int)
+        outputs = ([self.unique_name(f"{base}_out{i}" if i else f"{base}_out") for i in range(outputs)] if fresh
+                   else list(outputs))
         proto = onnx.NodeProto()
-        proto.op_type = op_type
-        proto.domain = domain
-        proto.name = name if name is not None else self.unique_name(op_type, kind="node")
-        proto.input.extend(inputs)
-        proto.output.extend(outputs)
-        for key, value in attrs.items():
-            if value is not None:
-                proto.attribute.append(encode(key, value, None))
-        return self.add_node(proto, before=before, after=after)
+        try:
+            proto.op_type = op_type
+            proto.domain = domain
+            proto.name = name if name is not None else self.unique_name(op_type, kind="node")
+            proto.input.extend(inputs)
+            proto.output.extend(outputs)
+        except (TypeError, ValueError) as exc:
+            raise EditError(f"cannot make a {op_type!r} node from inputs {inputs!r} and outputs {outputs!r}: "
+                            f"{exc}") from None
+        proto.attribute.extend(encoded)
+        if not simple:
+            return self.add_node(proto, before=before, after=after)
+        if not fresh:
+            self._check_simple_outputs(proto, outputs)
+        return self._append_simple(proto, inputs, outputs, name is not None)
+
+    def _check_simple_reads(self, op_type: str, name: str | None, inputs: list[str]) -> None:
+        """Refuse inputs a new node (without subgraphs) of this graph cannot read."""
+        self._ensure()
+        for x in inputs:
+            if not x:
+                continue
+            if not isinstance(x, str):
+                raise EditError(f"new node {name or op_type!r}: input {x!r} is not a tensor name (a str)")
+            if not self.defines(x):
+                label = f"new node {name or op_type!r} ({op_type})"
+                self._require_visible(x, label)
+                if self.owner is not None:
+                    self._admit_read_from_outside(x, label)
+
+    def _check_simple_outputs(self, proto: onnx.NodeProto, outputs: list[str]) -> None:
+        seen: set[str] = set()
+        for o in outputs:
+            if o and (o in seen or self.is_taken(o)):
+                raise EditError(f"{_label(proto)} would produce {o!r}, which is already defined in "
+                                f"{self.describe()}; pick a new name (graph.unique_name helps)")
+            seen.add(o)
+
+    def _append_simple(self, proto: onnx.NodeProto, inputs: list[str], outputs: list[str], named: bool) -> Node:
+        """Append a checked node that holds no subgraph, ranked just after its inputs' producers."""
+        self._establish_ranks()
+        rep = self._proto.node
+        rep.append(proto)
+        ref = rep[len(rep) - 1]
+        producer = self._producer
+        latest = None
+        for x in inputs:
+            n = producer.get(x) if x else None
+            if n is not None and (latest is None or n._rank > latest):
+                latest = n._rank
+        rank = (-1.0, tick()) if latest is None else (latest[0], tick())
+        nodes = self._nodes
+        if not self._order_dirty and nodes and rank < next(reversed(nodes.values()))._rank:
+            self._mark_unsorted()  # appended to the proto, ranked earlier
+        node = Node(ref, self, rank)
+        nodes[id(ref)] = node
+        uses = self._uses
+        for x in inputs:
+            if x:
+                add_reader(uses, x, node)
+        for o in outputs:
+            if o:
+                producer[o] = node
+        self._invalidate_free(inputs + outputs)
+        if self.owner is not None:
+            self._repair_outer(inputs)
+        if self.model is not None:
+            self.model.names.add(outputs)
+            if named:
+                self.model.names.add_nodes((proto.name,))
+        return node
 
     @property
     def op(self) -> _OpBuilder:
@@ -328,7 +409,7 @@ class Graph(TensorEdits, Scope):
         anchor = before or after or _replacing
         if anchor is not None:
             self._check_alive(check_is_node(anchor))
-        freed = set(o for o in _replacing.proto.output if o) if _replacing is not None else set()
+        freed = {o for o in _replacing.proto.output if o} if _replacing is not None else set()
         if inits and self.is_function:
             raise EditError("functions have no initializers; use Constant nodes")
 
@@ -340,28 +421,32 @@ class Graph(TensorEdits, Scope):
             if t.name in produced or taken(t.name):
                 raise EditError(f"initializer {t.name!r} is already defined in {self.describe()}")
             produced.add(t.name)
-        outer_reads: set[str] = set()
+        outer_reads: set[str] = set()  # names read from this scope or above
+        holders: set[int] = set()  # ids of the given protos that hold subgraphs
+        is_sub = self.owner is not None
         for p in protos:
             if not isinstance(p, onnx.NodeProto):
                 raise EditError(f"expected onnx.NodeProto, got {type(p).__name__}")
-            label = f"new node {p.name!r} ({p.op_type})"
             for name in p.input:
-                if not name or name in produced:
+                if not name or name in produced or name in outer_reads:
                     continue
                 if name in freed:
-                    raise EditError(f"{label} reads {name!r}, an output of the node it replaces")
-                self._require_visible(name, label)
+                    raise EditError(f"{_label(p)} reads {name!r}, an output of the node it replaces")
+                if not self.defines(name):
+                    self._require_visible(name, _label(p))
+                    if is_sub:
+                        self._admit_read_from_outside(name, _label(p))
                 outer_reads.add(name)
-                if self.owner is not None and not self.defines(name):
-                    self._admit_read_from_outside(name, label)
             for name in p.output:
                 if not name:
                     continue
                 if name in produced or (name not in freed and taken(name)):
-                    raise EditError(f"{label} would produce {name!r}, which is already defined in "
+                    raise EditError(f"{_label(p)} would produce {name!r}, which is already defined in "
                                     f"{self.describe()}; pick a new name (graph.unique_name helps)")
                 produced.add(name)
-            outer_reads |= self._check_new_subgraphs(p, produced | freed)
+            if p.attribute and has_graph_attribute(p):
+                holders.add(id(p))
+                outer_reads |= self._check_new_subgraphs(p, produced | freed)
         if _replacing is not None:
             missing = [o for o in freed if o not in produced and self.is_used(o)]
             if missing:
@@ -377,11 +462,12 @@ class Graph(TensorEdits, Scope):
             self._proto.initializer.append(t)
             self._inits[t.name] = self._proto.initializer[len(self._proto.initializer) - 1]
         added = []
+        rep = self._proto.node
         last = next(reversed(self._nodes.values()))._rank if self._nodes else None
         for p in protos:
-            self._proto.node.add().CopyFrom(p)
-            ref = self._proto.node[len(self._proto.node) - 1]
-            holds = has_graph_attribute(ref)
+            rep.append(p)
+            ref = rep[len(rep) - 1]
+            holds = id(p) in holders
             latest = self._latest_producer_rank(ref, holds)
             if base is None:
                 rank = (-1.0, tick()) if latest is None else (latest[0], tick())
@@ -402,11 +488,12 @@ class Graph(TensorEdits, Scope):
                 if p is not None:
                     for r in list(self._readers(p)):
                         self._order_edge(p, r)
-        self._invalidate_free()
-        self._repair_outer(outer_reads)
+        self._invalidate_free(outer_reads | produced)
+        if is_sub:
+            self._repair_outer(outer_reads)
         if self.model is not None:
-            self.model.names.add([o for p in protos for o in p.output] + [t.name for t in inits])
-            self.model.names.add_nodes(p.name for p in protos)
+            self.model.names.add(produced)
+            self.model.names.add_nodes([p.name for p in protos])
         return added
 
     def _check_replacement(self, old: Node, freed: set[str], reads: set[str]) -> None:
@@ -424,8 +511,8 @@ class Graph(TensorEdits, Scope):
                                     f"from node {r.name!r}, a reader of the replaced node: that would be a cycle")
 
     def _readers_of_name(self, name: str) -> list[Node]:
-        out = [u.node for u in self._uses.get(name, ())]
-        out.extend(self._capture_index().get(name, ()))
+        out = readers_in(self._uses, name)
+        out.extend(self._capturing(name))
         return out
 
     def _admit_read_from_outside(self, name: str, label: str) -> None:
@@ -519,15 +606,19 @@ class Graph(TensorEdits, Scope):
     def _index_node(self, node: Node, holds: bool) -> None:
         p = node.proto
         self._nodes[id(p)] = node
-        for j, name in enumerate(p.input):
+        uses = self._uses
+        for name in p.input:
             if name:
-                self._uses.setdefault(name, []).append(Use(node, j))
+                add_reader(uses, name, node)
         for name in p.output:
             if name:
                 self._producer[name] = node
         if holds:
             self._sub_nodes[id(p)] = node
-            self._captures = None
+            index = self._captures
+            if index is not None:
+                for name in self._holder_reads(node):
+                    index.setdefault(name, {})[id(node)] = node
 
     def remove_node(self, node: Node) -> None:
         """Remove a node whose outputs nobody reads. Refused, naming the readers, otherwise;
@@ -569,24 +660,33 @@ class Graph(TensorEdits, Scope):
 
     def _detach(self, nodes: list[Node]) -> None:
         """Take ``nodes`` out of the index; the proto's list drops them when next read."""
+        touched: list[str] = []  # names these nodes read or define
+        index = self._captures
         for n in nodes:
             p = n.proto
-            for name in p.input:
-                lst = self._uses.get(name)
-                if lst is not None:
-                    lst[:] = [u for u in lst if u.node is not n]
-                    if not lst:
-                        del self._uses[name]
-            for out in p.output:
+            ins, outs = list(p.input), list(p.output)
+            touched += ins
+            touched += outs
+            for name in ins:
+                drop_reader(self._uses, name, n)
+            for out in outs:
                 if self._producer.get(out) is n:
                     del self._producer[out]
             self._nodes.pop(id(p), None)
             if self._sub_nodes.pop(id(p), None) is not None:
-                self._captures = None
+                reads = self._holder_reads(n)
+                touched += reads
+                if index is not None:
+                    for name in reads:
+                        entry = index.get(name)
+                        if entry is not None:
+                            entry.pop(id(n), None)
+                            if not entry:
+                                del index[name]
             self._dead[id(p)] = p
             n._rank = None
         self._mark_unsorted()
-        self._invalidate_free()
+        self._invalidate_free(touched)
 
     def detach_nodes(self, nodes: Iterable[Node]) -> None:
         """Remove ``nodes`` without checking their readers (for passes that rewire those readers
@@ -643,6 +743,14 @@ def _all_defined(gp: onnx.GraphProto) -> list[str]:
             names += list(n.output)
             stack.extend(subgraph_protos(n))
     return names
+
+
+def _label(p: onnx.NodeProto) -> str:
+    return f"new node {p.name!r} ({p.op_type})"
+
+
+def _rank_of(node: Node) -> tuple:
+    return node._rank
 
 
 def _matches(p: onnx.NodeProto, op_type: str | None, domain: str | None, name: str | None) -> bool:

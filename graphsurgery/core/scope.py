@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -31,6 +32,8 @@ from .node import Node
 
 GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 _TICK = itertools.count(1)  # second component of ranks given to new nodes
+_NO_HOLDERS: dict = {}  # an empty capture index (never written)
+_RANK = operator.attrgetter("_rank")
 
 
 class Use(NamedTuple):
@@ -38,6 +41,40 @@ class Use(NamedTuple):
 
     node: Node
     index: int
+
+
+# The reader table of a scope maps a tensor name to the nodes of the scope reading it: the node
+# itself when there is one (most tensors), a dict {id(node): node} when there are several. One
+# object per name keeps the index small for the garbage collector, which walks it again and again.
+def add_reader(table: dict, name: str, node: Node) -> None:
+    cur = table.get(name)
+    if cur is None:
+        table[name] = node
+    elif type(cur) is dict:
+        cur[id(node)] = node
+    elif cur is not node:
+        table[name] = {id(cur): cur, id(node): node}
+
+
+def drop_reader(table: dict, name: str, node: Node) -> None:
+    cur = table.get(name)
+    if cur is node:
+        del table[name]
+    elif type(cur) is dict:
+        cur.pop(id(node), None)
+        if len(cur) == 1:
+            table[name] = next(iter(cur.values()))
+        elif not cur:
+            del table[name]
+
+
+def readers_in(table: dict, name: str) -> list[Node]:
+    cur = table.get(name)
+    if cur is None:
+        return []
+    if type(cur) is dict:
+        return list(cur.values())
+    return [cur]
 
 
 def tick() -> int:
@@ -72,11 +109,15 @@ class Scope:
         # the proto's node list lags the index: removed nodes not yet cut out, order not yet restored
         self._order_dirty = False
         self._dead: dict[int, onnx.NodeProto] = {}
+        # initializers removed from the index, cut out of the proto's list when it is next read
+        self._dead_inits: dict[int, onnx.TensorProto] = {}
         # True: ranks number the nodes in a topological order; None: not known yet
         self._ranks_valid: bool | None = None
-        self._free: frozenset[str] | None = None
-        self._captures: dict[str, list[Node]] | None = None
+        self._free: set[str] | None = None  # what captured() returns, kept by the edits
+        self._free_view: frozenset[str] | None = None  # its snapshot, handed out
+        self._captures: dict[str, dict[int, Node]] | None = None
         self._sub_list: list[Node] | None = None  # holders found by a scan, before the index exists
+        self._inputs_ordered = False  # the build saw every direct input read after its producer
         # Node wrappers made before the full index exists (by find_nodes/node), by proto id;
         # holding them keeps upb's Python objects, and so their ids, alive.
         self._wrapped: dict[int, Node] = {}
@@ -89,12 +130,17 @@ class Scope:
             self._build()
 
     def _build(self) -> None:
+        if self.parent is not None:
+            # enclosing scopes first: whatever walks the built graphs from the top (to bring their
+            # protos up to date before a save) then reaches this one
+            self.parent._ensure()
         proto = self._proto
         nodes: dict[int, Node] = {}
         producer: dict[str, Node] = {}
-        uses: dict[str, list[Use]] = {}
+        uses: dict[str, Node | dict[int, Node]] = {}  # see add_reader
         subs: dict[int, Node] = {}
         wrapped = self._wrapped
+        early: list[str] = []  # names read before (or without) being produced: checked for order at the end
         for i, p in enumerate(proto.node):
             node = wrapped.get(id(p))
             if node is None:
@@ -102,13 +148,17 @@ class Scope:
             else:
                 node._rank = (float(i), 0)
             nodes[id(p)] = node
-            for j, name in enumerate(p.input):
+            for name in p.input:
                 if name:
-                    lst = uses.get(name)
-                    if lst is None:
-                        uses[name] = [Use(node, j)]
-                    else:
-                        lst.append(Use(node, j))
+                    cur = uses.get(name)
+                    if cur is None:
+                        uses[name] = node
+                    elif type(cur) is dict:
+                        cur[id(node)] = node
+                    elif cur is not node:
+                        uses[name] = {id(cur): cur, id(node): node}
+                    if name not in producer:
+                        early.append(name)
             for name in p.output:
                 if name:
                     if name in producer:
@@ -118,7 +168,7 @@ class Scope:
                             [f"duplicate producer of {name!r}"],
                         )
                     producer[name] = node
-            if has_graph_attribute(p):
+            if p.attribute and has_graph_attribute(p):
                 subs[id(p)] = node
         self._nodes = nodes
         self._producer = producer
@@ -150,6 +200,13 @@ class Scope:
         self._wrapped = {}
         self._sub_list = None
         self._built = True
+        # Every direct input read after its producer (a name read before being produced, or with
+        # no producer here, is an input, initializer or outer name only if nothing here produces
+        # it): the file order is topological as far as direct inputs go. Holders' captured reads
+        # are left to _establish_ranks, which then checks only them.
+        self._inputs_ordered = not any(name in producer for name in early)
+        if self._inputs_ordered and not subs:
+            self._ranks_valid = True
 
     def _where(self) -> str:
         if self.parent is None and not self.is_function:
@@ -225,9 +282,19 @@ class Scope:
         return g._producer.get(name) if g is not None else None
 
     def defined_names(self) -> set[str]:
-        """Names this scope defines: node outputs, graph inputs, initializers."""
-        self._ensure()
-        return set().union(self._producer, self._input_set, self._inits, self._sparse)
+        """Names this scope defines: node outputs, graph inputs, initializers (read from the
+        proto when the index does not exist yet: asking does not build it)."""
+        if self._built:
+            return set().union(self._producer, self._input_set, self._inits, self._sparse)
+        proto = self._proto
+        names = {o for p in proto.node for o in p.output if o}
+        if self.is_function:
+            names.update(proto.input)
+        else:
+            names.update(vi.name for vi in proto.input)
+            names.update(t.name for t in proto.initializer)
+            names.update(s.values.name for s in proto.sparse_initializer)
+        return names
 
     def visible_names(self) -> set[str]:
         """Names defined here or in an enclosing scope (a full set: for messages and analysis)."""
@@ -275,38 +342,108 @@ class Scope:
     # =================================================================
     def captured(self) -> frozenset[str]:
         """Names read in this graph or its subgraphs (or returned as outputs) but defined outside it."""
+        view = self._free_view
+        if view is None:
+            view = self._free_view = frozenset(self._free_set())
+        return view
+
+    def _free_set(self) -> set[str]:
+        """The live set behind :meth:`captured` (computed once, then kept by the edits)."""
         if self._free is None:
             self._ensure()
             free = {name for name in self._uses if not self.defines(name)}
             free.update(name for name in self._output_set() if name and not self.defines(name))
             for n in self._sub_nodes.values():
                 for g in flatten(n.subgraphs().values()):
-                    free.update(name for name in g.captured() if not self.defines(name))
-            self._free = frozenset(free)
+                    free.update(name for name in g._free_set() if not self.defines(name))
+            self._free = free
         return self._free
 
-    def _capture_index(self) -> dict[str, list[Node]]:
-        """Holders of this scope by the names their subgraphs capture."""
+    def _capture_index(self) -> dict[str, dict[int, Node]]:
+        """Holders of this scope by the names their subgraphs capture ({id(node): node} each)."""
         if self._captures is None:
             self._ensure()
-            index: dict[str, list[Node]] = {}
+            index: dict[str, dict[int, Node]] = {}
             for n in self._sub_nodes.values():
-                names: set[str] = set()
-                for g in flatten(n.subgraphs().values()):
-                    names |= g.captured()
-                for name in names:
-                    index.setdefault(name, []).append(n)
+                for name in self._holder_reads(n):
+                    index.setdefault(name, {})[id(n)] = n
             self._captures = index
         return self._captures
 
-    def _invalidate_free(self) -> None:
-        """What this scope reads or defines changed: enclosing scopes' views of it are stale."""
+    def _capturing(self, name: str) -> list[Node]:
+        """Holders of this scope whose subgraphs read ``name`` from here or above."""
+        entry = self._capture_index().get(name)
+        return list(entry.values()) if entry else []
+
+    @staticmethod
+    def _holder_reads(node: Node) -> set[str]:
+        """Names the subgraphs of ``node`` read from outside them."""
+        names: set[str] = set()
+        for g in flatten(node.subgraphs().values()):
+            names |= g._free_set()
+        return names
+
+    def _invalidate_free(self, names: Iterable[str] | None = None) -> None:
+        """What this scope reads or defines changed. With ``names`` (every name whose reading or
+        definition here changed), :meth:`captured` is brought up to date for those names, here
+        and in the enclosing scopes; without, it is recomputed when next asked, here and above."""
+        self._inputs_ordered = False
+        if names is not None and self._free is not None:
+            self._refresh_free(names)
+            return
         self._free = None
+        self._free_view = None
         g = self.parent
         while g is not None:
             g._free = None
+            g._free_view = None
             g._captures = None
             g = g.parent
+
+    def _refresh_free(self, names: Iterable[str]) -> None:
+        free = self._free
+        outputs = self._output_set()
+        captures = self._capture_index() if self._sub_nodes else _NO_HOLDERS
+        gained, lost = [], []
+        for n in names:
+            if not n:
+                continue
+            now = (n in self._uses or n in outputs or n in captures) and not self.defines(n)
+            if now != (n in free):
+                if now:
+                    free.add(n)
+                    gained.append(n)
+                else:
+                    free.discard(n)
+                    lost.append(n)
+        if not gained and not lost:
+            return
+        self._free_view = None
+        parent, holder = self.parent, self.owner
+        if parent is None:
+            return
+        current = holder is not None and holder._rank is not None and holder._subgraphs is not None and any(
+            g is self for g in flatten(holder._subgraphs.values()))
+        if not current:  # a graph its holder no longer shows (or holds no longer): recompute above
+            g = parent
+            while g is not None:
+                g._free = None
+                g._free_view = None
+                g._captures = None
+                g = g.parent
+            return
+        index = parent._captures
+        if index is not None:
+            for n in gained:
+                index.setdefault(n, {})[id(holder)] = holder
+            for n in lost:
+                entry = index.get(n)
+                if entry is not None and not any(n in g._free_set() for g in flatten(holder._subgraphs.values())):
+                    entry.pop(id(holder), None)
+                    if not entry:
+                        del index[n]
+        if parent._free is not None:
+            parent._refresh_free(gained + lost)
 
     def uses(self, name: str) -> list[Use]:
         """Every ``Use(node, index)`` reading ``name``, including nodes inside subgraphs that read
@@ -315,13 +452,17 @@ class Scope:
         return g._uses_here(name)
 
     def _uses_here(self, name: str) -> list[Use]:
-        self._ensure()
-        out = list(self._uses.get(name, ()))
-        for n in self._capture_index().get(name, ()):
+        out = self._direct_uses(name)
+        for n in self._capturing(name):
             for g in flatten(n.subgraphs().values()):
-                if name in g.captured():
+                if name in g._free_set():
                     out.extend(g._uses_here(name))
         return out
+
+    def _direct_uses(self, name: str) -> list[Use]:
+        """``Use``s of ``name`` by the nodes of this scope itself (not of its subgraphs)."""
+        self._ensure()
+        return [Use(n, j) for n in readers_in(self._uses, name) for j, x in enumerate(n.proto.input) if x == name]
 
     def consumers(self, name: str) -> list[Node]:
         """Nodes reading ``name`` (each once), subgraph nodes included."""
@@ -334,9 +475,9 @@ class Scope:
         """(graph, output index) for this scope's and its subgraphs' outputs naming ``name``."""
         self._ensure()
         out = [(self, i) for i, o in enumerate(self.output_names) if o == name] if name in self._output_set() else []
-        for n in self._capture_index().get(name, ()):
+        for n in self._capturing(name):
             for g in flatten(n.subgraphs().values()):
-                if name in g.captured():
+                if name in g._free_set():
                     out.extend(g.output_refs(name))
         return out
 
@@ -351,8 +492,7 @@ class Scope:
         self._ensure()
         names = {x for x in node.proto.input if x}
         if id(node.proto) in self._sub_nodes:
-            for g in flatten(node.subgraphs().values()):
-                names |= g.captured()
+            names |= self._holder_reads(node)
         return names
 
     def _readers(self, node: Node) -> Iterator[Node]:
@@ -360,9 +500,10 @@ class Scope:
         captures = self._capture_index()
         for out in node.proto.output:
             if out:
-                for u in self._uses.get(out, ()):
-                    yield u.node
-                yield from captures.get(out, ())
+                yield from readers_in(self._uses, out)
+                entry = captures.get(out)
+                if entry:
+                    yield from entry.values()
 
     # =================================================================
     # ranks
@@ -382,10 +523,15 @@ class Scope:
         if self._ranks_valid is not None:
             return
         self._ensure()
+        if self._ranks_valid is not None:  # the build found the file order topological
+            return
         nodes = list(self._nodes.values())
         pos = {id(n.proto): k for k, n in enumerate(nodes)}
         ordered = True
-        for k, n in enumerate(nodes):
+        # until the first edit, the build has checked the direct inputs: only holders are left
+        check = list(self._sub_nodes.values()) if self._inputs_ordered else nodes
+        for n in check:
+            k = pos[id(n.proto)]
             for name in self.reads(n):
                 p = self._producer.get(name)
                 if p is not None and pos[id(p.proto)] >= k and p is not n:
@@ -474,10 +620,10 @@ class Scope:
             return  # the proto's list is already the rank order, which is topological
         nodes = list(self._nodes.values())
         if self._ranks_valid:
-            order = sorted(range(len(nodes)), key=lambda i: nodes[i]._rank)
+            ordered = sorted(nodes, key=_RANK)
         else:
-            order = self._kahn(nodes)
-        self._write_order([nodes[i] for i in order])
+            ordered = [nodes[i] for i in self._kahn(nodes)]
+        self._write_order(ordered)
         self._ranks_valid = True
 
     def _kahn(self, nodes: list[Node]) -> list[int]:
@@ -528,13 +674,28 @@ class Scope:
         self._order_dirty = False
 
     def _sync(self) -> None:
-        """Bring the proto's node list up to date with the index (order, removed nodes)."""
-        if not self._order_dirty or not self._built:
+        """Bring the proto's lists up to date with the index (node order, removed nodes and
+        initializers)."""
+        if not self._built:
+            return
+        if self._dead_inits:
+            self._compact_initializers()
+        if not self._order_dirty:
             return
         try:
             self.toposort()
         except InvalidModelError:  # a cycle: keep the order, cut out removed nodes
             self._write_order(list(self._nodes.values()))
+
+
+    def _compact_initializers(self) -> None:
+        """Cut removed initializers out of the proto's list, in one pass, keeping the order."""
+        rep = self._proto.initializer
+        dead = self._dead_inits
+        keep = len(rep) - len(dead)
+        rep.sort(key=lambda t: id(t) in dead)  # stable: the survivors keep their order
+        del rep[keep:]
+        self._dead_inits = {}
 
 
 def _find_cycle(candidates: list[int], deps: list[set[int]]) -> list[int]:
@@ -554,4 +715,4 @@ def _find_cycle(candidates: list[int], deps: list[set[int]]) -> list[int]:
     return cyc + [cyc[0]]
 
 
-__all__ = ["Scope", "Use", "flatten", "GRAPH_TYPES"]
+__all__ = ["Scope", "Use", "flatten", "GRAPH_TYPES", "add_reader", "drop_reader", "readers_in"]
