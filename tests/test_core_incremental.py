@@ -154,3 +154,21 @@ def test_captured_names_follow_edits_inside_a_branch():
     then.remove_node(neg)
     assert sorted(then.captured()) == ["w"]
     m.check()
+
+
+def test_a_refused_make_node_changes_nothing():
+    m = gs.load(if_model())
+    g = m.graph
+    before = m.to_bytes()
+    for args, kwargs in [((["x", None],), {}), ((["nope"],), {}), ((["x"], ["y"]), {}), ((["x"], ["a", "a"]), {}),
+                         ((["x"], [7]), {})]:
+        try:
+            g.make_node("Neg", *args, **kwargs)
+        except gs.EditError:
+            pass
+        else:
+            raise AssertionError(f"make_node{args} was accepted")
+    assert m.to_bytes() == before and len(g) == 1
+    neg = g.make_node("Neg", ["x"], ["a"])
+    assert g.producer("a") is neg and sorted(n.name for n in g.consumers("x")) == sorted(["t_mul", "e_add", neg.name])
+    m.check()

@@ -303,7 +303,7 @@ class Graph(TensorEdits, Scope):
         """Create a node and add it. ``outputs`` is a count (fresh names are made) or a list
         of names. Attributes are plain Python values or numpy arrays."""
         inputs = list(inputs)
-        encoded = [encode(key, value, None) for key, value in attrs.items() if value is not None]
+        encoded = [encode(key, value, None) for key, value in attrs.items() if value is not None] if attrs else []
         simple = before is None and after is None and not any(a.type in GRAPH_TYPES for a in encoded)
         if simple:  # checked here, from the arguments, without reading the proto back
             self._check_simple_reads(op_type, name, inputs)
@@ -321,7 +321,8 @@ class Graph(TensorEdits, Scope):
         except (TypeError, ValueError) as exc:
             raise EditError(f"cannot make a {op_type!r} node from inputs {inputs!r} and outputs {outputs!r}: "
                             f"{exc}") from None
-        proto.attribute.extend(encoded)
+        if encoded:
+            proto.attribute.extend(encoded)
         if not simple:
             return self.add_node(proto, before=before, after=after)
         if not fresh:
@@ -644,7 +645,7 @@ class Graph(TensorEdits, Scope):
                 if not out or out in provided:
                     continue
                 # readers that go too (themselves removed, or inside a removed node's subgraph) do not count
-                readers = [c for c, _ in self._uses_here(out) if id(self.holder_of(c).proto) not in doomed]
+                readers = [c for c in self._reader_nodes(out) if id(self.holder_of(c).proto) not in doomed]
                 if readers:
                     names = ", ".join(repr(c.name) for c in readers[:5])
                     raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is read by {names}; "

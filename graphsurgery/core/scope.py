@@ -459,6 +459,16 @@ class Scope:
                     out.extend(g._uses_here(name))
         return out
 
+    def _reader_nodes(self, name: str) -> list[Node]:
+        """The nodes of :meth:`_uses_here`, without their input indices (no proto is read)."""
+        self._ensure()
+        out = readers_in(self._uses, name)
+        for n in self._capturing(name):
+            for g in flatten(n.subgraphs().values()):
+                if name in g._free_set():
+                    out.extend(g._reader_nodes(name))
+        return out
+
     def _direct_uses(self, name: str) -> list[Use]:
         """``Use``s of ``name`` by the nodes of this scope itself (not of its subgraphs)."""
         self._ensure()
