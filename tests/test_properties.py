@@ -25,7 +25,7 @@ def index_signature(model: gs.Model):
     for g in model.graphs():
         g._ensure()
         prods = {k: (v.proto.op_type, tuple(v.proto.output)) for k, v in g._producer.items()}
-        uses = {k: sorted((n.proto.op_type, tuple(n.proto.output), i) for n, i in v) for k, v in g._uses.items() if v}
+        uses = {k: sorted((n.proto.op_type, tuple(n.proto.output), i) for n, i in g._direct_uses(k)) for k in g._uses}
         sig.append((g.describe(), len(g._nodes), len(g._sub_nodes), prods, uses, sorted(g.captured()),
                     sorted(g._inputs), sorted(g._inits)))
     return sig

@@ -17,7 +17,7 @@ from onnx import helper
 from .. import tensors
 from ..errors import EditError, not_found
 from .node import check_is_node
-from .scope import Use
+from .scope import add_reader, drop_reader
 
 
 def _dtype_code(dtype: Any) -> int:
@@ -94,7 +94,7 @@ class TensorEdits:
         node.proto.output.append(name)
         self._producer[name] = node
         self._names_add([name])
-        self._invalidate_free()
+        self._invalidate_free((name,))
         return name
 
     def replace_with_constants(self, values: dict[str, Any], nodes=()) -> None:
@@ -125,7 +125,7 @@ class TensorEdits:
             else:
                 self._proto.initializer.append(t)
                 self._inits[name] = self._proto.initializer[len(self._proto.initializer) - 1]
-        self._invalidate_free()
+        self._invalidate_free(list(values))
 
     # =================================================================
     # names
@@ -190,13 +190,9 @@ class TensorEdits:
         for node, idx in uses:
             ng = node._graph
             touched[id(ng)] = ng
-            lst = ng._uses.get(old)
-            if lst is not None:
-                lst[:] = [u for u in lst if not (u.node is node and u.index == idx)]
-                if not lst:
-                    del ng._uses[old]
+            drop_reader(ng._uses, old, node)  # every index of it reading old is in uses
             node.proto.input[idx] = new
-            ng._uses.setdefault(new, []).append(Use(node, idx))
+            add_reader(ng._uses, new, node)
         for og, i in refs:
             touched[id(og)] = og
             og._set_output_name(i, new)
@@ -235,7 +231,7 @@ class TensorEdits:
         else:
             self._inputs = list(self._proto.input) if self.is_function else [v.name for v in self._proto.input]
         self._input_set.add(name)
-        self._invalidate_free()
+        self._invalidate_free((name,))
         self._names_add([name])
 
     def remove_input(self, name: str) -> None:
@@ -247,7 +243,7 @@ class TensorEdits:
             readers = ", ".join(repr(n.name) for n in self.consumers(name)[:5]) or "a graph output"
             raise EditError(f"cannot remove input {name!r}: it is read by {readers}; rewire or freeze it first")
         self._drop_input(name)
-        self._invalidate_free()
+        self._invalidate_free((name,))
 
     def _drop_input(self, name: str) -> None:
         field = self._proto.input
@@ -283,7 +279,7 @@ class TensorEdits:
                 vi.CopyFrom(known)
             self._proto.output.append(vi)
         self._outputs = None
-        self._invalidate_free()
+        self._invalidate_free((name,))
         self._repair_outer([name])
 
     def remove_output(self, name: str) -> None:
@@ -296,7 +292,7 @@ class TensorEdits:
             if (field[i] if self.is_function else field[i].name) == name:
                 del field[i]
         self._outputs = None
-        self._invalidate_free()
+        self._invalidate_free((name,))
 
     def set_initializer(self, name: str, value: Any) -> None:
         """Add initializer ``name``, or replace its value (numpy array, scalar, list or TensorProto)."""
@@ -317,11 +313,14 @@ class TensorEdits:
         else:
             self._proto.initializer.append(t)
             self._inits[name] = self._proto.initializer[len(self._proto.initializer) - 1]
-            self._invalidate_free()
+            self._invalidate_free((name,))
             self._names_add([name])
 
     def remove_initializer(self, name: str) -> None:
-        """Remove an initializer nobody reads (or that is also a graph input, which stays)."""
+        """Remove an initializer nobody reads (or that is also a graph input, which stays).
+
+        Constant time: the proto's list drops it when next read (``graph.proto``,
+        ``model.proto``, a save), with every other removal since, in one pass."""
         self._ensure()
         if name not in self._inits:
             raise not_found("initializer", name, self._inits, self.describe())
@@ -331,8 +330,7 @@ class TensorEdits:
         self._drop_initializers({name})
 
     def remove_initializers(self, names) -> None:
-        """Remove several initializers nobody reads, in one pass over the list: removing them
-        one by one costs a scan of the list each. All are checked before any is removed."""
+        """Remove several initializers nobody reads. All are checked before any is removed."""
         self._ensure()
         names = set(names)
         for name in sorted(names):
@@ -345,20 +343,15 @@ class TensorEdits:
             self._drop_initializers(names)
 
     def _drop_initializers(self, names: set[str]) -> None:
-        rep = self._proto.initializer
-        doomed = {id(self._inits[n]) for n in names}
-        keep = len(rep) - len(doomed)
-        if len(doomed) == 1:
-            for i in range(len(rep)):
-                if id(rep[i]) in doomed:
-                    del rep[i]
-                    break
-        else:
-            rep.sort(key=lambda t: id(t) in doomed)
-            del rep[keep:]
+        """Take ``names`` out of the index; the proto's list drops them when next read (held
+        here until then, so their ids stay theirs)."""
+        dead = self._dead_inits
         for n in names:
-            del self._inits[n]
-        self._invalidate_free()
+            t = self._inits.pop(n)
+            dead[id(t)] = t
+        if self.model is not None:
+            self.model._unsorted = True  # the model's proto lags: sync before it is read
+        self._invalidate_free(names)
 
     # =================================================================
     # cleanup
@@ -401,7 +394,10 @@ class TensorEdits:
                 for k, v in sub.items():
                     counts[k] += v
         if initializers and not self.is_function:
-            unused = {name for name in self._inits if name not in self._input_set and not self.is_used(name)}
+            # is_used, asked of this scope directly: initializers are defined here
+            reads, outputs, captures = self._uses, self._output_set(), self._capture_index()
+            unused = {name for name in self._inits if name not in self._input_set and name not in reads
+                      and name not in outputs and name not in captures}
             if unused:
                 self._drop_initializers(unused)
             counts["initializers"] += len(unused)

@@ -24,10 +24,10 @@ from .. import tensors
 from ..errors import EditError, not_found
 from ..ops import subgraph_protos
 from . import hooks
-from .attributes import encode
+from .adding import NodeAdding
 from .edits import TensorEdits
 from .node import Node, check_is_node
-from .scope import Scope, Use, flatten, has_graph_attribute, tick
+from .scope import Scope, Use, add_reader, drop_reader, flatten
 from .values import Value, sparse_to_dense
 
 
@@ -37,13 +37,14 @@ def _dtype_code(dtype: Any) -> int:
     return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
-class Graph(TensorEdits, Scope):
+class Graph(TensorEdits, NodeAdding, Scope):
     """A scope of nodes and tensors, and the verbs that edit it. Subgraphs see the names of their ancestors."""
 
     @property
     def proto(self):
-        """The live GraphProto/FunctionProto, its node list brought up to date with the edits."""
-        if self._order_dirty:
+        """The live GraphProto/FunctionProto, its node and initializer lists brought up to date
+        with the edits."""
+        if self._order_dirty or self._dead_inits:
             self._sync()
         return self._proto
 
@@ -60,7 +61,8 @@ class Graph(TensorEdits, Scope):
 
     def nodes_in_file_order(self) -> list[Node]:
         """The nodes in the proto's current order (no re-sort), for pairing with a copy."""
-        self._ensure()
+        if not self._built:  # wrappers only: asking does not build the index
+            return [self._wrap(p, i) for i, p in enumerate(self._proto.node)]
         return list(self._nodes.values())
 
     def __iter__(self) -> Iterator[Node]:
@@ -84,8 +86,10 @@ class Graph(TensorEdits, Scope):
     def find_nodes(self, op_type: str | None = None, domain: str | None = None, *, name: str | None = None,
                    recursive: bool = False) -> list[Node]:
         """Nodes of this op type / domain / name; ``recursive`` also searches subgraphs."""
-        if self._built:
-            out = [n for n in self.nodes if _matches(n.proto, op_type, domain, name)]
+        if self._built:  # filter first, then order the matches only: the proto is not rewritten
+            out = [n for n in self._nodes.values() if _matches(n.proto, op_type, domain, name)]
+            if self._order_dirty and self._ranks_valid:
+                out.sort(key=_rank_of)
         else:  # a scan of the proto: no index needed to find nodes
             out = [self._wrap(p, i) for i, p in enumerate(self._proto.node) if _matches(p, op_type, domain, name)]
         if recursive:
@@ -210,22 +214,25 @@ class Graph(TensorEdits, Scope):
             raise EditError(f"node {node.name!r} cannot read its own output {name!r}: that would be a cycle")
         self._require_visible(name, f"node {node.name!r}")
         edge = self._admit_read(node, name) if name else None
+        self._replace_input(node, index, name, edge)
+
+    def _replace_input(self, node: Node, index: int, name: str, edge) -> None:
+        """Make input ``index`` of ``node`` read ``name``, once checked (``edge``: what
+        :meth:`_admit_read` returned)."""
+        p = node.proto
         if index < len(p.input) and p.input[index] == name:
             return
+        old = ""
         if index == len(p.input):
             p.input.append(name)
         else:
             old = p.input[index]
-            if old:
-                lst = self._uses.get(old)
-                if lst is not None:
-                    lst[:] = [u for u in lst if not (u.node is node and u.index == index)]
-                    if not lst:
-                        del self._uses[old]
             p.input[index] = name
+            if old and old not in p.input:  # the node no longer reads it at any index
+                drop_reader(self._uses, old, node)
         if name:
-            self._uses.setdefault(name, []).append(Use(node, index))
-        self._invalidate_free()
+            add_reader(self._uses, name, node)
+        self._invalidate_free((old, name))
         if edge is not None:
             edge[0]._order_edge(edge[1], edge[2])
 
@@ -239,29 +246,35 @@ class Graph(TensorEdits, Scope):
         """
         made_by = self.producer(new)
         uses = [u for u in self.uses(old) if made_by is None or u.node.proto is not made_by.proto]
+        edges = []
         for node, _ in uses:
-            node._graph._require_visible(new, f"node {node.name!r}")
+            ng = node._graph
+            ng._check_alive(node)
+            if new and ng.resolve(new) is None:
+                ng._require_visible(new, f"node {node.name!r}")
             if new in node.proto.output:
                 raise EditError(f"rewiring {old!r} to {new!r} would make node {node.name!r} read its own output")
-            node._graph._admit_read(node, new)
+            edges.append(ng._admit_read(node, new) if new else None)
         refs = (self.resolve(old) or self).output_refs(old) if outputs else []
         for g, _ in refs:
             g._require_visible(new, f"output of {g.describe()}")
             if g.owner is not None and not g.defines(new):
                 g._admit_read_from_outside(new, f"an output of {g.describe()}")
-        for node, idx in uses:
-            node._graph._set_input(node, idx, new)
+        for (node, idx), edge in zip(uses, edges, strict=True):
+            node._graph._replace_input(node, idx, new, edge)
         for g, i in refs:
             g._set_output_name(i, new)
         return len(uses)
 
     def _set_output_name(self, index: int, name: str) -> None:
         if self.is_function:
+            old = self._proto.output[index]
             self._proto.output[index] = name
         else:
+            old = self._proto.output[index].name
             self._proto.output[index].name = name
         self._outputs = None
-        self._invalidate_free()
+        self._invalidate_free((old, name))
         self._repair_outer([name])
 
     def _admit_read(self, reader: Node, name: str):
@@ -284,149 +297,11 @@ class Graph(TensorEdits, Scope):
     # =================================================================
     # edits: nodes
     # =================================================================
-    def make_node(self, op_type: str, inputs: Sequence[str], outputs: int | Sequence[str] = 1, *,
-                  name: str | None = None, domain: str = "", before: Node | None = None,
-                  after: Node | None = None, **attrs: Any) -> Node:
-        """Create a node and add it. ``outputs`` is a count (fresh names are made) or a list
-        of names. Attributes are plain Python values or numpy arrays."""
-        base = name or op_type
-        if isinstance(outputs, int):
-            outputs = [self.unique_name(f"{base}_out{i}" if i else f"{base}_out") for i in range(outputs)]
-        proto = onnx.NodeProto()
-        proto.op_type = op_type
-        proto.domain = domain
-        proto.name = name if name is not None else self.unique_name(op_type, kind="node")
-        proto.input.extend(inputs)
-        proto.output.extend(outputs)
-        for key, value in attrs.items():
-            if value is not None:
-                proto.attribute.append(encode(key, value, None))
-        return self.add_node(proto, before=before, after=after)
-
     @property
     def op(self) -> _OpBuilder:
         """Build nodes by op type: ``y = graph.op.Relu(x)``; ``a, b = graph.op.Split(x, _outputs=2, axis=0)``.
         Returns output names."""
         return _OpBuilder(self)
-
-    def add_node(self, proto: onnx.NodeProto, *, before: Node | None = None, after: Node | None = None) -> Node:
-        """Add a copy of ``proto`` to this graph and return its :class:`Node`.
-
-        Its inputs must be visible here and its outputs new; ``before``/``after`` place it
-        next to another node (otherwise it goes after its inputs' producers).
-        """
-        return self.add_nodes([proto], before=before, after=after)[0]
-
-    def add_nodes(self, protos: Iterable[onnx.NodeProto], *, before: Node | None = None,
-                  after: Node | None = None, initializers: Iterable[onnx.TensorProto] = (),
-                  _replacing: Node | None = None) -> list[Node]:
-        """Add several nodes at once; later ones may read earlier ones' outputs, and all may read
-        ``initializers``, which are added in the same step."""
-        self._ensure()
-        protos = list(protos)
-        inits = list(initializers)
-        anchor = before or after or _replacing
-        if anchor is not None:
-            self._check_alive(check_is_node(anchor))
-        freed = set(o for o in _replacing.proto.output if o) if _replacing is not None else set()
-        if inits and self.is_function:
-            raise EditError("functions have no initializers; use Constant nodes")
-
-        def taken(name: str) -> bool:  # names inside a replaced node's subgraphs go away with it
-            return self.is_taken(name, exclude=_replacing)
-
-        produced: set[str] = set()
-        for t in inits:
-            if t.name in produced or taken(t.name):
-                raise EditError(f"initializer {t.name!r} is already defined in {self.describe()}")
-            produced.add(t.name)
-        outer_reads: set[str] = set()
-        for p in protos:
-            if not isinstance(p, onnx.NodeProto):
-                raise EditError(f"expected onnx.NodeProto, got {type(p).__name__}")
-            label = f"new node {p.name!r} ({p.op_type})"
-            for name in p.input:
-                if not name or name in produced:
-                    continue
-                if name in freed:
-                    raise EditError(f"{label} reads {name!r}, an output of the node it replaces")
-                self._require_visible(name, label)
-                outer_reads.add(name)
-                if self.owner is not None and not self.defines(name):
-                    self._admit_read_from_outside(name, label)
-            for name in p.output:
-                if not name:
-                    continue
-                if name in produced or (name not in freed and taken(name)):
-                    raise EditError(f"{label} would produce {name!r}, which is already defined in "
-                                    f"{self.describe()}; pick a new name (graph.unique_name helps)")
-                produced.add(name)
-            outer_reads |= self._check_new_subgraphs(p, produced | freed)
-        if _replacing is not None:
-            missing = [o for o in freed if o not in produced and self.is_used(o)]
-            if missing:
-                raise EditError(f"replacement for node {_replacing.name!r} does not produce {missing}, "
-                                "which other nodes or graph outputs read")
-            self._check_replacement(_replacing, freed, outer_reads)
-        # all checks passed: change the proto
-        self._establish_ranks()
-        base = anchor._rank if anchor is not None else None
-        if _replacing is not None:
-            self._detach([_replacing])
-        for t in inits:
-            self._proto.initializer.append(t)
-            self._inits[t.name] = self._proto.initializer[len(self._proto.initializer) - 1]
-        added = []
-        last = next(reversed(self._nodes.values()))._rank if self._nodes else None
-        for p in protos:
-            self._proto.node.add().CopyFrom(p)
-            ref = self._proto.node[len(self._proto.node) - 1]
-            holds = has_graph_attribute(ref)
-            latest = self._latest_producer_rank(ref, holds)
-            if base is None:
-                rank = (-1.0, tick()) if latest is None else (latest[0], tick())
-            elif before is not None:
-                rank = (base[0] - 0.5, tick())
-            else:  # after, or replacing: just after the anchor's place
-                rank = (base[0], tick())
-            if latest is not None and rank <= latest:  # asked to go before one of its producers
-                rank = (latest[0], tick())
-            node = Node(ref, self, rank)
-            if last is not None and rank < last:  # appended to the proto, ranked earlier
-                self._mark_unsorted()
-            self._index_node(node, holds)
-            added.append(node)
-        if _replacing is not None:  # readers of the replaced outputs now read the new nodes
-            for o in freed:
-                p = self._producer.get(o)
-                if p is not None:
-                    for r in list(self._readers(p)):
-                        self._order_edge(p, r)
-        self._invalidate_free()
-        self._repair_outer(outer_reads)
-        if self.model is not None:
-            self.model.names.add([o for p in protos for o in p.output] + [t.name for t in inits])
-            self.model.names.add_nodes(p.name for p in protos)
-        return added
-
-    def _check_replacement(self, old: Node, freed: set[str], reads: set[str]) -> None:
-        """Refuse a replacement that reads, from this scope, what is computed from the replaced
-        node's readers (that would be a cycle)."""
-        readers = {id(r.proto): r for o in freed for r in self._readers_of_name(o)}
-        readers.pop(id(old.proto), None)
-        for name in reads:
-            p = self._producer.get(name) if self.defines(name) else None
-            if p is None or p is old:
-                continue
-            for r in readers.values():
-                if p is r or self.depends_on(p, r):
-                    raise EditError(f"the replacement for node {old.name!r} reads {name!r}, which is computed "
-                                    f"from node {r.name!r}, a reader of the replaced node: that would be a cycle")
-
-    def _readers_of_name(self, name: str) -> list[Node]:
-        out = [u.node for u in self._uses.get(name, ())]
-        out.extend(self._capture_index().get(name, ()))
-        return out
 
     def _admit_read_from_outside(self, name: str, label: str) -> None:
         """A new node of this subgraph reads outer ``name``: the enclosing node must not feed it."""
@@ -519,15 +394,19 @@ class Graph(TensorEdits, Scope):
     def _index_node(self, node: Node, holds: bool) -> None:
         p = node.proto
         self._nodes[id(p)] = node
-        for j, name in enumerate(p.input):
+        uses = self._uses
+        for name in p.input:
             if name:
-                self._uses.setdefault(name, []).append(Use(node, j))
+                add_reader(uses, name, node)
         for name in p.output:
             if name:
                 self._producer[name] = node
         if holds:
             self._sub_nodes[id(p)] = node
-            self._captures = None
+            index = self._captures
+            if index is not None:
+                for name in self._holder_reads(node):
+                    index.setdefault(name, {})[id(node)] = node
 
     def remove_node(self, node: Node) -> None:
         """Remove a node whose outputs nobody reads. Refused, naming the readers, otherwise;
@@ -553,7 +432,7 @@ class Graph(TensorEdits, Scope):
                 if not out or out in provided:
                     continue
                 # readers that go too (themselves removed, or inside a removed node's subgraph) do not count
-                readers = [c for c, _ in self._uses_here(out) if id(self.holder_of(c).proto) not in doomed]
+                readers = [c for c in self._reader_nodes(out) if id(self.holder_of(c).proto) not in doomed]
                 if readers:
                     names = ", ".join(repr(c.name) for c in readers[:5])
                     raise EditError(f"cannot remove node {n.name!r}: its output {out!r} is read by {names}; "
@@ -569,24 +448,33 @@ class Graph(TensorEdits, Scope):
 
     def _detach(self, nodes: list[Node]) -> None:
         """Take ``nodes`` out of the index; the proto's list drops them when next read."""
+        touched: list[str] = []  # names these nodes read or define
+        index = self._captures
         for n in nodes:
             p = n.proto
-            for name in p.input:
-                lst = self._uses.get(name)
-                if lst is not None:
-                    lst[:] = [u for u in lst if u.node is not n]
-                    if not lst:
-                        del self._uses[name]
-            for out in p.output:
+            ins, outs = list(p.input), list(p.output)
+            touched += ins
+            touched += outs
+            for name in ins:
+                drop_reader(self._uses, name, n)
+            for out in outs:
                 if self._producer.get(out) is n:
                     del self._producer[out]
             self._nodes.pop(id(p), None)
             if self._sub_nodes.pop(id(p), None) is not None:
-                self._captures = None
+                reads = self._holder_reads(n)
+                touched += reads
+                if index is not None:
+                    for name in reads:
+                        entry = index.get(name)
+                        if entry is not None:
+                            entry.pop(id(n), None)
+                            if not entry:
+                                del index[name]
             self._dead[id(p)] = p
             n._rank = None
         self._mark_unsorted()
-        self._invalidate_free()
+        self._invalidate_free(touched)
 
     def detach_nodes(self, nodes: Iterable[Node]) -> None:
         """Remove ``nodes`` without checking their readers (for passes that rewire those readers
@@ -643,6 +531,10 @@ def _all_defined(gp: onnx.GraphProto) -> list[str]:
             names += list(n.output)
             stack.extend(subgraph_protos(n))
     return names
+
+
+def _rank_of(node: Node) -> tuple:
+    return node._rank
 
 
 def _matches(p: onnx.NodeProto, op_type: str | None, domain: str | None, name: str | None) -> bool:

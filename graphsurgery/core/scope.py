@@ -19,7 +19,6 @@ current by every edit, so the questions here cost time proportional to their ans
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -28,9 +27,11 @@ import onnx
 
 from ..errors import InvalidModelError
 from .node import Node
+from .ranks import Ranks
 
 GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 _TICK = itertools.count(1)  # second component of ranks given to new nodes
+_NO_HOLDERS: dict = {}  # an empty capture index (never written)
 
 
 class Use(NamedTuple):
@@ -38,6 +39,40 @@ class Use(NamedTuple):
 
     node: Node
     index: int
+
+
+# The reader table of a scope maps a tensor name to the nodes of the scope reading it: the node
+# itself when there is one (most tensors), a dict {id(node): node} when there are several. One
+# object per name keeps the index small for the garbage collector, which walks it again and again.
+def add_reader(table: dict, name: str, node: Node) -> None:
+    cur = table.get(name)
+    if cur is None:
+        table[name] = node
+    elif type(cur) is dict:
+        cur[id(node)] = node
+    elif cur is not node:
+        table[name] = {id(cur): cur, id(node): node}
+
+
+def drop_reader(table: dict, name: str, node: Node) -> None:
+    cur = table.get(name)
+    if cur is node:
+        del table[name]
+    elif type(cur) is dict:
+        cur.pop(id(node), None)
+        if len(cur) == 1:
+            table[name] = next(iter(cur.values()))
+        elif not cur:
+            del table[name]
+
+
+def readers_in(table: dict, name: str) -> list[Node]:
+    cur = table.get(name)
+    if cur is None:
+        return []
+    if type(cur) is dict:
+        return list(cur.values())
+    return [cur]
 
 
 def tick() -> int:
@@ -58,7 +93,7 @@ def has_graph_attribute(p: onnx.NodeProto) -> bool:
     return any(a.type in GRAPH_TYPES for a in p.attribute)
 
 
-class Scope:
+class Scope(Ranks):
     """A scope of nodes and tensors and its index. Subscopes see the names of their ancestors."""
 
     def __init__(self, proto, model, parent: Scope | None = None, owner: Node | None = None, attr_name: str = ""):
@@ -72,11 +107,15 @@ class Scope:
         # the proto's node list lags the index: removed nodes not yet cut out, order not yet restored
         self._order_dirty = False
         self._dead: dict[int, onnx.NodeProto] = {}
+        # initializers removed from the index, cut out of the proto's list when it is next read
+        self._dead_inits: dict[int, onnx.TensorProto] = {}
         # True: ranks number the nodes in a topological order; None: not known yet
         self._ranks_valid: bool | None = None
-        self._free: frozenset[str] | None = None
-        self._captures: dict[str, list[Node]] | None = None
+        self._free: set[str] | None = None  # what captured() returns, kept by the edits
+        self._free_view: frozenset[str] | None = None  # its snapshot, handed out
+        self._captures: dict[str, dict[int, Node]] | None = None
         self._sub_list: list[Node] | None = None  # holders found by a scan, before the index exists
+        self._inputs_ordered = False  # the build saw every direct input read after its producer
         # Node wrappers made before the full index exists (by find_nodes/node), by proto id;
         # holding them keeps upb's Python objects, and so their ids, alive.
         self._wrapped: dict[int, Node] = {}
@@ -89,12 +128,17 @@ class Scope:
             self._build()
 
     def _build(self) -> None:
+        if self.parent is not None:
+            # enclosing scopes first: whatever walks the built graphs from the top (to bring their
+            # protos up to date before a save) then reaches this one
+            self.parent._ensure()
         proto = self._proto
         nodes: dict[int, Node] = {}
         producer: dict[str, Node] = {}
-        uses: dict[str, list[Use]] = {}
+        uses: dict[str, Node | dict[int, Node]] = {}  # see add_reader
         subs: dict[int, Node] = {}
         wrapped = self._wrapped
+        early: list[str] = []  # names read before (or without) being produced: checked for order at the end
         for i, p in enumerate(proto.node):
             node = wrapped.get(id(p))
             if node is None:
@@ -102,13 +146,17 @@ class Scope:
             else:
                 node._rank = (float(i), 0)
             nodes[id(p)] = node
-            for j, name in enumerate(p.input):
+            for name in p.input:
                 if name:
-                    lst = uses.get(name)
-                    if lst is None:
-                        uses[name] = [Use(node, j)]
-                    else:
-                        lst.append(Use(node, j))
+                    cur = uses.get(name)
+                    if cur is None:
+                        uses[name] = node
+                    elif type(cur) is dict:
+                        cur[id(node)] = node
+                    elif cur is not node:
+                        uses[name] = {id(cur): cur, id(node): node}
+                    if name not in producer:
+                        early.append(name)
             for name in p.output:
                 if name:
                     if name in producer:
@@ -118,7 +166,7 @@ class Scope:
                             [f"duplicate producer of {name!r}"],
                         )
                     producer[name] = node
-            if has_graph_attribute(p):
+            if p.attribute and has_graph_attribute(p):
                 subs[id(p)] = node
         self._nodes = nodes
         self._producer = producer
@@ -150,6 +198,13 @@ class Scope:
         self._wrapped = {}
         self._sub_list = None
         self._built = True
+        # Every direct input read after its producer (a name read before being produced, or with
+        # no producer here, is an input, initializer or outer name only if nothing here produces
+        # it): the file order is topological as far as direct inputs go. Holders' captured reads
+        # are left to _establish_ranks, which then checks only them.
+        self._inputs_ordered = not any(name in producer for name in early)
+        if self._inputs_ordered and not subs:
+            self._ranks_valid = True
 
     def _where(self) -> str:
         if self.parent is None and not self.is_function:
@@ -225,9 +280,19 @@ class Scope:
         return g._producer.get(name) if g is not None else None
 
     def defined_names(self) -> set[str]:
-        """Names this scope defines: node outputs, graph inputs, initializers."""
-        self._ensure()
-        return set().union(self._producer, self._input_set, self._inits, self._sparse)
+        """Names this scope defines: node outputs, graph inputs, initializers (read from the
+        proto when the index does not exist yet: asking does not build it)."""
+        if self._built:
+            return set().union(self._producer, self._input_set, self._inits, self._sparse)
+        proto = self._proto
+        names = {o for p in proto.node for o in p.output if o}
+        if self.is_function:
+            names.update(proto.input)
+        else:
+            names.update(vi.name for vi in proto.input)
+            names.update(t.name for t in proto.initializer)
+            names.update(s.values.name for s in proto.sparse_initializer)
+        return names
 
     def visible_names(self) -> set[str]:
         """Names defined here or in an enclosing scope (a full set: for messages and analysis)."""
@@ -275,38 +340,108 @@ class Scope:
     # =================================================================
     def captured(self) -> frozenset[str]:
         """Names read in this graph or its subgraphs (or returned as outputs) but defined outside it."""
+        view = self._free_view
+        if view is None:
+            view = self._free_view = frozenset(self._free_set())
+        return view
+
+    def _free_set(self) -> set[str]:
+        """The live set behind :meth:`captured` (computed once, then kept by the edits)."""
         if self._free is None:
             self._ensure()
             free = {name for name in self._uses if not self.defines(name)}
             free.update(name for name in self._output_set() if name and not self.defines(name))
             for n in self._sub_nodes.values():
                 for g in flatten(n.subgraphs().values()):
-                    free.update(name for name in g.captured() if not self.defines(name))
-            self._free = frozenset(free)
+                    free.update(name for name in g._free_set() if not self.defines(name))
+            self._free = free
         return self._free
 
-    def _capture_index(self) -> dict[str, list[Node]]:
-        """Holders of this scope by the names their subgraphs capture."""
+    def _capture_index(self) -> dict[str, dict[int, Node]]:
+        """Holders of this scope by the names their subgraphs capture ({id(node): node} each)."""
         if self._captures is None:
             self._ensure()
-            index: dict[str, list[Node]] = {}
+            index: dict[str, dict[int, Node]] = {}
             for n in self._sub_nodes.values():
-                names: set[str] = set()
-                for g in flatten(n.subgraphs().values()):
-                    names |= g.captured()
-                for name in names:
-                    index.setdefault(name, []).append(n)
+                for name in self._holder_reads(n):
+                    index.setdefault(name, {})[id(n)] = n
             self._captures = index
         return self._captures
 
-    def _invalidate_free(self) -> None:
-        """What this scope reads or defines changed: enclosing scopes' views of it are stale."""
+    def _capturing(self, name: str) -> list[Node]:
+        """Holders of this scope whose subgraphs read ``name`` from here or above."""
+        entry = self._capture_index().get(name)
+        return list(entry.values()) if entry else []
+
+    @staticmethod
+    def _holder_reads(node: Node) -> set[str]:
+        """Names the subgraphs of ``node`` read from outside them."""
+        names: set[str] = set()
+        for g in flatten(node.subgraphs().values()):
+            names |= g._free_set()
+        return names
+
+    def _invalidate_free(self, names: Iterable[str] | None = None) -> None:
+        """What this scope reads or defines changed. With ``names`` (every name whose reading or
+        definition here changed), :meth:`captured` is brought up to date for those names, here
+        and in the enclosing scopes; without, it is recomputed when next asked, here and above."""
+        self._inputs_ordered = False
+        if names is not None and self._free is not None:
+            self._refresh_free(names)
+            return
         self._free = None
+        self._free_view = None
         g = self.parent
         while g is not None:
             g._free = None
+            g._free_view = None
             g._captures = None
             g = g.parent
+
+    def _refresh_free(self, names: Iterable[str]) -> None:
+        free = self._free
+        outputs = self._output_set()
+        captures = self._capture_index() if self._sub_nodes else _NO_HOLDERS
+        gained, lost = [], []
+        for n in names:
+            if not n:
+                continue
+            now = (n in self._uses or n in outputs or n in captures) and not self.defines(n)
+            if now != (n in free):
+                if now:
+                    free.add(n)
+                    gained.append(n)
+                else:
+                    free.discard(n)
+                    lost.append(n)
+        if not gained and not lost:
+            return
+        self._free_view = None
+        parent, holder = self.parent, self.owner
+        if parent is None:
+            return
+        current = holder is not None and holder._rank is not None and holder._subgraphs is not None and any(
+            g is self for g in flatten(holder._subgraphs.values()))
+        if not current:  # a graph its holder no longer shows (or holds no longer): recompute above
+            g = parent
+            while g is not None:
+                g._free = None
+                g._free_view = None
+                g._captures = None
+                g = g.parent
+            return
+        index = parent._captures
+        if index is not None:
+            for n in gained:
+                index.setdefault(n, {})[id(holder)] = holder
+            for n in lost:
+                entry = index.get(n)
+                if entry is not None and not any(n in g._free_set() for g in flatten(holder._subgraphs.values())):
+                    entry.pop(id(holder), None)
+                    if not entry:
+                        del index[n]
+        if parent._free is not None:
+            parent._refresh_free(gained + lost)
 
     def uses(self, name: str) -> list[Use]:
         """Every ``Use(node, index)`` reading ``name``, including nodes inside subgraphs that read
@@ -315,13 +450,27 @@ class Scope:
         return g._uses_here(name)
 
     def _uses_here(self, name: str) -> list[Use]:
-        self._ensure()
-        out = list(self._uses.get(name, ()))
-        for n in self._capture_index().get(name, ()):
+        out = self._direct_uses(name)
+        for n in self._capturing(name):
             for g in flatten(n.subgraphs().values()):
-                if name in g.captured():
+                if name in g._free_set():
                     out.extend(g._uses_here(name))
         return out
+
+    def _reader_nodes(self, name: str) -> list[Node]:
+        """The nodes of :meth:`_uses_here`, without their input indices (no proto is read)."""
+        self._ensure()
+        out = readers_in(self._uses, name)
+        for n in self._capturing(name):
+            for g in flatten(n.subgraphs().values()):
+                if name in g._free_set():
+                    out.extend(g._reader_nodes(name))
+        return out
+
+    def _direct_uses(self, name: str) -> list[Use]:
+        """``Use``s of ``name`` by the nodes of this scope itself (not of its subgraphs)."""
+        self._ensure()
+        return [Use(n, j) for n in readers_in(self._uses, name) for j, x in enumerate(n.proto.input) if x == name]
 
     def consumers(self, name: str) -> list[Node]:
         """Nodes reading ``name`` (each once), subgraph nodes included."""
@@ -334,9 +483,9 @@ class Scope:
         """(graph, output index) for this scope's and its subgraphs' outputs naming ``name``."""
         self._ensure()
         out = [(self, i) for i, o in enumerate(self.output_names) if o == name] if name in self._output_set() else []
-        for n in self._capture_index().get(name, ()):
+        for n in self._capturing(name):
             for g in flatten(n.subgraphs().values()):
-                if name in g.captured():
+                if name in g._free_set():
                     out.extend(g.output_refs(name))
         return out
 
@@ -351,8 +500,7 @@ class Scope:
         self._ensure()
         names = {x for x in node.proto.input if x}
         if id(node.proto) in self._sub_nodes:
-            for g in flatten(node.subgraphs().values()):
-                names |= g.captured()
+            names |= self._holder_reads(node)
         return names
 
     def _readers(self, node: Node) -> Iterator[Node]:
@@ -360,198 +508,10 @@ class Scope:
         captures = self._capture_index()
         for out in node.proto.output:
             if out:
-                for u in self._uses.get(out, ()):
-                    yield u.node
-                yield from captures.get(out, ())
-
-    # =================================================================
-    # ranks
-    # =================================================================
-    @property
-    def ranks_valid(self) -> bool:
-        """True when node ranks are a topological order (False only for a graph with a cycle)."""
-        self._establish_ranks()
-        return bool(self._ranks_valid)
-
-    def rank(self, node: Node) -> tuple:
-        """A key that orders this scope's nodes topologically (compare, do not store)."""
-        self._establish_ranks()
-        return node._rank
-
-    def _establish_ranks(self) -> None:
-        if self._ranks_valid is not None:
-            return
-        self._ensure()
-        nodes = list(self._nodes.values())
-        pos = {id(n.proto): k for k, n in enumerate(nodes)}
-        ordered = True
-        for k, n in enumerate(nodes):
-            for name in self.reads(n):
-                p = self._producer.get(name)
-                if p is not None and pos[id(p.proto)] >= k and p is not n:
-                    ordered = False
-                    break
-            if not ordered:
-                break
-        if ordered:
-            for k, n in enumerate(nodes):
-                n._rank = (float(k), 0)
-            self._ranks_valid = True
-            return
-        try:
-            self.toposort()
-        except InvalidModelError:
-            self._ranks_valid = False
-
-    def depends_on(self, node: Node, anchor: Node) -> bool:
-        """True when ``node`` is computed, directly or not, from ``anchor`` (both of this scope)."""
-        return self._ancestors_after(node, anchor) is None
-
-    def _ancestors_after(self, node: Node, anchor: Node) -> list[Node] | None:
-        """Nodes ``node`` depends on (itself included) ranked after ``anchor``; None when one of
-        them is ``anchor``. Searches only between the two ranks while ranks are valid."""
-        self._establish_ranks()
-        prune = anchor._rank if self._ranks_valid else None
-        if prune is not None and node._rank < prune:
-            return [] if node is not anchor else None
-        if node is anchor:
-            return None
-        found = [node]
-        stack, seen = [node], {id(node.proto)}
-        while stack:
-            n = stack.pop()
-            for name in self.reads(n):
-                p = self._producer.get(name)
-                if p is None or id(p.proto) in seen:
-                    continue
-                if p is anchor:
-                    return None
-                if prune is None or p._rank > prune:
-                    seen.add(id(p.proto))
-                    stack.append(p)
-                    found.append(p)
-        return found
-
-    def _order_edge(self, producer: Node, reader: Node, behind: list[Node] | None = None) -> None:
-        """``reader`` now reads ``producer`` (no cycle: checked before). Repair ranks locally when
-        the edge goes against them."""
-        if not self._ranks_valid:
-            self._mark_unsorted()
-            return
-        lo, hi = reader._rank, producer._rank
-        if hi < lo:
-            return
-        if behind is None:
-            behind = self._ancestors_after(producer, reader) or []
-        ahead, stack, seen = [], [reader], {id(reader.proto)}
-        while stack:  # readers of reader, up to producer's rank
-            n = stack.pop()
-            ahead.append(n)
-            for r in self._readers(n):
-                if id(r.proto) not in seen and r._rank < hi:
-                    seen.add(id(r.proto))
-                    stack.append(r)
-        behind.sort(key=lambda n: n._rank)
-        ahead.sort(key=lambda n: n._rank)
-        slots = sorted([n._rank for n in behind] + [n._rank for n in ahead])
-        for n, r in zip(behind + ahead, slots, strict=True):
-            n._rank = r
-        self._mark_unsorted()
-
-    def _mark_unsorted(self) -> None:
-        """The proto's node order lags the index: restore it before anyone reads the proto."""
-        self._order_dirty = True
-        if self.model is not None:
-            self.model._unsorted = True
-
-    def toposort(self) -> None:
-        """Sort nodes topologically, keeping the current order wherever it is already valid.
-
-        Raises :class:`InvalidModelError` naming the nodes of a cycle.
-        """
-        self._ensure()
-        if self._ranks_valid and not self._order_dirty:
-            return  # the proto's list is already the rank order, which is topological
-        nodes = list(self._nodes.values())
-        if self._ranks_valid:
-            order = sorted(range(len(nodes)), key=lambda i: nodes[i]._rank)
-        else:
-            order = self._kahn(nodes)
-        self._write_order([nodes[i] for i in order])
-        self._ranks_valid = True
-
-    def _kahn(self, nodes: list[Node]) -> list[int]:
-        index_of = {id(n.proto): i for i, n in enumerate(nodes)}
-        deps: list[set[int]] = []
-        for n in nodes:
-            d = set()
-            for name in self.reads(n):
-                p = self._producer.get(name)
-                if p is not None and p is not n:
-                    d.add(index_of[id(p.proto)])
-            deps.append(d)
-        indeg = [len(d) for d in deps]
-        users: list[list[int]] = [[] for _ in nodes]
-        for i, d in enumerate(deps):
-            for j in d:
-                users[j].append(i)
-        heap = [(nodes[i]._rank, i) for i in range(len(nodes)) if indeg[i] == 0]
-        heapq.heapify(heap)
-        order = []
-        while heap:
-            _, i = heapq.heappop(heap)
-            order.append(i)
-            for u in users[i]:
-                indeg[u] -= 1
-                if indeg[u] == 0:
-                    heapq.heappush(heap, (nodes[u]._rank, u))
-        if len(order) != len(nodes):
-            cycle = _find_cycle([i for i in range(len(nodes)) if indeg[i] > 0], deps)
-            names = " -> ".join(repr(nodes[i].name or nodes[i].op_type) for i in cycle)
-            raise InvalidModelError(f"the graph has a cycle{self._where()}: {names}", [f"cycle: {names}"])
-        return order
-
-    def _write_order(self, ordered: list[Node]) -> None:
-        """Make the proto list exactly ``ordered`` (the live nodes), cutting out removed ones."""
-        rep = self._proto.node
-        dead = self._dead
-        if [id(n.proto) for n in ordered] != list(self._nodes) or dead:
-            pos = {id(n.proto): k for k, n in enumerate(ordered)}
-            end = len(ordered)
-            rep.sort(key=lambda p: pos.get(id(p), end))
-            del rep[end:]
-            self._nodes = {id(n.proto): n for n in ordered}
-            self._sub_nodes = {id(n.proto): n for n in ordered if id(n.proto) in self._sub_nodes}
-        self._dead = {}
-        for k, n in enumerate(ordered):
-            n._rank = (float(k), 0)
-        self._order_dirty = False
-
-    def _sync(self) -> None:
-        """Bring the proto's node list up to date with the index (order, removed nodes)."""
-        if not self._order_dirty or not self._built:
-            return
-        try:
-            self.toposort()
-        except InvalidModelError:  # a cycle: keep the order, cut out removed nodes
-            self._write_order(list(self._nodes.values()))
+                yield from readers_in(self._uses, out)
+                entry = captures.get(out)
+                if entry:
+                    yield from entry.values()
 
 
-def _find_cycle(candidates: list[int], deps: list[set[int]]) -> list[int]:
-    """One cycle among ``candidates`` (nodes left over by Kahn's algorithm), as indices."""
-    cand = set(candidates)
-    start = candidates[0]
-    path: list[int] = []
-    on_path: dict[int, int] = {}
-    cur = start
-    while cur not in on_path:
-        on_path[cur] = len(path)
-        path.append(cur)
-        nxt = next(d for d in sorted(deps[cur]) if d in cand)
-        cur = nxt
-    cyc = path[on_path[cur]:]
-    cyc.reverse()  # producers first
-    return cyc + [cyc[0]]
-
-
-__all__ = ["Scope", "Use", "flatten", "GRAPH_TYPES"]
+__all__ = ["Scope", "Use", "flatten", "GRAPH_TYPES", "add_reader", "drop_reader", "readers_in"]
