@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .cli import (
@@ -130,6 +131,7 @@ def many(args: argparse.Namespace, command) -> int:
         raise UsageError("several models need -o FOLDER to write them into")
     if getattr(args, "inputs", None):
         raise UsageError("--inputs fits one model; give it with a single MODEL")
+    existed = os.path.isdir(args.output)
     pairs = outputs_for(list(args.model), args.output, overwrite=args.overwrite)
     results, failed = [], []
     with Bar("models", enabled=not args.quiet and not args.json) as bar:
@@ -155,6 +157,11 @@ def many(args: argparse.Namespace, command) -> int:
               + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr if failed else sys.stdout)
     if not failed:
         return 0
+    if not existed and len(failed) == len(results):  # nothing written: no folder left behind either
+        try:
+            os.rmdir(args.output)
+        except OSError:
+            pass
     return 2 if any(d.code != 3 for d in failed) else 3
 
 

@@ -240,10 +240,12 @@ class Optimizer:
         except VerificationError as exc:
             if not fallback or (exc.pass_index is not None and exc.pass_index < len(self.settings)):
                 raise  # no careful retry asked for, or a setting is at fault: no pass to leave out
-            original = load(given, base_dir=wrapped.base_dir)
-            result = self._run_careful(original, original, before, chain)
-            result.notes.insert(0, f"the whole chain failed verification ({_one_line(exc)}); "
-                                   "each pass was then checked on its own")
+            result = self._run_shielded(given, wrapped.base_dir, before, chain, exc)
+            if result is None:
+                original = load(given, base_dir=wrapped.base_dir)
+                result = self._run_careful(original, original, before, chain)
+                result.notes.insert(0, f"the whole chain failed verification ({_one_line(exc)}); "
+                                       "each pass was then checked on its own")
             if isinstance(model, onnx.ModelProto):
                 model.CopyFrom(result.model.proto)
                 result.model = model
@@ -262,6 +264,46 @@ class Optimizer:
                               verified=self.verify and bool(out.verification) and not any(
                                   d.name == "(not verified)" for _, rep in out.verification for d in rep),
                               notes=list(out.notes))
+
+    def _run_shielded(self, given: bytes, base_dir, before: Stats, chain: list[str], failure) -> OptimizeResult | None:
+        """The whole chain again, but computing nothing in one branch of an ``If`` of the main
+        graph (``fold-constants(compute_nothing_in=...)``, ``remove-if(fold=false)``): a branch
+        that cannot run for the shapes set (silero_vad's 8 kHz branch on 512 samples) no longer
+        type-checks once its shapes are folded, so onnxruntime refuses the whole model. The first
+        branch whose shielding gives a verified model wins; None when none does."""
+        from .errors import GraphSurgeryError
+
+        main = load(given, base_dir=base_dir).graph
+        text = str(failure)
+        candidates = []
+        for node in main.find_nodes("If"):
+            if not node.name or any(ch in node.name for ch in ",;()[]=") or len(candidates) >= 4:
+                continue
+            for key, sub in sorted(node.subgraphs().items()):
+                named = any(n.name and n.name in text for g in [sub, *_nested(sub)] for n in g.nodes)
+                candidates.append((not named, f"{node.name}.{key}"))
+        for _, branch in sorted(candidates)[:4]:
+            shielded = [f"{p[:-1]},compute_nothing_in={branch})" if p.startswith("fold-constants(") else
+                        f"fold-constants(compute_nothing_in={branch})" if p == "fold-constants" else
+                        "remove-if(fold=false)" if p == "remove-if" else p for p in chain]
+            model = load(given, base_dir=base_dir)
+            fixed = FixedPoint(shielded, self.max_rounds, self._round_progress)
+            try:
+                out = Pipeline([*self.settings, fixed], verify=True, inputs=self.inputs, rtol=self.rtol,
+                               atol=self.atol).run(model)
+            except GraphSurgeryError:
+                continue
+            chain_result = out.results[-1]
+            return OptimizeResult(model=model, before=before, after=Stats.of(model),
+                                  rounds=chain_result.details.get("rounds", 0),
+                                  results=out.results[:-1] + chain_result.details.pop("results", []),
+                                  verification=out.verification,
+                                  verified=bool(out.verification) and not any(
+                                      d.name == "(not verified)" for _, rep in out.verification for d in rep),
+                                  notes=[f"the whole chain failed verification ({_one_line(failure)}); run again "
+                                         f"computing nothing in {branch}, which cannot run for these shapes",
+                                         *out.notes])
+        return None
 
     def _run_careful(self, model, wrapped: Model, before: Stats, chain: list[str]) -> OptimizeResult:
         """Each pass of each round verified on its own; a pass that changes the outputs is left
@@ -325,6 +367,13 @@ class Optimizer:
     def _round_progress(self, done: int, total: int, label: str) -> None:
         if self.progress:
             self.progress(done, total, label)
+
+
+def _nested(g):
+    for n in g.nodes:
+        for sub in n.subgraphs().values():
+            yield sub
+            yield from _nested(sub)
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:

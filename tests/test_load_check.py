@@ -17,6 +17,7 @@ from onnx import numpy_helper as nh
 import graphsurgery as gs
 from graphsurgery import runner
 from graphsurgery.cli import main
+from graphsurgery.optimize import Optimizer
 from graphsurgery.passes import Pipeline
 from graphsurgery.verify import LoadFailure, LoadGuard, VerificationError
 from conftest import DATA
@@ -42,12 +43,13 @@ def branchy_model() -> onnx.ModelProto:
         h.make_node("Equal", ["d1", "one"], ["c1"]),
         inner,
         h.make_node("Unsqueeze", ["y", "zero"], ["z"]),
-        h.make_node("Gemm", ["z", "w"], ["oa"]),
+        h.make_node("Gemm", ["z", "w"], ["oa"], name="gemm"),
     ], "odd", [], [h.make_tensor_value_info("oa", T.FLOAT, None)])
-    usual = h.make_graph([h.make_node("MatMul", ["x", "w"], ["ob"])], "usual", [],
+    usual = h.make_graph([h.make_node("Identity", ["x"], ["xi"]), h.make_node("MatMul", ["xi", "w"], ["ob"])],
+                         "usual", [],
                          [h.make_tensor_value_info("ob", T.FLOAT, None)])
     g = h.make_graph([h.make_node("Equal", ["mode", "k"], ["c0"]),
-                      h.make_node("If", ["c0"], ["out"], then_branch=usual, else_branch=odd)],
+                      h.make_node("If", ["c0"], ["out"], name="by_mode", then_branch=usual, else_branch=odd)],
                      "g", [h.make_tensor_value_info("x", T.FLOAT, ["N", "M"]),
                            h.make_tensor_value_info("mode", T.INT64, [])],
                      [h.make_tensor_value_info("out", T.FLOAT, [None, None])],
@@ -152,3 +154,31 @@ def test_a_pipeline_edits_what_it_is_given_in_place():
     assert any(n.op_type == "If" for n in keep.graph.node)
     model = gs.load(branchy_model())
     assert Pipeline.from_text("freeze-inputs(mode=2),remove-if")(model) is model
+
+
+def test_optimize_computes_nothing_in_a_branch_that_cannot_run_for_the_shapes():
+    """The model given (shapes fixed) loads only with onnxruntime's optimizer off, as
+    silero_vad's does with sr left an input: folding the odd branch's shapes makes it fail to
+    load at all, so optimize runs again, computing nothing there; the result loads, is
+    verified, and the usual branch is optimised."""
+    proto = Pipeline.from_text("set-shape(x=2x4)")(branchy_model())
+    r = Optimizer().run(proto)
+    assert r.verified and not r.left_out and "computing nothing in by_mode.else_branch" in r.notes[0]
+    assert r.model is proto and runner.EXACT.load_error(proto) is None
+    odd = next(a.g for a in proto.graph.node[-1].attribute if a.name == "else_branch")
+    assert [n.op_type for n in odd.node][:2] == ["ConstantOfShape", "Pad"]  # left as it was
+    assert r.after.ops.get("Identity", 0) == r.before.ops["Identity"] - 1
+
+
+def test_several_models_that_all_fail_leave_no_folder_behind(tmp_path, capsys):
+    good = tmp_path / "a.onnx"
+    onnx.save(branchy_model(), str(good))
+    other = tmp_path / "other"
+    other.mkdir()
+    onnx.save(branchy_model(), str(other / "b.onnx"))
+    out = tmp_path / "out"
+    # a rank-3 shape for an input of rank 2: each model fails on its own, and nothing is written
+    assert main(["optimize", str(good), str(other / "b.onnx"), "-o", str(out), "--set-shape", "x=1x2x3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(x.startswith("graphsurgery: error: ") for x in err[:2]) and "0 of 2" in err[2]
+    assert not out.exists()
