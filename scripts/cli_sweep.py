@@ -4,7 +4,7 @@ A command line fails well when it exits 2 (or 1/3 where the exit code has a mean
 no traceback, keeps stderr to one line, and leaves no file behind in the output folder. Each
 case runs in its own subprocess, as a user would run it:
 
-    python scripts/cli_sweep.py [--jobs 2] [--limit N] [--show] [--accepted]
+    python scripts/cli_sweep.py [--jobs 2] [--limit N] [--show] [--accepted] [--newer]
 
 Prints one line per bad case (with --show), each command line that succeeded (with
 --accepted: every case is malformed in some way, so each deserves a look) and the totals.
@@ -191,16 +191,27 @@ def cases(f: dict[str, str], out: str) -> list[list[str]]:
         c += [["show", m, "--no-browser", "--no-wait"]]
     c += [["show"], ["show", f["good"], "--port", "abc"], ["show", f["good"], "--port", "-1", "--no-browser"],
           ["show", f["good"], "--port", "99999", "--no-browser"]]
-    c += newer_cases(f, out, models, outs, npzs)
     return c
+
+
+def bad_files(f: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """The wrong model files, outputs and .npz files the cases try."""
+    models = [f[k] for k in ("empty", "text", "truncated", "dir", "missing", "under_file", "npz_good")] + [
+        "/dev/null", "/dev/zero"]
+    return models, [], [f[k] for k in ("missing", "dir", "npz_wrongname", "npz_wrongshape", "npz_wrongdtype",
+                                         "npz_pickled", "npz_corrupt", "npz_text", "npz_empty", "npy",
+                                         "npz_badmember", "good")]
 
 
 BACKENDS = ("tensorrt", "onnxruntime", "openvino")
 
 
-def newer_cases(f: dict[str, str], out: str, models: list[str], outs: list[str], npzs: list[str]) -> list[list[str]]:
+def newer_cases(f: dict[str, str], out: str) -> list[list[str]]:
     """optimize, fix --for and inspect --for, one model at a time."""
     o = os.path.join(out, "o.onnx")
+    models, _, npzs = bad_files(f)
+    outs = [out, os.path.join(out, "nofolder", "o.onnx"), os.path.join(f["good"], "o.onnx"), "/proc/o.onnx",
+            "/", "", f["dir"], "/dev/null/o.onnx", f["link"], f["fifo"]]
     t = f["tiny"]
     c: list[list[str]] = []
     # optimize
@@ -343,9 +354,7 @@ def main() -> int:
         f = fixtures(root)
         with open(f["good"], "rb") as fh:
             guard = (f["good"], fh.read())
-        one = cases(f, "OUT")
-        if a.newer:
-            one = [c for c in one if c[:1] in (["optimize"], ["fix"]) or c[:1] == ["inspect"] and "--for" in c]
+        one = ([] if a.newer else cases(f, "OUT")) + newer_cases(f, "OUT")
         all_cases = ([(c, None) for c in one] + many_cases(f, "OUT"))[: a.limit]
         outs = [os.path.join(root, f"out{i}") for i in range(a.jobs)]
         for d in outs:
