@@ -243,6 +243,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             report = [vars(d) for d in getattr(exc, "report", None) or []]
             raise _Failure(str(exc), 3, report=report) from exc
     if not args.json:  # a pass --verify could not check is said even with -q
+        for note in result.notes:
+            print(f"graphsurgery: note: {_one_line(note)}", file=sys.stderr)
         for name, report in result.verification:
             for d in report:
                 if d.name == "(not verified)":
@@ -272,7 +274,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             {"name": r.name, "changed": r.changed, "changes": r.changes, "skipped": r.skipped,
              "details": _jsonable(r.details)} for r in result.results],
             "verification": [{"after": name, "outputs": [_jsonable(vars(d)) for d in rep]}
-                             for name, rep in result.verification]}, indent=2))
+                             for name, rep in result.verification], "notes": result.notes}, indent=2))
     elif not args.quiet:
         print(_format_run(result.results, result.verification, verbose=args.verbose))
         print(f"wrote {args.output}")
@@ -518,7 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-p", "--pipeline", required=True,
                      help='passes, e.g. "freeze-inputs(sr=16000),fold-constants,remove-if,cleanup"')
     run.add_argument("--verify", action="store_true",
-                     help="run onnxruntime before and after each pass; stop at the first that changes outputs")
+                     help="run onnxruntime before and after each pass; stop at the first that changes outputs, "
+                          "or when the result no longer loads in onnxruntime with its default optimizations")
     run.add_argument("--inputs", help="inputs for --verify, as a .npz file (default: generated from the signature)")
     run.add_argument("--rtol", type=_tolerance, default=verify.RTOL)
     run.add_argument("--atol", type=_tolerance, default=verify.ATOL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .cli import (
@@ -42,26 +43,21 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     with Bar("optimizing", enabled=not args.quiet and not args.json) as bar:
         optimizer.progress = bar.update
-        try:
+        try:  # a chain that fails verification is retried pass by pass (Optimizer's default)
             result = optimizer.run(model)
-        except VerificationError as exc:  # the whole chain: find the passes at fault, leave them out
+        except VerificationError as exc:
             bar.close()
-            print(f"graphsurgery: note: {_short(exc)}; retrying with each pass checked on its own",
-                  file=sys.stderr)
-            optimizer.careful = True
-            try:
-                result = optimizer.run(_load(src))
-            except VerificationError as again:
-                bar.close()
-                report = [vars(d) for d in getattr(again, "report", None) or []]
-                raise _Failure(str(again), 3, report=report) from again
+            report = [vars(d) for d in getattr(exc, "report", None) or []]
+            raise _Failure(str(exc), 3, report=report) from exc
+    for line in result.notes:
+        print(f"graphsurgery: note: {_short(line)}", file=sys.stderr)
     for line in result.left_out:
         print(f"graphsurgery: note: left out {_short(line)}", file=sys.stderr)
     with Bar("saving", enabled=not args.quiet and not args.json) as bar:
         _save(result.model, args.output, overwrite=args.overwrite, progress=bar.update)
     if args.json:
         print(json.dumps({"output": args.output, "rounds": result.rounds, "verified": result.verified,
-                          "left_out": result.left_out,
+                          "left_out": result.left_out, "notes": result.notes,
                           "before": vars(result.before), "after": vars(result.after),
                           "passes": [{"name": r.name, "changes": len(r.changes), "skipped": r.skipped}
                                      for r in result.results if r.changed or r.skipped],
@@ -135,6 +131,7 @@ def many(args: argparse.Namespace, command) -> int:
         raise UsageError("several models need -o FOLDER to write them into")
     if getattr(args, "inputs", None):
         raise UsageError("--inputs fits one model; give it with a single MODEL")
+    existed = os.path.isdir(args.output)
     pairs = outputs_for(list(args.model), args.output, overwrite=args.overwrite)
     results, failed = [], []
     with Bar("models", enabled=not args.quiet and not args.json) as bar:
@@ -160,6 +157,11 @@ def many(args: argparse.Namespace, command) -> int:
               + (f"; {len(failed)} failed" if failed else ""), file=sys.stderr if failed else sys.stdout)
     if not failed:
         return 0
+    if not existed and len(failed) == len(results):  # nothing written: no folder left behind either
+        try:
+            os.rmdir(args.output)
+        except OSError:
+            pass
     return 2 if any(d.code != 3 for d in failed) else 3
 
 

@@ -71,6 +71,12 @@ class VerificationError(GraphSurgeryError):
         super().__init__(message)
 
 
+class LoadFailure(VerificationError):
+    """The result of a pipeline does not load in onnxruntime (with its default optimizations)
+    although the model given to it did; ``pass_index`` names the pass after which it stopped
+    loading, when that was found."""
+
+
 class InputMismatch(GraphSurgeryError):
     """Inputs given for verification do not fit the model (name, dtype or rank)."""
 

@@ -80,6 +80,8 @@ class OptimizeResult:
     verified: bool = False
     #: with ``careful=True``: each pass left out of a round because it changed the outputs, and why
     left_out: list[str] = field(default_factory=list)
+    #: what the checks could not tell, and why the chain was checked pass by pass (if it was)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -187,13 +189,19 @@ class Optimizer:
     ``careful=True`` verifies each pass of each round on its own instead of the whole chain at
     the end, and leaves out (undoes) a pass whose change the check refuses, listing it in
     ``OptimizeResult.left_out``: slower, and meant for when the whole chain fails
-    verification. A Model given is then not edited; the result's ``model`` is a new one."""
+    verification. A Model given is then not edited; the result's ``model`` is a new one.
+    ``careful=None`` (the default) runs the whole chain and, when that fails verification
+    because of a pass of the chain (not a setting), starts again from the model given, carefully;
+    the model given then holds that result (a Model's earlier node and graph views are stale).
+
+    With verification on, a model that loads in onnxruntime with its default optimizations
+    gives a result that does too, else :class:`graphsurgery.verify.LoadFailure`."""
 
     def __init__(self, *, set_shape: dict[str, Any] | str | None = None, freeze: dict[str, Any] | str | None = None,
                  batch: int | str | None = None, verify: bool = True, inputs: dict[str, np.ndarray] | None = None,
                  rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int | None = None,
                  max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None,
-                 careful: bool = False):
+                 careful: bool | None = None):
         self.settings: list[Pass] = []
         if freeze:
             self.settings.append(create("freeze-inputs", **_named(freeze, "freeze")))
@@ -225,10 +233,32 @@ class Optimizer:
         chain = [f"fold-constants(grow_bytes={grow})" if p == "fold-constants" and grow else p for p in self.chain]
         if self.careful:
             return self._run_careful(model, wrapped, before, chain)
+        from .errors import VerificationError
+
         fixed = FixedPoint(chain, self.max_rounds, self._round_progress)
         pipeline = Pipeline([*self.settings, fixed], verify=self.verify, inputs=self.inputs, rtol=self.rtol,
                             atol=self.atol)
-        out: PipelineResult = pipeline.run(wrapped)
+        fallback = self.careful is None and self.verify
+        given = wrapped.to_bytes() if fallback else b""
+        try:
+            out: PipelineResult = pipeline.run(wrapped)
+        except VerificationError as exc:
+            if not fallback or (exc.pass_index is not None and exc.pass_index < len(self.settings)):
+                raise  # no careful retry asked for, or a setting is at fault: no pass to leave out
+            result = self._run_shielded(given, wrapped.base_dir, before, chain, exc)
+            if result is None:
+                original = load(given, base_dir=wrapped.base_dir)
+                result = self._run_careful(original, original, before, chain)
+                result.notes.insert(0, f"the whole chain failed verification ({_one_line(exc)}); "
+                                       "each pass was then checked on its own")
+            if isinstance(model, onnx.ModelProto):
+                model.CopyFrom(result.model.proto)
+                result.model = model
+            else:  # the Model given takes the result, as when the whole chain passes
+                model.proto.CopyFrom(result.model.proto)
+                Model.__init__(model, model.proto, base_dir=model.base_dir, source_path=model.source_path)
+                result.model = model
+            return result
         chain_result = out.results[-1]
         results = out.results[:-1] + chain_result.details.pop("results", [])
         if self.progress:
@@ -237,19 +267,65 @@ class Optimizer:
                               before=before, after=Stats.of(wrapped), rounds=chain_result.details.get("rounds", 0),
                               results=results, verification=out.verification,
                               verified=self.verify and bool(out.verification) and not any(
-                                  d.name == "(not verified)" for _, rep in out.verification for d in rep))
+                                  d.name == "(not verified)" for _, rep in out.verification for d in rep),
+                              notes=list(out.notes))
+
+    def _run_shielded(self, given: bytes, base_dir, before: Stats, chain: list[str], failure) -> OptimizeResult | None:
+        """The whole chain again, but computing nothing in one branch of an ``If`` of the main
+        graph (``fold-constants(compute_nothing_in=...)``, ``remove-if(fold=false)``): a branch
+        that cannot run for the shapes set (silero_vad's 8 kHz branch on 512 samples) no longer
+        type-checks once its shapes are folded, so onnxruntime refuses the whole model. The first
+        branch whose shielding gives a verified model wins; None when none does."""
+        from .errors import GraphSurgeryError
+
+        main = load(given, base_dir=base_dir).graph
+        text = str(failure)
+        candidates = []
+        for node in main.find_nodes("If"):
+            if not node.name or any(ch in node.name for ch in ",;()[]=") or len(candidates) >= 4:
+                continue
+            for key, sub in sorted(node.subgraphs().items()):
+                named = any(n.name and n.name in text for g in [sub, *_nested(sub)] for n in g.nodes)
+                candidates.append((not named, f"{node.name}.{key}"))
+        for _, branch in sorted(candidates)[:4]:
+            shielded = [f"{p[:-1]},compute_nothing_in={branch})" if p.startswith("fold-constants(") else
+                        f"fold-constants(compute_nothing_in={branch})" if p == "fold-constants" else
+                        "remove-if(fold=false)" if p == "remove-if" else p for p in chain]
+            model = load(given, base_dir=base_dir)
+            fixed = FixedPoint(shielded, self.max_rounds, self._round_progress)
+            try:
+                out = Pipeline([*self.settings, fixed], verify=True, inputs=self.inputs, rtol=self.rtol,
+                               atol=self.atol).run(model)
+            except GraphSurgeryError:
+                continue
+            chain_result = out.results[-1]
+            return OptimizeResult(model=model, before=before, after=Stats.of(model),
+                                  rounds=chain_result.details.get("rounds", 0),
+                                  results=out.results[:-1] + chain_result.details.pop("results", []),
+                                  verification=out.verification,
+                                  verified=bool(out.verification) and not any(
+                                      d.name == "(not verified)" for _, rep in out.verification for d in rep),
+                                  notes=[f"the whole chain failed verification ({_one_line(failure)}); run again "
+                                         f"computing nothing in {branch}, which cannot run for these shapes",
+                                         *out.notes])
+        return None
 
     def _run_careful(self, model, wrapped: Model, before: Stats, chain: list[str]) -> OptimizeResult:
         """Each pass of each round verified on its own; a pass that changes the outputs is left
         out of that round (its change undone) and said in ``left_out``. A Model given is not
         edited: the result is a new Model (a ModelProto given is overwritten with the result)."""
         from .errors import VerificationError
+        from .verify import LoadGuard
 
         base_dir = wrapped.base_dir
-        settings = Pipeline(list(self.settings), verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol)
-        first = load(wrapped.to_bytes(), base_dir=base_dir)
+        settings = Pipeline(list(self.settings), verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol,
+                            check_load=False)
+        given = wrapped.to_bytes()
+        guard = LoadGuard(given, base_dir)  # whether the model given loads as deployed: checked meanwhile
+        first = load(given, base_dir=base_dir)
         out = settings.run(first)  # the settings' own verification: their failure is final
         current = first.to_bytes()
+        after_settings = current
         results, left_out, verification = list(out.results), [], list(out.verification)
         rounds = 0
         while rounds < self.max_rounds:
@@ -260,7 +336,8 @@ class Optimizer:
                 self._round_progress(i, len(passes), f"round {rounds}: {p.name} (checked)")
                 m = load(current, base_dir=base_dir)
                 try:  # the pipeline's own verification, one pass at a time
-                    out = Pipeline([p], verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol).run(m)
+                    out = Pipeline([p], verify=True, inputs=self.inputs, rtol=self.rtol, atol=self.atol,
+                                   check_load=False).run(m)
                     res, diffs, bad = out.results[0], [d for _, rep in out.verification for d in rep], ""
                 except VerificationError as exc:
                     res, diffs, bad = None, [], str(exc)
@@ -276,6 +353,8 @@ class Optimizer:
                 verification.append((f"{p.describe()} (round {rounds})", diffs))
             if _fingerprint(load(current, base_dir=base_dir)) == start:
                 break
+        steps = [(",".join(p.describe() for p in self.settings), after_settings)] if after_settings != given else []
+        note = guard.check(current, steps + [("the optimisation chain", current)])
         final = load(current, base_dir=base_dir)
         if isinstance(model, onnx.ModelProto):
             model.CopyFrom(final.proto)
@@ -286,11 +365,25 @@ class Optimizer:
                                 after=Stats.of(final), rounds=rounds, results=results, verification=verification,
                                 verified=not any(d.name == "(not verified)" for _, rep in verification for d in rep))
         result.left_out = left_out
+        if note:
+            result.notes.append(note)
         return result
 
     def _round_progress(self, done: int, total: int, label: str) -> None:
         if self.progress:
             self.progress(done, total, label)
+
+
+def _nested(g):
+    for n in g.nodes:
+        for sub in n.subgraphs().values():
+            yield sub
+            yield from _nested(sub)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    line = " ".join(str(exc).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 def _named(value: dict[str, Any] | str, what: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import onnx
 
 # the errors verification raises live with every other error; importable from here as before
 from .errors import InputMismatch, NotVerifiable
+from .errors import LoadFailure as LoadFailure
 from .errors import RuntimeFailure as RuntimeFailure
 from .errors import VerificationError as VerificationError
 from .ops import is_default_domain, subgraph_protos
@@ -382,3 +383,72 @@ def compare(expected: dict, actual: dict, *, rtol: Tolerance = RTOL, atol: Toler
         report.append(OutputDiff(name, m.max_abs, m.max_rel, m.ok or on_purpose, m.note, noise=n,
                                  on_purpose=on_purpose and not m.ok))
     return report
+
+
+class LoadGuard:
+    """The guarantee that a pipeline does not turn a model onnxruntime loads into one it
+    refuses: onnxruntime as an application runs it (graph optimizations on, which inline
+    ``If`` branches and fold shapes, so they meet type errors a session without them does not),
+    in a child process, so a crash or a hang there is a verdict, not a dead caller.
+
+        guard = LoadGuard(model.to_bytes(), model.base_dir)   # checks the input meanwhile
+        ...                                                   # the pipeline runs
+        note = guard.check(model.to_bytes(), steps)           # raises LoadFailure
+
+    A model that did not load before is never blamed on a pass: the result is then not checked.
+    """
+
+    def __init__(self, original: bytes, base_dir: str | None = None, runner=None):
+        from .runner import DEPLOYED, start_load
+
+        self.original = original
+        self.base_dir = base_dir
+        self.runner = runner or DEPLOYED
+        self._before = start_load(original, base_dir=base_dir, runner=self.runner)
+        self._cache: dict[int, object] = {}
+
+    def _verdict(self, data: bytes):
+        from .runner import start_load
+
+        if data is self.original or data == self.original:
+            return self._before.result()
+        key = id(data)
+        if key not in self._cache:
+            self._cache[key] = start_load(data, base_dir=self.base_dir, runner=self.runner).result()
+        return self._cache[key]
+
+    def check(self, final: bytes, steps: list[tuple[str, bytes]] | None = None, *,
+              indices: list[int] | None = None) -> str | None:
+        """Raise :class:`LoadFailure` when the input loaded and ``final`` does not; return a note
+        when it could not be told (the input does not load, or a check could not finish), else
+        None. ``steps``: ``(pass, model after it)`` for each pass that changed the model, in
+        order, to name the pass after which it stops loading (``indices``: their places in the
+        pipeline, for ``LoadFailure.pass_index``)."""
+        before = self._before.result()
+        if before.loads is not True:
+            if before.loads is False:
+                return (f"the input model does not load in onnxruntime with its default optimizations "
+                        f"({before.error}), so the result's loading is not checked against it")
+            return f"whether the result loads in onnxruntime was not checked: {before.error}"
+        if final == self.original:
+            return None
+        after = self._verdict(final)
+        if after.loads is True:
+            return None
+        if after.loads is None:
+            return f"whether the result loads in onnxruntime was not checked: {after.error}"
+        where, index = "", None
+        steps = [s for s in (steps or []) if s[1] != self.original]
+        if steps and steps[-1][1] == final:
+            lo, hi = -1, len(steps) - 1  # steps[lo] loads (-1: the input), steps[hi] does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                verdict = self._verdict(steps[mid][1])
+                if verdict.loads is None:
+                    break
+                lo, hi = (mid, hi) if verdict.loads else (lo, mid)
+            else:
+                where = f"; it loads before {steps[hi][0]} and not after it"
+                index = indices[hi] if indices and hi < len(indices) else None
+        raise LoadFailure(f"the result does not load in onnxruntime with its default optimizations, though the "
+                          f"input model does: {after.error}{where}", [], pass_index=index)

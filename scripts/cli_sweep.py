@@ -4,7 +4,7 @@ A command line fails well when it exits 2 (or 1/3 where the exit code has a mean
 no traceback, keeps stderr to one line, and leaves no file behind in the output folder. Each
 case runs in its own subprocess, as a user would run it:
 
-    python scripts/cli_sweep.py [--jobs 2] [--limit N] [--show] [--accepted]
+    python scripts/cli_sweep.py [--jobs 2] [--limit N] [--show] [--accepted] [--newer]
 
 Prints one line per bad case (with --show), each command line that succeeded (with
 --accepted: every case is malformed in some way, so each deserves a look) and the totals.
@@ -75,7 +75,31 @@ def fixtures(root: str) -> dict[str, str]:
     os.symlink(f["good"], f["link"])
     f["fifo"] = os.path.join(root, "fifo")  # not a regular file: must not be replaced
     os.mkfifo(f["fifo"])
+    f["tiny"] = os.path.join(root, "tiny.onnx")  # runs in onnxruntime, and optimize has work to do
+    _save_tiny(f["tiny"])
+    os.mkdir(os.path.join(root, "other"))
+    f["tiny2"] = os.path.join(root, "other", "tiny2.onnx")
+    shutil.copy(f["tiny"], f["tiny2"])
+    f["tiny_same_name"] = os.path.join(root, "other", "tiny.onnx")  # the same file name as tiny
+    shutil.copy(f["tiny"], f["tiny_same_name"])
+    f["existing"] = os.path.join(root, "existing.onnx")  # an output that exists (not an input)
+    shutil.copy(f["tiny"], f["existing"])
+    f["npz_tiny"] = os.path.join(root, "tiny_inputs.npz")
+    np.savez(f["npz_tiny"], x=np.ones((1, 4), np.float32))
     return f
+
+
+def _save_tiny(path: str) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Identity", ["x"], ["i"], name="id"),
+             helper.make_node("Add", ["i", "zero"], ["a"], name="add"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu")]
+    g = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                          [numpy_helper.from_array(np.zeros(4, np.float32), "zero")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
 
 
 def cases(f: dict[str, str], out: str) -> list[list[str]]:
@@ -170,6 +194,107 @@ def cases(f: dict[str, str], out: str) -> list[list[str]]:
     return c
 
 
+def bad_files(f: dict[str, str]) -> tuple[list[str], list[str], list[str]]:
+    """The wrong model files, outputs and .npz files the cases try."""
+    models = [f[k] for k in ("empty", "text", "truncated", "dir", "missing", "under_file", "npz_good")] + [
+        "/dev/null", "/dev/zero"]
+    return models, [], [f[k] for k in ("missing", "dir", "npz_wrongname", "npz_wrongshape", "npz_wrongdtype",
+                                         "npz_pickled", "npz_corrupt", "npz_text", "npz_empty", "npy",
+                                         "npz_badmember", "good")]
+
+
+BACKENDS = ("tensorrt", "onnxruntime", "openvino")
+
+
+def newer_cases(f: dict[str, str], out: str) -> list[list[str]]:
+    """optimize, fix --for and inspect --for, one model at a time."""
+    o = os.path.join(out, "o.onnx")
+    models, _, npzs = bad_files(f)
+    outs = [out, os.path.join(out, "nofolder", "o.onnx"), os.path.join(f["good"], "o.onnx"), "/proc/o.onnx",
+            "/", "", f["dir"], "/dev/null/o.onnx", f["link"], f["fifo"]]
+    t = f["tiny"]
+    c: list[list[str]] = []
+    # optimize
+    for m in models:
+        c += [["optimize", m, "-o", o], ["optimize", m, "-o", o, "--json"]]
+    for x in outs:
+        c += [["optimize", t, "-o", x], ["optimize", t, "-o", x, "--json"]]
+    for n in npzs + [f["npz_tiny"]]:
+        c += [["optimize", t, "-o", o, "--inputs", n], ["optimize", t, "-o", o, "--inputs", n, "--json"]]
+    settings = [["--set-shape", "x"], ["--set-shape", "x="], ["--set-shape", "=1x4"], ["--set-shape", "x=axb"],
+                ["--set-shape", "x=1x4,x=1x4"], ["--set-shape", "nope=1x4"], ["--set-shape", "x=1x5"],
+                ["--set-shape", "x=1x4", "--set-shape", "x=2x4"], ["--set-shape", "x=0x4"], ["--set-shape", "x=-1x4"],
+                ["--freeze", "x"], ["--freeze", "nope=1"], ["--freeze", "x=abc"], ["--freeze", "x=[1,2"],
+                ["--batch", "abc!"], ["--batch", "0"], ["--batch", "-1"], ["--batch", ""], ["--rtol", "abc"],
+                ["--atol", "-1"], ["--rtol", "inf"], ["--jobs", "0"], ["--jobs", "x"], ["--no-verify", "--inputs",
+                                                                                        f["npz_tiny"]],
+                ["--nope"], ["--set-shape"], ["--no-verify", "--no-verify"], ["--example"]]
+    for extra in settings:
+        c += [["optimize", t, "-o", o, *extra], ["optimize", t, "-o", o, "--json", *extra]]
+    c += [["optimize"], ["optimize", t], ["optimize", "-o", o], ["optimize", t, "-o", t],
+          ["optimize", t, "-o", f["existing"], "-q"], ["optimize", t, "-o", o, "-q", "--json"],
+          ["optimize", t, "-o", f["link"]], ["optimize", f["link"], "-o", t]]
+    # fix --for
+    for b in BACKENDS:
+        for m in models:
+            c += [["fix", m, "--for", b, "-o", o], ["fix", m, "--for", b, "-o", o, "--json"]]
+        for x in outs:
+            c += [["fix", f["good"], "--for", b, "-o", x]]
+        for n in npzs:
+            c += [["fix", t, "--for", b, "-o", o, "--inputs", n]]
+        c += [["fix", t, "--for", b, "-o", o], ["fix", t, "--for", b, "-o", o, "--json"],
+              ["fix", "--example", "--for", b, "-o", o], ["fix", "--example", "--for", b, "-o", o, "--json"],
+              ["fix", "--example", "--for", b, "-o", o, "--partial"], ["fix", t, "--for", b],
+              ["fix", t, "--for", b, "-o", o, "--set-shape", "x=axb"], ["fix", t, "--for", b, "-o", o, "--freeze", "x"],
+              ["fix", t, "--for", b, "-o", o, "--set-shape", "nope=1x4"],
+              ["fix", t, "--for", b, "-o", o, "--freeze", "nope=1"],
+              ["fix", t, "--for", b, "-o", o, "--no-verify", "--inputs", f["npz_tiny"]],
+              ["fix", t, "--for", b, "-o", o, "--legacy"], ["fix", t, "--for", b, "-o", t],
+              ["fix", t, "--example", "--for", b, "-o", o], ["fix", t, t, "--for", b, "-o", o]]
+    c += [["fix", t, "-o", o], ["fix", t, "--for", "nope", "-o", o], ["fix", t, "--for", "", "-o", o],
+          ["fix", t, "--for", "TensorRT", "-o", o], ["fix", t, "--for"], ["fix", "--for", "tensorrt", "-o", o],
+          ["fix", t, "--for", "tensorrt", "-o", o, "--rtol", "x"]]
+    # inspect --for
+    for b in BACKENDS:
+        for m in models:
+            c += [["inspect", m, "--for", b], ["inspect", m, "--for", b, "--json"]]
+        c += [["inspect", f["good"], "--for", b], ["inspect", f["good"], "--for", b, "--json"],
+              ["inspect", "--example", "--for", b, "--legacy"], ["inspect", t, "--for", b, "--no-check"],
+              ["inspect", f["good"], f["good"], "--for", b]]
+    c += [["inspect", f["good"], "--for", "nope"], ["inspect", f["good"], "--for"], ["inspect", f["good"], "--legacy"],
+          ["inspect", f["good"], "--for", "tensorrt", "--for", "openvino"]]
+    return c
+
+
+def many_cases(f: dict[str, str], out: str) -> list[tuple[list[str], set[str]]]:
+    """Several models at once (-o a folder, --jobs): each case with the file names the output
+    folder may hold afterwards (a model that fails is reported; the others are written)."""
+    t, t2, same = f["tiny"], f["tiny2"], f["tiny_same_name"]
+    d = os.path.join(out, "many")
+    both = {"many"}
+    c: list[tuple[list[str], set[str]]] = []
+    for cmd in (["optimize"], ["run", "-p", "eliminate-noops,cleanup"]):
+        for jobs in ("1", "2"):
+            c += [([*cmd, t, t2, "-o", d, "--jobs", jobs], both),
+                  ([*cmd, t, t2, "-o", d, "--jobs", jobs, "--json"], both),
+                  ([*cmd, t, f["empty"], f["text"], "-o", d, "--jobs", jobs], both),
+                  ([*cmd, t, f["truncated"], "-o", d, "--jobs", jobs, "--json"], both),
+                  ([*cmd, t, f["good"], "-o", d, "--jobs", jobs], both)]
+        c += [([*cmd, t, f["missing"], "-o", d], set()), ([*cmd, t, f["dir"], "-o", d], set()),
+              ([*cmd, t, t, "-o", d], set()), ([*cmd, t, same, "-o", d], set()),
+              ([*cmd, t, t2, "-o", f["good"]], set()), ([*cmd, t, t2, "-o", os.path.join(out, "no", "such")], set()),
+              ([*cmd, t, t2, "-o", ""], set()), ([*cmd, t, t2], set()),
+              ([*cmd, t, t2, "-o", d, "--inputs", f["npz_tiny"]], set()),
+              ([*cmd, t, t2, "-o", d, "--jobs", "0"], set()),
+              ([*cmd, t, t2, "-o", os.path.dirname(t)], set()),  # the inputs' own folder: refused
+              ([*cmd, t, t2, "-o", "/proc/many"], set()), ([*cmd, t, "/dev/zero", "-o", d], set())]
+    c += [(["optimize", t, t2, "-o", d, "--set-shape", "x=axb"], set()),
+          (["optimize", t, t2, "-o", d, "--set-shape", "nope=1x4"], both),
+          (["run", t, t2, "-o", d, "-p", "nope"], set()),
+          (["run", "--example", t, t2, "-o", d, "-p", "cleanup"], set())]
+    return c
+
+
 def _limit_memory() -> None:
     """At most 4 GiB of address space per case: a command that reads /dev/zero must not take the machine."""
     import resource
@@ -177,13 +302,15 @@ def _limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
 
-def run_case(args: list[str], out: str, guard: tuple[str, bytes], fifo: str) -> dict:
+def run_case(args: list[str], out: str, guard: tuple[str, bytes], fifo: str, allowed: set[str] | None = None) -> dict:
+    """One command line; ``allowed``: with several models, what the output folder may hold
+    afterwards even when the command failed, and stderr may then say one line per model."""
     for name in os.listdir(out):  # each case starts with an empty output folder
         p = os.path.join(out, name)
         shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
     try:
         r = subprocess.run([sys.executable, "-m", "graphsurgery", *args], capture_output=True, text=True,
-                           timeout=30, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
+                           timeout=120, stdin=subprocess.DEVNULL, preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         return {"args": args, "rc": None, "problems": ["timeout"], "err": ""}
     except ValueError as exc:  # e.g. NUL in an argument: the OS refuses it before graphsurgery runs
@@ -195,13 +322,16 @@ def run_case(args: list[str], out: str, guard: tuple[str, bytes], fifo: str) -> 
     if r.returncode not in (0, 1, 2, 3):
         problems.append(f"rc {r.returncode}")
     failed = r.returncode not in (0, 1)
-    if failed and len(err_lines) != 1:
+    if failed and allowed is None and len(err_lines) != 1:
         problems.append(f"{len(err_lines)} stderr lines")
+    if failed and allowed is not None and (not err_lines or any(
+            not x.startswith("graphsurgery: error: ") and " model(s) written to " not in x for x in err_lines)):
+        problems.append("stderr lines that are not one error each")
     if not stat.S_ISFIFO(os.lstat(fifo).st_mode):
         problems.append("replaced a fifo")
         os.unlink(fifo)
         os.mkfifo(fifo)
-    if failed and os.listdir(out):
+    if failed and set(os.listdir(out)) - (allowed or set()):
         problems.append(f"left {os.listdir(out)}")
     if failed and "--json" in args and '"error"' not in r.stdout:
         problems.append("no JSON error")
@@ -217,21 +347,24 @@ def main() -> int:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--show", action="store_true", help="print every bad case")
     ap.add_argument("--accepted", action="store_true", help="print every case that exited 0 or 1")
+    ap.add_argument("--newer", action="store_true", help="only optimize, fix --for, inspect --for and several models")
     a = ap.parse_args()
     root = tempfile.mkdtemp(prefix="gs-sweep-")
     try:
         f = fixtures(root)
         with open(f["good"], "rb") as fh:
             guard = (f["good"], fh.read())
-        all_cases = cases(f, "OUT")[: a.limit]
+        one = ([] if a.newer else cases(f, "OUT")) + newer_cases(f, "OUT")
+        all_cases = ([(c, None) for c in one] + many_cases(f, "OUT"))[: a.limit]
         outs = [os.path.join(root, f"out{i}") for i in range(a.jobs)]
         for d in outs:
             os.mkdir(d)
 
         def job(i_case):
-            i, case = i_case
+            i, (case, allowed) = i_case
             out = outs[i % a.jobs]
-            return run_case([x.replace("OUT", out) if x.startswith("OUT") else x for x in case], out, guard, f["fifo"])
+            return run_case([x.replace("OUT", out) if x.startswith("OUT") else x for x in case], out, guard, f["fifo"],
+                            allowed)
 
         # a case list split by worker, so that each worker owns one output folder
         results = []

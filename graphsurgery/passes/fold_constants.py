@@ -11,7 +11,7 @@ from ..core.graph import Graph
 from ..core.model import Model
 from ..errors import EditError
 from ..ops import DEFAULT_DOMAINS, if_branch_taken, is_nondeterministic
-from .base import Option, Pass, PassResult, parse_bool
+from .base import Option, Pass, PassResult, parse_bool, parse_list
 
 _STANDARD = DEFAULT_DOMAINS
 _MAX_ROUNDS = 8
@@ -44,6 +44,9 @@ class FoldConstants(Pass):
         "grow_bytes": Option(int, 0, "results up to this size are folded even when they grow the model"),
         "shapes": Option(parse_bool, True, "fold Shape/Size of tensors with a static shape"),
         "constant_nodes": Option(parse_bool, True, "turn Constant nodes into initializers"),
+        "compute_nothing_in": Option(parse_list, [], "branches (NODE.then_branch;NODE.else_branch) where only "
+                                                      "Constant nodes become initializers: a branch that cannot "
+                                                      "run for the shapes set keeps shapes that type-check"),
     }
 
     def apply(self, model: Model, result: PassResult) -> None:
@@ -63,7 +66,8 @@ class FoldConstants(Pass):
                 if not _is_dead(g):  # asked now: folding the enclosing graph may have fixed a condition
                     # a subgraph is asked again: folding its enclosing graph may have made more of it constant
                     may_fold = may[g] or (g.parent is not None and _may_fold(g, visible[g]))
-                    folded += self._fold_graph(model, g, types, result, visible[g], may_fold, skips)
+                    folded += self._fold_graph(model, g, types, result, visible[g], may_fold, skips,
+                                               _inside(g, self.opts["compute_nothing_in"]))
             skipped.update(dict.fromkeys(skips))
             if len(result.changes) == changes:
                 break
@@ -72,7 +76,7 @@ class FoldConstants(Pass):
         result.details["folded"] = folded
 
     def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, consts: _Constants, may_fold: bool,
-                    skips: list[str]) -> int:
+                    skips: list[str], constants_only: bool = False) -> int:
         # What a subgraph returns is left as it is: onnx gives no type to a subgraph output that
         # is an initializer of that subgraph (the checker then rejects the model), and a static
         # value there lets runtimes check, at load, readers of the enclosing node that only
@@ -92,7 +96,7 @@ class FoldConstants(Pass):
                     values[p.output[0]] = consts[p.output[0]]
                     doomed.append(node)
                 continue
-            outs = self._evaluate(g, node, consts, types, model, skips)
+            outs = None if constants_only else self._evaluate(g, node, consts, types, model, skips)
             if outs is None:
                 continue
             consts.update(outs)
@@ -101,7 +105,8 @@ class FoldConstants(Pass):
             values.update(outs)
             doomed.append(node)
         if not doomed:
-            self._reshape_targets(g, types, result)
+            if not constants_only:
+                self._reshape_targets(g, types, result)
             return 0
         gone = {id(n.proto) for n in doomed}  # a value only they read is not kept
         needed = {name: v for name, v in values.items()
@@ -118,7 +123,8 @@ class FoldConstants(Pass):
         for owner, names in unread.values():
             owner.remove_initializers(names)
         dropped = sum(len(names) for _, names in unread.values())
-        self._reshape_targets(g, types, result)
+        if not constants_only:
+            self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
         for node in doomed:
             if node.op_type != "Constant":
@@ -360,6 +366,15 @@ def _dims_of_shape_output(g: Graph, tensor: str, types) -> list | None:
     if dims is None:
         return None
     return dims[slice(p.attrs.get("start", 0), p.attrs.get("end", None))]
+
+
+def _inside(g: Graph, branches: list[str]) -> bool:
+    """Whether ``g`` is one of ``branches`` (``NODE.ATTRIBUTE``) or nested in one."""
+    while branches and g.parent is not None:
+        if f"{g.owner.name}.{g.attr_name}" in branches:
+            return True
+        g = g.parent
+    return False
 
 
 def _is_dead(g: Graph) -> bool:

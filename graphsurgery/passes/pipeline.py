@@ -95,6 +95,8 @@ class PipelineResult:
     results: list[PassResult] = field(default_factory=list)
     verification: list[tuple[str, list]] = field(default_factory=list)
     model: Any = None
+    #: what the checks could not tell (the input model does not load in onnxruntime, say)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -147,13 +149,22 @@ class Pipeline:
     :class:`graphsurgery.verify.InputMismatch`. When the input model does not run but a later
     one does (a pipeline that starts by repairing it), verification starts from the first model
     that runs and the report says so. Passes that change outputs on purpose
-    (``changes_outputs``) have their drift reported, not failed."""
+    (``changes_outputs``) have their drift reported, not failed.
+
+    ``check_load`` (default: with ``verify``): when the input model loads in onnxruntime with
+    its default optimizations, the result must too, else :class:`graphsurgery.verify.LoadFailure`
+    names the pass after which it stops loading (checked in a child process, see
+    :class:`graphsurgery.verify.LoadGuard`).
+
+    The model given is edited in place (a ``ModelProto`` too: the result is the same object);
+    pass ``model.copy()`` or a copy of the proto to keep the original."""
 
     def __init__(self, passes: Iterable[Pass], *, verify: bool = False, inputs: dict[str, np.ndarray] | None = None,
                  rtol: float = RTOL, atol: float = ATOL,
-                 progress: Callable[[int, int, str], None] | None = None):
+                 progress: Callable[[int, int, str], None] | None = None, check_load: bool | None = None):
         self.passes = list(passes)
         self.verify = verify
+        self.check_load = check_load
         self.inputs = inputs
         self.rtol, self.atol = rtol, atol
         self.progress = progress
@@ -170,19 +181,31 @@ class Pipeline:
     def run(self, model: Model | onnx.ModelProto) -> PipelineResult:
         wrapped = load(model) if isinstance(model, onnx.ModelProto) else model
         out = PipelineResult()
-        snapshots = [wrapped.to_bytes()] if self.verify else []
+        check_load = self.verify if self.check_load is None else self.check_load
+        snapshots = [wrapped.to_bytes()] if self.verify or check_load else []
+        guard = None
+        if check_load:
+            from ..verify import LoadGuard
+
+            guard = LoadGuard(snapshots[0], wrapped.base_dir)  # the input's check runs meanwhile
         total = len(self.passes) + (1 if self.verify else 0)
         for i, p in enumerate(self.passes):
             if self.progress:
                 self.progress(i, total, p.describe())
             res = p.run(wrapped)
             out.results.append(res)
-            if self.verify:
+            if snapshots:
                 snapshots.append(wrapped.to_bytes() if res.changed else snapshots[-1])
         if self.verify:
             if self.progress:
                 self.progress(len(self.passes), total, "verifying")
             out.verification = _Verifier(self, snapshots, out.results, wrapped.base_dir).run()
+        if guard is not None:
+            changed = [i for i, r in enumerate(out.results) if r.changed]
+            note = guard.check(snapshots[-1], [(self.passes[i].describe(), snapshots[i + 1]) for i in changed],
+                               indices=changed)
+            if note:
+                out.notes.append(note)
         if self.progress:
             self.progress(total, total, "done")
         out.model = wrapped.proto if isinstance(model, onnx.ModelProto) else wrapped
