@@ -81,27 +81,30 @@ def run_onnx_checker(data: bytes, base_dir: str | None, full: bool, text: bool =
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()
         return [f"onnx checker: {first[0] if first else exc}"]
-    except onnx.shape_inference.InferenceError as exc:
-        return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
     except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
-        first = str(exc).strip().splitlines()
-        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
+        return [_finding(exc)]
     return []
+
+
+def _finding(exc: Exception) -> str:
+    """What onnx's shape inference, or its C++ code in general, raised, as one line."""
+    import onnx
+
+    first = str(exc).strip().splitlines()
+    if isinstance(exc, onnx.shape_inference.InferenceError):
+        return f"onnx shape inference: {first[0] if first else exc}"
+    return f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"
 
 
 def _run_inference(data: bytes) -> list[str]:
     """The second half of onnx's full check: what ``check_model(full_check=True)`` runs after
     the checker, with the same options (types checked, strict, no data propagation)."""
-    import onnx
     from onnx.onnx_cpp2py_export import shape_inference as c_inference
 
     try:
         c_inference.infer_shapes(data, True, True, False)  # (the bytes, not a parsed copy, come back)
-    except onnx.shape_inference.InferenceError as exc:
-        return [f"onnx shape inference: {str(exc).strip().splitlines()[0]}"]
     except Exception as exc:  # noqa: BLE001 - onnx's C++ code raises whatever it meets; it is a finding
-        first = str(exc).strip().splitlines()
-        return [f"onnx checker failed on this model ({type(exc).__name__}: {first[0] if first else ''})"]
+        return [_finding(exc)]
     return []
 
 

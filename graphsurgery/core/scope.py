@@ -451,21 +451,24 @@ class Scope(Ranks):
 
     def _uses_here(self, name: str) -> list[Use]:
         out = self._direct_uses(name)
-        for n in self._capturing(name):
-            for g in flatten(n.subgraphs().values()):
-                if name in g._free_set():
-                    out.extend(g._uses_here(name))
+        for g in self._subgraphs_reading(name):
+            out.extend(g._uses_here(name))
         return out
 
     def _reader_nodes(self, name: str) -> list[Node]:
         """The nodes of :meth:`_uses_here`, without their input indices (no proto is read)."""
         self._ensure()
         out = readers_in(self._uses, name)
+        for g in self._subgraphs_reading(name):
+            out.extend(g._reader_nodes(name))
+        return out
+
+    def _subgraphs_reading(self, name: str):
+        """The subgraphs of this scope's nodes that read ``name`` from outside themselves."""
         for n in self._capturing(name):
             for g in flatten(n.subgraphs().values()):
                 if name in g._free_set():
-                    out.extend(g._reader_nodes(name))
-        return out
+                    yield g
 
     def _direct_uses(self, name: str) -> list[Use]:
         """``Use``s of ``name`` by the nodes of this scope itself (not of its subgraphs)."""
