@@ -163,6 +163,18 @@ class FixedPoint(Pass):
         return self.name
 
 
+def _shield(step: str, branch: str, light: bool) -> str:
+    """One pass of the chain with the shield of ``branch`` (see ``Optimizer._run_shielded``)."""
+    name, _, opts = step.partition("(")
+    if name == "fold-constants":
+        extra = f"keep_shape_operands_in={branch}" if light else f"compute_nothing_in={branch}"
+    elif name == "remove-if":
+        extra = f"keep_shape_operands_in={branch}" if light else "fold=false"
+    else:
+        return step
+    return f"{name}({opts[:-1]},{extra})" if opts else f"{name}({extra})"
+
+
 def _fingerprint(model: Model) -> bytes:
     """The graph as bytes: equal bytes, nothing changed (value_info aside, which cleanup and
     shape inference may refresh without changing what the model computes)."""
@@ -271,11 +283,14 @@ class Optimizer:
                               notes=list(out.notes))
 
     def _run_shielded(self, given: bytes, base_dir, before: Stats, chain: list[str], failure) -> OptimizeResult | None:
-        """The whole chain again, but computing nothing in one branch of an ``If`` of the main
-        graph (``fold-constants(compute_nothing_in=...)``, ``remove-if(fold=false)``): a branch
+        """The whole chain again, shielding one branch of an ``If`` of the main graph: a branch
         that cannot run for the shapes set (silero_vad's 8 kHz branch on 512 samples) no longer
-        type-checks once its shapes are folded, so onnxruntime refuses the whole model. The first
-        branch whose shielding gives a verified model wins; None when none does."""
+        type-checks once its shapes are folded, so onnxruntime refuses the whole model. First
+        the light shield: in that branch the shape operands (Pad's pads, Reshape's shape, ...)
+        and what they are computed from stay computed, so its shapes stay as unknown as given,
+        and everything else folds (``keep_shape_operands_in``); then the heavy one: nothing is
+        computed there (``compute_nothing_in``, ``remove-if(fold=false)``). The first branch and
+        shield giving a verified model win; None when none does."""
         from .errors import GraphSurgeryError
 
         main = load(given, base_dir=base_dir).graph
@@ -287,10 +302,8 @@ class Optimizer:
             for key, sub in sorted(node.subgraphs().items()):
                 named = any(n.name and n.name in text for g in [sub, *_nested(sub)] for n in g.nodes)
                 candidates.append((not named, f"{node.name}.{key}"))
-        for _, branch in sorted(candidates)[:4]:
-            shielded = [f"{p[:-1]},compute_nothing_in={branch})" if p.startswith("fold-constants(") else
-                        f"fold-constants(compute_nothing_in={branch})" if p == "fold-constants" else
-                        "remove-if(fold=false)" if p == "remove-if" else p for p in chain]
+        for branch, light in [(b, light) for _, b in sorted(candidates)[:4] for light in (True, False)]:
+            shielded = [_shield(p, branch, light) for p in chain]
             model = load(given, base_dir=base_dir)
             fixed = FixedPoint(shielded, self.max_rounds, self._round_progress)
             try:
@@ -306,7 +319,8 @@ class Optimizer:
                                   verified=bool(out.verification) and not any(
                                       d.name == "(not verified)" for _, rep in out.verification for d in rep),
                                   notes=[f"the whole chain failed verification ({_one_line(failure)}); run again "
-                                         f"computing nothing in {branch}, which cannot run for these shapes",
+                                         + (f"keeping the shape operands of {branch} computed" if light else
+                                            f"computing nothing in {branch}") + ", which cannot run for these shapes",
                                          *out.notes])
         return None
 

@@ -376,3 +376,35 @@ def test_reshape_glue_made_constant_leaves_no_dead_glue():
     assert not _unread_initializers(once) and len(once.SerializeToString()) <= before
     x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     assert_close(run_ort(once, {"x": x}), run_ort(proto, {"x": x}))
+
+
+def test_keep_shape_operands_in_a_branch_keeps_the_pads_and_what_computes_them():
+    """In the branch named, Pad's computed pads and everything they come from stay computed
+    (so the branch's shapes stay unknown); the rest of the branch still folds, and other
+    graphs fold as usual."""
+    def branch(name):
+        return helper.make_graph([
+            helper.make_node("ConstantOfShape", ["four"], [f"{name}_z"],
+                             value=numpy_helper.from_array(np.array([0], np.int64))),
+            helper.make_node("Identity", [f"{name}_z"], [f"{name}_pads"]),
+            helper.make_node("Pad", ["x", f"{name}_pads"], [f"{name}_p"]),
+            helper.make_node("Neg", ["four"], [f"{name}_n"]),
+            helper.make_node("Cast", [f"{name}_n"], [f"{name}_nf"], to=TensorProto.FLOAT),
+            helper.make_node("Add", [f"{name}_p", f"{name}_nf"], [f"{name}_out"]),
+        ], name, [], [helper.make_tensor_value_info(f"{name}_out", TensorProto.FLOAT, None)])
+    g = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], name="sel", then_branch=branch("a"), else_branch=branch("b"))], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4]),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.array([4], np.int64), "four")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    model = gs.load(m)
+    create("fold-constants", keep_shape_operands_in="sel.else_branch").run(model)
+    subs = {a.name: [n.op_type for n in a.g.node] for a in model.proto.graph.node[0].attribute}
+    assert subs["else_branch"] == ["ConstantOfShape", "Identity", "Pad", "Add"]  # Neg, Cast folded
+    assert subs["then_branch"] == ["Pad", "Add"]
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    for c in (True, False):
+        feeds = {"x": x, "c": np.array(c)}
+        assert_close(run_ort(model.proto, feeds), run_ort(m, feeds))

@@ -156,18 +156,49 @@ def test_a_pipeline_edits_what_it_is_given_in_place():
     assert Pipeline.from_text("freeze-inputs(mode=2),remove-if")(model) is model
 
 
-def test_optimize_computes_nothing_in_a_branch_that_cannot_run_for_the_shapes():
+def test_optimize_keeps_the_shape_operands_of_a_branch_that_cannot_run_for_the_shapes():
     """The model given (shapes fixed) loads only with onnxruntime's optimizer off, as
     silero_vad's does with sr left an input: folding the odd branch's shapes makes it fail to
-    load at all, so optimize runs again, computing nothing there; the result loads, is
-    verified, and the usual branch is optimised."""
+    load at all, so optimize runs again, keeping that branch's shape operands (the computed
+    pads) computed; the result loads, is verified, and the usual branch is optimised."""
     proto = Pipeline.from_text("set-shape(x=2x4)")(branchy_model())
     r = Optimizer().run(proto)
-    assert r.verified and not r.left_out and "computing nothing in by_mode.else_branch" in r.notes[0]
+    assert r.verified and not r.left_out and "keeping the shape operands of by_mode.else_branch" in r.notes[0]
     assert r.model is proto and runner.EXACT.load_error(proto) is None
     odd = next(a.g for a in proto.graph.node[-1].attribute if a.name == "else_branch")
     assert [n.op_type for n in odd.node][:2] == ["ConstantOfShape", "Pad"]  # left as it was
     assert r.after.ops.get("Identity", 0) == r.before.ops["Identity"] - 1
+
+
+def test_optimize_computes_nothing_in_the_branch_when_keeping_shape_operands_is_not_enough():
+    """The odd branch's unknown shape comes from a Slice whose start is computed, not from a
+    shape operand: keeping shape operands computed is not enough (the result does not load), so
+    optimize computes nothing there."""
+    m = branchy_model()
+    odd = next(a.g for a in m.graph.node[-1].attribute if a.name == "else_branch")
+    odd.node[0].input[:] = ["ax1"]  # starts: [0], computed
+    odd.node[0].output[:] = ["start"]
+    odd.node[1].CopyFrom(h.make_node("Slice", ["x", "start", "ten", "ax1"], ["xp"]))  # all of axis 1
+    m.graph.initializer.append(nh.from_array(np.array([10], np.int64), "ten"))
+    proto = Pipeline.from_text("set-shape(x=2x4)")(m)
+    assert runner.EXACT.load_error(proto) is None
+    r = Optimizer().run(proto)
+    assert r.verified and "computing nothing in by_mode.else_branch" in r.notes[0]
+    assert runner.EXACT.load_error(proto) is None
+
+
+def test_silero_with_sr_left_an_input_is_optimised_in_its_8k_branch_too():
+    """silero_vad, sr left an input, input fixed to 512 samples: the 8 kHz branch keeps its
+    computed padding (so its shapes stay unknown and it type-checks), and the rest of it folds:
+    at most the 116 nodes of onnxscript's optimizer, verified, and the branch still pads."""
+    proto = Pipeline.from_text(FIX_SHAPES)(onnx.load(str(SILERO)))
+    r = Optimizer().run(proto)
+    assert r.verified and "keeping the shape operands of If_0.else_branch" in r.notes[0]
+    assert r.after.nodes <= 116, r.after.nodes
+    assert runner.EXACT.load_error(proto) is None
+    odd = next(a.g for a in proto.graph.node[-1].attribute if a.name == "else_branch")
+    ops = [n.op_type for n in odd.node]
+    assert "ConstantOfShape" in ops and "Pad" in ops and "Transpose" in ops  # the padding, still computed
 
 
 def test_several_models_that_all_fail_leave_no_folder_behind(tmp_path, capsys):

@@ -35,6 +35,11 @@ class FoldConstants(Pass):
     weight that a Gather still reads stays a Transpose, and Tile/Expand/ConstantOfShape of
     small constants stay unless what reads them folds too. Independently, no single result
     above ``max_bytes`` that is larger than its inputs is computed. Every refusal is reported.
+
+    In the branches ``keep_shape_operands_in`` names, values read as shape operands (Pad's
+    pads, Reshape's shape, ...) and what they are computed from stay computed, so the branch's
+    shapes stay as unknown as in the model given (``optimize`` uses it for a branch that cannot
+    run for the shapes set, which would no longer type-check); everything else there folds.
     The pass runs to a fixed point: a second run changes nothing.
     """
 
@@ -47,6 +52,9 @@ class FoldConstants(Pass):
         "compute_nothing_in": Option(parse_list, [], "branches (NODE.then_branch;NODE.else_branch) where only "
                                                       "Constant nodes become initializers: a branch that cannot "
                                                       "run for the shapes set keeps shapes that type-check"),
+        "keep_shape_operands_in": Option(parse_list, [], "branches where the values read as shape operands (Pad's "
+                                                          "pads, Reshape's shape, ...) and what they are computed "
+                                                          "from stay computed: shapes stay as unknown as given"),
     }
 
     def apply(self, model: Model, result: PassResult) -> None:
@@ -67,7 +75,8 @@ class FoldConstants(Pass):
                     # a subgraph is asked again: folding its enclosing graph may have made more of it constant
                     may_fold = may[g] or (g.parent is not None and _may_fold(g, visible[g]))
                     folded += self._fold_graph(model, g, types, result, visible[g], may_fold, skips,
-                                               _inside(g, self.opts["compute_nothing_in"]))
+                                               _inside(g, self.opts["compute_nothing_in"]),
+                                               _inside(g, self.opts["keep_shape_operands_in"]))
             skipped.update(dict.fromkeys(skips))
             if len(result.changes) == changes:
                 break
@@ -76,12 +85,14 @@ class FoldConstants(Pass):
         result.details["folded"] = folded
 
     def _fold_graph(self, model: Model, g: Graph, types, result: PassResult, consts: _Constants, may_fold: bool,
-                    skips: list[str], constants_only: bool = False) -> int:
+                    skips: list[str], constants_only: bool = False, keep_shape_operands: bool = False) -> int:
         # What a subgraph returns is left as it is: onnx gives no type to a subgraph output that
         # is an initializer of that subgraph (the checker then rejects the model), and a static
         # value there lets runtimes check, at load, readers of the enclosing node that only
         # ever saw an unknown shape (onnxruntime then refuses models that ran before).
         returned = set(g.output_names) if g.parent is not None else set()
+        # shape operands kept computed (Constant nodes aside): their readers' shapes stay unknown
+        kept = shape_operands(g) if keep_shape_operands else set()
         values: dict[str, np.ndarray] = {}
         doomed = []
         folded: list[tuple] = []  # (node, its outputs' values), in order
@@ -96,6 +107,8 @@ class FoldConstants(Pass):
                     values[p.output[0]] = consts[p.output[0]]
                     doomed.append(node)
                 continue
+            if kept.intersection(p.output):
+                continue  # see above
             outs = None if constants_only else self._evaluate(g, node, consts, types, model, skips)
             if outs is None:
                 continue
@@ -105,7 +118,7 @@ class FoldConstants(Pass):
             values.update(outs)
             doomed.append(node)
         if not doomed:
-            if not constants_only:
+            if not (constants_only or keep_shape_operands):
                 self._reshape_targets(g, types, result)
             return 0
         gone = {id(n.proto) for n in doomed}  # a value only they read is not kept
@@ -123,7 +136,7 @@ class FoldConstants(Pass):
         for owner, names in unread.values():
             owner.remove_initializers(names)
         dropped = sum(len(names) for _, names in unread.values())
-        if not constants_only:
+        if not (constants_only or keep_shape_operands):
             self._reshape_targets(g, types, result)
         consts_moved = sum(1 for n in doomed if n.op_type == "Constant")
         for node in doomed:
@@ -366,6 +379,28 @@ def _dims_of_shape_output(g: Graph, tensor: str, types) -> list | None:
     if dims is None:
         return None
     return dims[slice(p.attrs.get("start", 0), p.attrs.get("end", None))]
+
+
+#: inputs that set the shape of an operator's result, by operator
+SHAPE_OPERANDS = {"Pad": (1,), "Reshape": (1,), "Expand": (1,), "Tile": (1,), "ConstantOfShape": (0,),
+                  "Resize": (2, 3), "Upsample": (1,)}
+
+
+def shape_operands(g: Graph) -> set[str]:
+    """Names read by ``g``'s nodes as operands that set a result's shape (:data:`SHAPE_OPERANDS`),
+    and every value of ``g`` they are computed from."""
+    out: set[str] = set()
+    todo = [node.inputs[i] for node in g.nodes if node.domain in _STANDARD
+            for i in SHAPE_OPERANDS.get(node.op_type, ()) if i < len(node.inputs) and node.inputs[i]]
+    while todo:
+        name = todo.pop()
+        if name in out:
+            continue
+        out.add(name)
+        producer = g.producer(name)
+        if producer is not None and producer.op_type not in ("Shape", "Size"):  # their input's values do not count
+            todo.extend(x for x in producer.inputs if x)
+    return out
 
 
 def _inside(g: Graph, branches: list[str]) -> bool:

@@ -10,7 +10,7 @@ from onnx import helper
 from ..core.graph import Graph, Node
 from ..core.model import Model
 from ..ops import if_branch_taken, is_default_domain, subgraph_protos
-from .base import Option, Pass, PassError, PassResult, parse_bool
+from .base import Option, Pass, PassError, PassResult, parse_bool, parse_list
 from .fold_constants import FoldConstants
 
 
@@ -23,10 +23,13 @@ class RemoveIf(Pass):
     branch that returns an outer value or its own initializer gets an Identity). With
     ``fold`` (the default) constants are folded between rounds, so conditions computed from
     static shapes (``Shape → Gather → Equal``) resolve too.
+    ``keep_shape_operands_in`` is passed to that folding (see ``fold-constants``).
     """
 
     name = "remove-if"
-    options = {"fold": Option(parse_bool, True, "fold constants between rounds so more conditions resolve")}
+    options = {"fold": Option(parse_bool, True, "fold constants between rounds so more conditions resolve"),
+               "keep_shape_operands_in": Option(parse_list, [], "branches where the folding between rounds leaves "
+                                                                "shape operands computed (see fold-constants)")}
 
     def apply(self, model: Model, result: PassResult) -> None:
         kept: list[dict[str, str]] = []
@@ -58,7 +61,9 @@ class RemoveIf(Pass):
             if not self.opts["fold"] or not model.find_nodes("If"):
                 break
             below.clear()
-            folding = FoldConstants(constant_nodes=False).run(model)  # fold only what conditions may need
+            # fold only what conditions may need
+            folding = FoldConstants(constant_nodes=False,
+                                    keep_shape_operands_in=self.opts["keep_shape_operands_in"]).run(model)
             if not folding.changed:
                 break
             result.note(f"folded {folding.details.get('folded', 0)} constant node(s) to resolve conditions")
