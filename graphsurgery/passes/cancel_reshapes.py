@@ -98,7 +98,7 @@ class CancelReshapes(Pass):
     name = "cancel-reshapes"
 
     def apply(self, model: Model, result: PassResult) -> None:
-        types = shapes.infer(model)
+        types = shapes.LazyTypes(model)  # inferred when a Reshape is met, not before
         done = 0
         for g in list(model.graphs()):
             if g.is_function:

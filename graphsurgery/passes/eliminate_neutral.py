@@ -28,7 +28,7 @@ def _all(value):
     return lambda v: v.size > 0 and v.dtype != object and bool(np.all(v == value))
 
 
-def rules(types: shapes.Types) -> list[Rule]:
+def rules(types: shapes.Types | shapes.LazyTypes) -> list[Rule]:
     def keeps_shape(m, g):
         t = types.get(g, m["x"])
         dims = shapes.dims(t)
@@ -92,7 +92,7 @@ class EliminateNeutral(RulePass):
     count_key = "removed"
 
     def rules(self, model: Model) -> list[Rule]:
-        return rules(shapes.infer(model))
+        return rules(shapes.LazyTypes(model))
 
     def change_line(self, site) -> str:
         return f"{site.rule}: removed {site.node!r}"

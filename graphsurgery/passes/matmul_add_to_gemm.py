@@ -14,7 +14,7 @@ from .base import RulePass
 _FLOAT_TYPES = (1, 11)  # FLOAT, DOUBLE
 
 
-def rule(types: shapes.Types, opset: int) -> Rule:
+def rule(types: shapes.Types | shapes.LazyTypes, opset: int) -> Rule:
     def check(m, g):
         if opset < 7:
             return f"the model imports opset {opset}; Gemm broadcasts its bias from opset 7"
@@ -61,7 +61,7 @@ class MatMulAddToGemm(RulePass):
 
     def rules(self, model: Model) -> list[Rule]:
         opset = model.opset("") or 0
-        return [rule(shapes.infer(model), opset)]
+        return [rule(shapes.LazyTypes(model), opset)]
 
     def change_line(self, site) -> str:
         return f"{site.node!r} and the MatMul before it are now one Gemm"

@@ -11,7 +11,7 @@ from ..rewrite import Const, Op, Rule, const_init
 from .base import RulePass
 
 
-def rule(types: shapes.Types) -> Rule:
+def rule(types: shapes.Types | shapes.LazyTypes) -> Rule:
     def check(m, g):
         target = [int(v) for v in m["shape"].reshape(-1)]
         if m.root.attrs.get("allowzero", 0) or 0 not in target:
@@ -55,7 +55,7 @@ class MergeReshapes(RulePass):
     count_key = "merged"
 
     def rules(self, model: Model) -> list[Rule]:
-        return [rule(shapes.infer(model))]
+        return [rule(shapes.LazyTypes(model))]
 
     def change_line(self, site) -> str:
         return f"{site.node!r} now reshapes the input of the Reshape before it"

@@ -38,7 +38,7 @@ def _parts(m, g, suffix: str, rank: int | None):
     return [np.asarray(v, np.int64) for v in (starts, ends, axes, steps)]
 
 
-def rule(types: shapes.Types) -> Rule:
+def rule(types: shapes.Types | shapes.LazyTypes) -> Rule:
     def check(m, g):
         rank = shapes.rank(types.get(g, m["x"]))
         inner, outer = _parts(m, g, "1", rank), _parts(m, g, "2", rank)
@@ -76,7 +76,7 @@ class MergeSlices(RulePass):
     count_key = "merged"
 
     def rules(self, model: Model) -> list[Rule]:
-        return [rule(shapes.infer(model))]
+        return [rule(shapes.LazyTypes(model))]
 
     def change_line(self, site) -> str:
         return f"{site.node!r} merged with the Slice before it"
