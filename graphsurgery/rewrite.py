@@ -315,6 +315,17 @@ def _apply(g: Graph, m: Match, replacement) -> bool:
     return True
 
 
+def optional_const(g, node, i: int):
+    """The value of ``node``'s optional input ``i``: None when omitted, the reason when it is
+    not a constant."""
+    if len(node.inputs) <= i or not node.inputs[i]:
+        return None
+    t = g.tensor(node.inputs[i])
+    if not t.is_constant:
+        return f"its input {i} ({node.inputs[i]!r}) is computed, not a constant"
+    return np.asarray(t.numpy())
+
+
 def const_init(g: Graph, base: str, value: np.ndarray) -> onnx.TensorProto:
     """A new initializer proto with a fresh name, for replacements."""
     from . import tensors

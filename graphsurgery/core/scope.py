@@ -148,6 +148,7 @@ class Scope(Ranks):
             nodes[id(p)] = node
             for name in p.input:
                 if name:
+                    # add_reader, written out: this line runs once per input of every node
                     cur = uses.get(name)
                     if cur is None:
                         uses[name] = node

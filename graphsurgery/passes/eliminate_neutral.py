@@ -6,22 +6,11 @@ import numpy as np
 
 from .. import shapes
 from ..core.model import Model
-from ..rewrite import ANY, Alias, Const, Op, Rule
+from ..rewrite import ANY, Alias, Const, Op, Rule, optional_const
 from .base import RulePass
 
 # an end at least this large takes a whole axis whatever its size (exporters write 2**31 - 1, 2**63 - 1)
 _UNBOUNDED = 2**31 - 1
-
-
-def optional_const(g, node, i: int):
-    """The value of ``node``'s optional input ``i``: None when omitted, the reason when it is
-    not a constant."""
-    if len(node.inputs) <= i or not node.inputs[i]:
-        return None
-    t = g.tensor(node.inputs[i])
-    if not t.is_constant:
-        return f"its input {i} ({node.inputs[i]!r}) is computed, not a constant"
-    return np.asarray(t.numpy())
 
 
 def _all(value):

@@ -7,23 +7,14 @@ from onnx import helper
 
 from .. import shapes
 from ..core.model import Model
-from ..rewrite import ANY, Const, Op, Rule, const_init
+from ..rewrite import ANY, Const, Op, Rule, const_init, optional_const
 from .base import RulePass
-
-
-def _optional(g, node, i: int):
-    if len(node.inputs) <= i or not node.inputs[i]:
-        return None
-    t = g.tensor(node.inputs[i])
-    if not t.is_constant:
-        return f"its input {i} ({node.inputs[i]!r}) is computed, not a constant"
-    return np.asarray(t.numpy())
 
 
 def _parts(m, g, suffix: str, rank: int | None):
     node = m.nodes["inner"] if suffix == "1" else m.root
     starts, ends = m[f"s{suffix}"].reshape(-1), m[f"e{suffix}"].reshape(-1)
-    axes, steps = _optional(g, node, 3), _optional(g, node, 4)
+    axes, steps = optional_const(g, node, 3), optional_const(g, node, 4)
     for v in (axes, steps):
         if isinstance(v, str):
             return v
