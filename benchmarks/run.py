@@ -261,11 +261,17 @@ class Bench:
         src = generate.cnn_path(self.models, blocks)
         exe = os.path.join(os.path.dirname(sys.executable), "graphsurgery")
         case = f"cnn {_nodes(src)}"
-        for tool, cmd in (("raw", [sys.executable, "-c", RAW_CLI, src]),
-                          ("graphsurgery", [exe, "run", src, "-p", CLI_PASS, "-o"])):
-            row = {"section": "cli", "case": case, "tool": tool, "loadavg_before": _loadavg()}
-            runs = []
-            for _ in range(self.args.runs):
+        tools = (("raw", [sys.executable, "-c", RAW_CLI, src]),
+                 ("graphsurgery", [exe, "run", src, "-p", CLI_PASS, "-o"]))
+        rows = {tool: {"section": "cli", "case": case, "tool": tool, "loadavg_before": _loadavg()}
+                for tool, _ in tools}
+        runs: dict[str, list] = {tool: [] for tool, _ in tools}
+        # the tools take turns, run after run, so a change in the machine's load falls on both alike
+        for _ in range(self.args.runs):
+            for tool, cmd in tools:
+                row = rows[tool]
+                if "error" in row:
+                    continue
                 d = tempfile.mkdtemp(dir=self.scratch)
                 try:
                     t0 = time.perf_counter()
@@ -278,13 +284,15 @@ class Bench:
                     p.stderr.close()
                     if p.returncode:
                         row["error"] = (err.strip().splitlines() or ["?"])[-1]
-                        break
-                    runs.append({"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024})
+                        continue
+                    runs[tool].append({"seconds": seconds, "peak_mib": usage.ru_maxrss / 1024})
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
-            if runs:
-                row.update(runs=runs, seconds=statistics.median(x["seconds"] for x in runs),
-                           peak_mib=statistics.median(x["peak_mib"] for x in runs))
+        for tool, _ in tools:
+            row = rows[tool]
+            if runs[tool] and "error" not in row:
+                row.update(runs=runs[tool], seconds=statistics.median(x["seconds"] for x in runs[tool]),
+                           peak_mib=statistics.median(x["peak_mib"] for x in runs[tool]))
             row["loadavg_after"] = _loadavg()
             self.results.append(row)
             self.log(f"cli         {case:28} {tool:18} {self._time(row):>10} {self._mem(row):>8}")
