@@ -395,6 +395,8 @@ def _show_args(sh: argparse.ArgumentParser) -> None:
 
 
 def _fix_args(fx: argparse.ArgumentParser) -> None:
+    from .tolerances import ATOL, RTOL
+
     fx.add_argument("model", nargs="?", help="path of an .onnx file")
     fx.add_argument("--example", action="store_true", help="use the bundled example model")
     fx.add_argument("--for", dest="backend", required=True, choices=_backends())
@@ -407,8 +409,8 @@ def _fix_args(fx: argparse.ArgumentParser) -> None:
                     help="write the result even when errors remain (listed; exit code 1)")
     fx.add_argument("--no-verify", action="store_true", help="skip running onnxruntime before and after")
     fx.add_argument("--inputs", help="inputs for verification, as a .npz file")
-    fx.add_argument("--rtol", type=tolerance, default=1e-5)
-    fx.add_argument("--atol", type=tolerance, default=1e-6)
+    fx.add_argument("--rtol", type=tolerance, default=RTOL)
+    fx.add_argument("--atol", type=tolerance, default=ATOL)
     fx.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
     fx.add_argument("--json", action="store_true", help="machine-readable report")
     fx.add_argument("-q", "--quiet", action="store_true")

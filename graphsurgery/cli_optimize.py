@@ -180,6 +180,8 @@ def _one_model(args: argparse.Namespace, command, src: str, dst: str) -> tuple[s
 
 def add_arguments(opt: argparse.ArgumentParser) -> None:
     """The options of ``optimize`` (the command line lists the command itself)."""
+    from .tolerances import ATOL, RTOL
+
     opt.add_argument("model", nargs="+", help="path of an .onnx file (several: -o names a folder)")
     opt.add_argument("-o", "--output", help="where to write the result (a folder for several models)")
     opt.add_argument("--set-shape", action="append", metavar="NAME=DIMS",
@@ -189,8 +191,8 @@ def add_arguments(opt: argparse.ArgumentParser) -> None:
     opt.add_argument("--batch", help="set the batch to a number or a name (set-batch)")
     opt.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison with the input")
     opt.add_argument("--inputs", help="inputs for the verification, as a .npz file (default: generated)")
-    opt.add_argument("--rtol", type=tolerance, default=1e-5)
-    opt.add_argument("--atol", type=tolerance, default=1e-6)
+    opt.add_argument("--rtol", type=tolerance, default=RTOL)
+    opt.add_argument("--atol", type=tolerance, default=ATOL)
     opt.add_argument("--jobs", type=positive, default=1, help="models processed at once, in worker processes")
     opt.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
     opt.add_argument("--json", action="store_true", help="machine-readable report")
