@@ -20,7 +20,6 @@ import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from . import display
 from .errors import (
     BackendError,
     EditError,
@@ -47,7 +46,28 @@ if TYPE_CHECKING:
     from .optimize import optimize
     from .session import Session
 
-display.register()  # (display imports nothing heavy: the core's objects draw through it when shown)
+# what graphsurgery.display draws, through the core's hooks
+_DISPLAYED = ("model", "graph", "node", "neighbourhood", "result")
+
+
+def _register_display() -> None:
+    """The core's objects draw through :mod:`graphsurgery.display` (``_repr_html_``,
+    ``Graph.neighbourhood``); it is imported the first time one is drawn, not by every command."""
+    from .core import hooks
+
+    def first(kind):
+        def render(*args):
+            from . import display
+
+            display.register()  # its renderers replace these stand-ins
+            return hooks.render(kind, *args)
+        return render
+
+    for kind in _DISPLAYED:
+        hooks.register_renderer(kind, first(kind))
+
+
+_register_display()
 
 
 def _register_interop() -> None:

@@ -8,23 +8,23 @@ import json
 import os
 import sys
 
-from .cli import (
-    UsageError,
-    _check_output,
-    _Failure,
-    _format_run,
-    _jsonable,
-    _load,
-    _positive,
-    _read_npz,
-    _save,
-    _tolerance,
+from .cli_common import (
+    check_output,
+    format_run,
+    jsonable,
+    load,
+    positive,
+    read_npz,
+    save,
+    tolerance,
+    verification_failed,
 )
+from .errors import UsageError
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    from .errors import VerificationError
     from .optimize import Optimizer
-    from .verify import VerificationError
 
     if len(args.model) > 1:
         _settings(args)  # wrong settings are one error, not one per model
@@ -35,10 +35,10 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     if args.inputs and args.no_verify:
         raise UsageError("--inputs gives the inputs verification runs the model on; drop --no-verify")
     optimizer = Optimizer(**_settings(args), verify=not args.no_verify, rtol=args.rtol, atol=args.atol)
-    _check_output(args.output, "-o", [src], overwrite=args.overwrite)
-    model = _load(src)
+    check_output(args.output, "-o", [src], overwrite=args.overwrite)
+    model = load(src)
     if args.inputs:
-        optimizer.inputs = _read_npz(args.inputs, "--inputs")
+        optimizer.inputs = read_npz(args.inputs, "--inputs")
     from .progress import Bar
 
     with Bar("optimizing", enabled=not args.quiet and not args.json) as bar:
@@ -47,21 +47,20 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             result = optimizer.run(model)
         except VerificationError as exc:
             bar.close()
-            report = [vars(d) for d in getattr(exc, "report", None) or []]
-            raise _Failure(str(exc), 3, report=report) from exc
+            raise verification_failed(exc) from exc
     for line in result.notes:
         print(f"graphsurgery: note: {_short(line)}", file=sys.stderr)
     for line in result.left_out:
         print(f"graphsurgery: note: left out {_short(line)}", file=sys.stderr)
     with Bar("saving", enabled=not args.quiet and not args.json) as bar:
-        _save(result.model, args.output, overwrite=args.overwrite, progress=bar.update)
+        save(result.model, args.output, overwrite=args.overwrite, progress=bar.update)
     if args.json:
         print(json.dumps({"output": args.output, "rounds": result.rounds, "verified": result.verified,
                           "left_out": result.left_out, "notes": result.notes,
                           "before": vars(result.before), "after": vars(result.after),
                           "passes": [{"name": r.name, "changes": len(r.changes), "skipped": r.skipped}
                                      for r in result.results if r.changed or r.skipped],
-                          "verification": [{"after": name, "outputs": [_jsonable(vars(d)) for d in rep]}
+                          "verification": [{"after": name, "outputs": [jsonable(vars(d)) for d in rep]}
                                            for name, rep in result.verification]}, indent=2))
         return 0
     for name, report in result.verification:
@@ -81,7 +80,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         else:
             print(f"not verified (see the notes above); {result.rounds} round(s)")
         if args.verbose:
-            print(_format_run([r for r in result.results if r.changed or r.skipped], [], verbose=True))
+            print(format_run([r for r in result.results if r.changed or r.skipped], [], verbose=True))
         print(f"wrote {args.output}")
     return 0
 
@@ -179,10 +178,10 @@ def _one_model(args: argparse.Namespace, command, src: str, dst: str) -> tuple[s
     return out.getvalue(), err.getvalue()
 
 
-def add_parser(sub, common) -> None:
-    opt = sub.add_parser("optimize", parents=[common],
-                         help="the safe optimisation chain to a fixed point, verified: a smaller model that "
-                              "computes the same")
+def add_arguments(opt: argparse.ArgumentParser) -> None:
+    """The options of ``optimize`` (the command line lists the command itself)."""
+    from .tolerances import ATOL, RTOL
+
     opt.add_argument("model", nargs="+", help="path of an .onnx file (several: -o names a folder)")
     opt.add_argument("-o", "--output", help="where to write the result (a folder for several models)")
     opt.add_argument("--set-shape", action="append", metavar="NAME=DIMS",
@@ -192,9 +191,9 @@ def add_parser(sub, common) -> None:
     opt.add_argument("--batch", help="set the batch to a number or a name (set-batch)")
     opt.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison with the input")
     opt.add_argument("--inputs", help="inputs for the verification, as a .npz file (default: generated)")
-    opt.add_argument("--rtol", type=_tolerance, default=1e-5)
-    opt.add_argument("--atol", type=_tolerance, default=1e-6)
-    opt.add_argument("--jobs", type=_positive, default=1, help="models processed at once, in worker processes")
+    opt.add_argument("--rtol", type=tolerance, default=RTOL)
+    opt.add_argument("--atol", type=tolerance, default=ATOL)
+    opt.add_argument("--jobs", type=positive, default=1, help="models processed at once, in worker processes")
     opt.add_argument("--overwrite", action="store_true", help="allow OUT to be the input file")
     opt.add_argument("--json", action="store_true", help="machine-readable report")
     opt.add_argument("-q", "--quiet", action="store_true")

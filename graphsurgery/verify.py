@@ -15,6 +15,11 @@ from .errors import RuntimeFailure as RuntimeFailure
 from .errors import VerificationError as VerificationError
 from .ops import is_default_domain, subgraph_protos
 
+# the tolerances (how they apply: graphsurgery.tolerances), importable from here as before
+from .tolerances import ACROSS_BACKENDS_ATOL as ACROSS_BACKENDS_ATOL
+from .tolerances import ACROSS_BACKENDS_RTOL as ACROSS_BACKENDS_RTOL
+from .tolerances import ATOL, RTOL
+
 
 @dataclass
 class OutputDiff:
@@ -281,17 +286,6 @@ def run(model: onnx.ModelProto | bytes, feeds: dict[str, np.ndarray], *, optimiz
 
     return Runner(optimize=optimize, prepack=prepack, threads=threads).run(model, feeds, base_dir=base_dir)
 
-
-# Tolerances, in one place. An element is within tolerance when
-#     |actual - expected| <= atol + rtol * scale + noise
-# where ``scale`` is the output's largest finite magnitude in the expected values: relative to
-# the output's scale, not to each element, since kernels (and batched against single runs)
-# legitimately round near-zero elements differently in relative terms; ``noise`` is the
-# reference's own measured disagreement with itself, so a change is not blamed for it.
-#: the same computation on the same runner (--verify, repair sessions, convert-opset's check)
-RTOL, ATOL = 1e-5, 1e-6
-#: different backends or optimizer settings (``graphsurgery debug``, :func:`graphsurgery.debug.compare`)
-ACROSS_BACKENDS_RTOL, ACROSS_BACKENDS_ATOL = 1e-4, 1e-5
 
 Tolerance = float | Mapping[str, float]  # one value, or per output name (missing names: the default)
 

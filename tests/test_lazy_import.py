@@ -77,3 +77,139 @@ def _tiny():
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+# what the run command never needs: the backends' support data and lint, the notebook displays,
+# the comparator and onnxruntime (no --verify), the other commands' modules
+_NOT_FOR_RUN = ("graphsurgery.backends", "graphsurgery.lint", "graphsurgery.summary", "graphsurgery.display",
+                "graphsurgery.verify", "graphsurgery.runner", "graphsurgery.cli_optimize", "graphsurgery.cli_fix",
+                "graphsurgery.fix", "graphsurgery.optimize", "html", "onnxruntime", "onnx.reference", "networkx")
+
+
+def test_the_run_command_imports_only_what_it_uses(tmp_path):
+    src, out = tmp_path / "m.onnx", tmp_path / "out.onnx"
+    src.write_bytes(_tiny_instancenorm().SerializeToString())
+    code = ("import sys\nfrom graphsurgery.cli import main\n"
+            f"rc = main(['run', {str(src)!r}, '-p', 'instancenorm-epsilon(epsilon=0.001)', '-o', {str(out)!r}, '-q'])\n"
+            f"print(rc, sorted(m for m in sys.modules if m in {_NOT_FOR_RUN!r} or m.startswith('graphsurgery.backends')))")
+    assert _fresh(code).split(None, 1) == ["0", "[]\n"]
+    assert out.exists()
+
+
+def test_each_command_parses_as_with_every_command_built():
+    # the parser gives a command its options only when that command runs: each command's help,
+    # and the list of commands, are what the parser with every command built shows
+    from graphsurgery import cli
+
+    def helps(parser):
+        sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001 - argparse's own
+        return {name: p.format_help() for name, p in sub.choices.items()}
+
+    full = helps(cli.build_parser())
+    assert list(full) == list(cli.COMMANDS)
+    for name in cli.COMMANDS:
+        one = cli.build_parser(name)
+        assert helps(one)[name] == full[name], name
+        assert one.format_help() == cli.build_parser().format_help()
+    args = cli.build_parser("run").parse_args(["run", "m.onnx", "-p", "cleanup", "-o", "o.onnx"])
+    assert args.func is cli._cmd_run and args.rtol == 1e-5 and args.model == ["m.onnx"]  # noqa: SLF001
+    assert cli.build_parser("debug").parse_args(["debug", "m.onnx", "--arrays", "a.npz"]).rtol == 1e-4
+
+
+def test_the_displays_are_imported_when_first_drawn():
+    out = _fresh("import sys, graphsurgery as gs\n"
+                 "from onnx import TensorProto, helper\n"
+                 "g = helper.make_graph([helper.make_node('Relu', ['x'], ['y'], name='r')], 'g',"
+                 " [helper.make_tensor_value_info('x', TensorProto.FLOAT, [1])],"
+                 " [helper.make_tensor_value_info('y', TensorProto.FLOAT, [1])])\n"
+                 "m = gs.load(helper.make_model(g, opset_imports=[helper.make_opsetid('', 17)]))\n"
+                 "before = 'graphsurgery.display' in sys.modules\n"
+                 "html = m._repr_html_(), m.graph._repr_html_(), m.graph.nodes[0]._repr_html_()\n"
+                 "print(before, 'graphsurgery.display' in sys.modules, all('<' in h for h in html))")
+    assert out.split() == ["False", "True", "True"]
+    # every kind the display draws has its stand-in, so no drawing asks before it is imported
+    from graphsurgery import display
+    from graphsurgery.core import hooks
+
+    kinds = []
+    original = hooks.register_renderer
+    hooks.register_renderer = lambda kind, fn: kinds.append(kind)
+    try:
+        display.register()
+    finally:
+        hooks.register_renderer = original
+    assert sorted(kinds) == sorted(graphsurgery._DISPLAYED)  # noqa: SLF001
+
+
+def test_no_import_circle_in_the_package():
+    # every import, at the top of a module or inside a function, between the package's modules;
+    # a module importing names from its own package's __init__ is not counted
+    import ast
+    import pathlib
+
+    root = pathlib.Path(graphsurgery.__file__).parent
+    modules = {}
+    for path in root.rglob("*.py"):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if package else parts)] = (path, package)
+    edges: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        here = name.split(".") if package else name.split(".")[:-1]
+        targets = set()
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.Import):
+                targets.update(a.name for a in n.names)
+            elif isinstance(n, ast.ImportFrom):
+                if n.level:  # from . import x, from ..core import y
+                    base = ".".join(here[:len(here) - n.level + 1] + ([n.module] if n.module else []))
+                else:
+                    base = n.module
+                subs = {f"{base}.{a.name}" for a in n.names} & set(modules)
+                targets |= subs | ({base} if len(subs) < len(n.names) else set())
+        edges[name] = {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
+    circles = [sorted(c) for c in _cycles(edges)]
+    assert circles == []
+
+
+def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(component)
+
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _tiny_instancenorm():
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], name="n", epsilon=1e-9)
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3])],
+                          [helper.make_tensor("s", TensorProto.FLOAT, [2], [1.0, 1.0]),
+                           helper.make_tensor("b", TensorProto.FLOAT, [2], [0.0, 0.0])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])

@@ -95,14 +95,18 @@ def _schema(op: str, opset: int | None):
         return None
 
 
-def _index(schema, name: str, outputs: bool = False) -> int | None:
+def _given(node, schema, names: list[str], outputs: bool = False):
+    """``(name, tensor)`` for each of the schema's input (or output) ``names`` the node gives;
+    one the schema does not know, the node leaves out, or gives as "" is skipped."""
     if schema is None:
-        return None
-    formal = schema.outputs if outputs else schema.inputs
-    for i, f in enumerate(formal):
-        if f.name == name:
-            return i
-    return None
+        return
+    formal = [f.name for f in (schema.outputs if outputs else schema.inputs)]
+    actual = node.outputs if outputs else node.inputs
+    for name in names:
+        if name in formal:
+            i = formal.index(name)
+            if i < len(actual) and actual[i]:
+                yield name, actual[i]
 
 
 def _dtypes(ctx: _Ctx, node, row: dict, schema) -> None:
@@ -213,21 +217,13 @@ def _restriction(ctx: _Ctx, node, row: dict, r: dict, schema) -> None:
         if v is not None and v not in r["values"]:
             add(f"{r['attr']} = {v!r}")
     elif check == "output-absent":
-        for name in r["outputs"]:
-            j = _index(schema, name, outputs=True)
-            if j is not None and j < len(node.outputs) and node.outputs[j]:
-                add(f"output {name} ({node.outputs[j]!r}) is produced")
+        for name, t in _given(node, schema, r["outputs"], outputs=True):
+            add(f"output {name} ({t!r}) is produced")
     elif check == "input-absent":
-        for name in r["inputs"]:
-            i = _index(schema, name)
-            if i is not None and i < len(node.inputs) and node.inputs[i]:
-                add(f"input {name} ({node.inputs[i]!r}) is given")
+        for name, t in _given(node, schema, r["inputs"]):
+            add(f"input {name} ({t!r}) is given")
     elif check in ("constant-input", "zero-input", "input-below"):
-        for name in r["inputs"]:
-            i = _index(schema, name)
-            if i is None or i >= len(node.inputs) or not node.inputs[i]:
-                continue
-            t = node.inputs[i]
+        for name, t in _given(node, schema, r["inputs"]):
             v = g.tensor(t)
             if not v.is_constant:
                 kind = behind(g, t)
@@ -254,11 +250,8 @@ def _restriction(ctx: _Ctx, node, row: dict, r: dict, schema) -> None:
             elif check == "constant-input" and "value" in r and value.size and bool(value.ravel()[0]) != r["value"]:
                 add(f"input {name} ({t!r}) is {bool(value.ravel()[0])}")
     elif check in ("static-input", "input-rank", "input-dtype"):
-        for name in r["inputs"]:
-            i = _index(schema, name)
-            if i is None or i >= len(node.inputs) or not node.inputs[i]:
-                continue
-            t = ctx.type_of(g, node.inputs[i])
+        for name, tensor in _given(node, schema, r["inputs"]):
+            t = ctx.type_of(g, tensor)
             if check == "static-input":
                 d = shapes.dims(t)
                 if d is not None and not all(isinstance(x, int) and x > 0 for x in d):
@@ -268,7 +261,7 @@ def _restriction(ctx: _Ctx, node, row: dict, r: dict, schema) -> None:
                 if rank is not None and rank != r["rank"]:
                     add(f"input {name} has rank {rank}")
             else:
-                elem = ctx.elem(g, node.inputs[i])
+                elem = ctx.elem(g, tensor)
                 if elem is not None and _type_name(elem) != r["dtype"]:
                     add(f"input {name} is {_type_name(elem)}")
     elif check == "bidirectional-activations":

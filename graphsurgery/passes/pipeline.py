@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from ..core.model import Model, load
-from ..verify import ATOL, RTOL
+from ..tolerances import ATOL, RTOL
 from .base import Pass, PassError, PassResult
 
 log = logging.getLogger("graphsurgery")

@@ -1,23 +1,24 @@
 """The command line's ``fix`` and ``inspect --for``: formatting and the command itself (kept
-out of ``graphsurgery.cli`` so that module stays small; it calls in here)."""
+out of ``graphsurgery.cli`` so that module stays small; it calls in here, and both share
+:mod:`graphsurgery.cli_common`)."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from ..cli import (
-    UsageError,
-    _check_output,
-    _Failure,
-    _format_run,
-    _jsonable,
-    _load,
-    _one_line,
-    _read_npz,
-    _save,
+from .cli_common import (
+    check_output,
     example_path,
+    format_run,
+    jsonable,
+    load,
+    one_line,
+    read_npz,
+    save,
+    verification_failed,
 )
+from .errors import UsageError
 
 
 def add_backend(s: dict, model, args) -> bool:
@@ -27,8 +28,8 @@ def add_backend(s: dict, model, args) -> bool:
         if args.legacy:
             raise UsageError("--legacy goes with --for tensorrt")
         return False
-    from ..lint import as_dicts
-    from . import describe, lint_for
+    from .backends import describe, lint_for
+    from .lint import as_dicts
 
     s.pop("lint", None)
     found = lint_for(model, args.backend, legacy=args.legacy)
@@ -53,7 +54,7 @@ def pairs(text: str | None, option: str) -> dict[str, str]:
     """``a=1x3,b=2`` -> {"a": "1x3", "b": "2"}; a list value in brackets may hold commas."""
     if not text:
         return {}
-    from ..passes.pipeline import _split_top
+    from .passes.pipeline import _split_top
 
     out = {}
     for item in _split_top(text):
@@ -65,8 +66,8 @@ def pairs(text: str | None, option: str) -> dict[str, str]:
 
 
 def run_fix(args) -> int:
-    from ..fix import FixRefused, fix
-    from ..verify import VerificationError
+    from .errors import FixRefused, VerificationError
+    from .fix import fix
 
     if args.example and args.model:
         raise UsageError("fix takes a MODEL path or --example, not both")
@@ -80,36 +81,35 @@ def run_fix(args) -> int:
     if args.inputs and args.no_verify:
         raise UsageError("--inputs gives the inputs verification runs the model on; drop --no-verify")
     set_shape, freeze = pairs(args.set_shape, "--set-shape"), pairs(args.freeze, "--freeze")
-    _check_output(args.output, "-o", [src], overwrite=args.overwrite)
-    model = _load(src)
-    inputs = _read_npz(args.inputs, "--inputs") if args.inputs else None
+    check_output(args.output, "-o", [src], overwrite=args.overwrite)
+    model = load(src)
+    inputs = read_npz(args.inputs, "--inputs") if args.inputs else None
     try:
         fixed, report = fix(model, args.backend, set_shape=set_shape, freeze=freeze, legacy=args.legacy,
                             verify=not args.no_verify, inputs=inputs, rtol=args.rtol, atol=args.atol,
                             partial=args.partial)
     except VerificationError as exc:
-        report = [vars(d) for d in getattr(exc, "report", None) or []]
-        raise _Failure(str(exc), 3, report=report) from exc
+        raise verification_failed(exc) from exc
     except FixRefused as exc:
         lines = [str(f) for f in exc.report.remaining]
         if args.json:
-            print(json.dumps({"error": _one_line(exc), "type": "FixRefused", "exit_code": 2,
-                              "remaining": _jsonable([vars(f) for f in exc.report.remaining])}, indent=2))
-        print(f"graphsurgery: error: {_one_line(exc)}", file=sys.stderr)
+            print(json.dumps({"error": one_line(exc), "type": "FixRefused", "exit_code": 2,
+                              "remaining": jsonable([vars(f) for f in exc.report.remaining])}, indent=2))
+        print(f"graphsurgery: error: {one_line(exc)}", file=sys.stderr)
         for line in lines:
             print(f"  {line}", file=sys.stderr)
         return 2
-    _save(fixed, args.output, overwrite=args.overwrite)
+    save(fixed, args.output, overwrite=args.overwrite)
     if args.json:
         print(json.dumps({"output": args.output, "backend": args.backend, "support": report.support,
                           "pipelines": report.pipelines,
-                          "before": _jsonable([vars(f) for f in report.before]),
-                          "after": _jsonable([vars(f) for f in report.after]),
-                          "verification": [{"after": name, "outputs": [_jsonable(vars(d)) for d in rep]}
+                          "before": jsonable([vars(f) for f in report.before]),
+                          "after": jsonable([vars(f) for f in report.after]),
+                          "verification": [{"after": name, "outputs": [jsonable(vars(d)) for d in rep]}
                                            for name, rep in report.verification]}, indent=2))
     elif not args.quiet:
         print(f"for {args.backend}: {report.support}")
-        print(_format_run(report.results, report.verification, verbose=args.verbose))
+        print(format_run(report.results, report.verification, verbose=args.verbose))
         print(report.summary())
         for f in report.after:
             print(f"  left: {f}")
