@@ -85,8 +85,9 @@ class NodeAdding:
                 latest = n._rank
         rank = (-1.0, tick()) if latest is None else (latest[0], tick())
         nodes = self._nodes
-        if not self._order_dirty and nodes and rank < next(reversed(nodes.values()))._rank:
+        if nodes and rank < next(reversed(nodes.values()))._rank:
             self._mark_unsorted()  # appended to the proto, ranked earlier
+        self._appended(ref)
         node = Node(ref, self, rank)
         nodes[id(ref)] = node
         uses = self._uses
@@ -195,6 +196,9 @@ class NodeAdding:
             node = Node(ref, self, rank)
             if last is not None and rank < last:  # appended to the proto, ranked earlier
                 self._mark_unsorted()
+            if last is None or rank > last:
+                last = rank
+            self._appended(ref)
             self._index_node(node, holds)
             added.append(node)
         if _replacing is not None:  # readers of the replaced outputs now read the new nodes

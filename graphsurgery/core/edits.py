@@ -358,8 +358,7 @@ class TensorEdits:
         for n in names:
             t = self._inits.pop(n)
             dead[id(t)] = t
-        if self.model is not None:
-            self.model._unsorted = True  # the model's proto lags: sync before it is read
+        self._lags()  # the model's proto lags: sync before it is read
         self._invalidate_free(names)
         self._definitions_changed(lost=[n for n in names if not self.defines(n)])
 

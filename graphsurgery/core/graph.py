@@ -477,10 +477,11 @@ class Graph(TensorEdits, NodeAdding, Scope):
                             if not entry:
                                 del index[name]
             self._dead[id(p)] = p
+            self._note_removed(n)
             n._rank = None
         if undefined:
             self._definitions_changed(lost=[o for o in undefined if not self.defines(o)])
-        self._mark_unsorted()
+        self._mark_unsorted(removed_only=True)
         self._invalidate_free(touched)
 
     def detach_nodes(self, nodes: Iterable[Node]) -> None:

@@ -119,6 +119,11 @@ class Scope(Ranks):
         # the proto's node list lags the index: removed nodes not yet cut out, order not yet restored
         self._order_dirty = False
         self._dead: dict[int, onnx.NodeProto] = {}
+        # where nodes sit in the proto's list (see Ranks._places_exact): set by the build
+        self._place: dict[int, int] | None = None
+        self._holes: list[int] = []
+        self._next_place = 0
+        self._dead_places: list[int] = []
         # initializers removed from the index, cut out of the proto's list when it is next read
         self._dead_inits: dict[int, onnx.TensorProto] = {}
         # True: ranks number the nodes in a topological order; None: not known yet
@@ -212,6 +217,7 @@ class Scope(Ranks):
                 self._sparse[s.values.name] = s
         self._input_set = set(self._inputs)
         self._wrapped = {}
+        self._places_exact(len(proto.node))
         self._sub_list = None
         self._built = True
         # Every direct input read after its producer (a name read before being produced, or with
