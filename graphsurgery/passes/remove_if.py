@@ -38,6 +38,7 @@ class RemoveIf(Pass):
             for g in list(model.graphs()):
                 if g.is_function or g.model is None:
                     continue
+                types: list[onnx.ValueInfoProto] = []  # what the inlined branches knew of their tensors
                 for node in g.find_nodes("If"):
                     if not node.alive or not is_default_domain(node.domain):
                         continue
@@ -45,10 +46,12 @@ class RemoveIf(Pass):
                     if branch is None:
                         continue
                     where = g.describe()
-                    moved = _inline(g, node, branch, renamed, origin)
+                    moved = _inline(g, node, branch, renamed, origin, types)
                     kept.append({"node": node.name, "graph": where, "kept": branch})
                     result.note(f"If {node.name!r} in {where}: kept {branch} ({moved} node(s) inlined)")
                     inlined += 1
+                if types:
+                    _keep_types(g, types)
                 if inlined:
                     break  # graphs changed: walk them afresh
             if inlined:
@@ -81,9 +84,11 @@ def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
     return taken
 
 
-def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], origin: dict[str, str]) -> int:
+def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], origin: dict[str, str],
+            types: list[onnx.ValueInfoProto]) -> int:
     """Inline ``node``'s branch ``key`` into ``g``; ``renamed`` and its inverse ``origin`` record
-    the branch tensors that change name."""
+    the branch tensors that change name, ``types`` gets the branch's value_info (renamed), for
+    :func:`_keep_types`."""
     branch: Graph = node.subgraphs()[key]
     if len(branch.proto.sparse_initializer):
         raise PassError(f"If {node.name!r}: the {key} holds sparse initializers, which remove-if does not move; "
@@ -126,16 +131,25 @@ def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], origin: dic
         copy.CopyFrom(t)
         inits.append(copy)
     g.replace_node(node, nodes + identities, initializers=inits)
-    # 3. keep what the branch knew about its tensors' types
-    if not g.is_function and len(branch.proto.value_info):  # (reading g.proto puts its nodes in order)
-        known = {vi.name for vi in g.proto.value_info}
+    # 3. what the branch knew about its tensors' types, kept once the graph's Ifs are done
+    if not g.is_function:
         for vi in branch.proto.value_info:
-            name = rename.get(vi.name, vi.name)
-            if name not in known:
-                copy = g.proto.value_info.add()
-                copy.CopyFrom(vi)
-                copy.name = name
+            copy = onnx.ValueInfoProto()
+            copy.CopyFrom(vi)
+            copy.name = rename.get(vi.name, vi.name)
+            types.append(copy)
     return len(nodes)
+
+
+def _keep_types(g: Graph, types: list[onnx.ValueInfoProto]) -> None:
+    """Add to ``g``'s value_info the entries of ``types`` whose names it has none for (the first
+    of a name wins). Once per graph and round: reading ``g.proto`` puts its nodes in order."""
+    field = g.proto.value_info
+    known = {vi.name for vi in field}
+    for vi in types:
+        if vi.name not in known:
+            known.add(vi.name)
+            field.add().CopyFrom(vi)
 
 
 def _note_rename(renamed: dict[str, str], origin: dict[str, str], name: str, new: str) -> None:
