@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections import ChainMap
+from collections.abc import Iterator, MutableMapping
 
 import onnx
 
@@ -184,7 +186,7 @@ def _contrib_facts(graph: onnx.GraphProto, outer: dict) -> int:
     what is declared; in subgraphs too. Returns how many types were written. A rule's dim
     never replaces a different known one (the model would contradict itself: nothing is
     written for that value); names onnx made up for unknown dims are not copied."""
-    types = {**outer, **declared_types(graph)}
+    types = ChainMap({}, declared_types(graph), outer)  # what is written here stays here
     written = 0
     for node in graph.node:
         rule = CONTRIB_SHAPES.get((node.domain, node.op_type))
@@ -285,16 +287,65 @@ def _copy_field(target, fd, value) -> None:
         setattr(target, fd.name, value)
 
 
-def declared_types(proto: onnx.GraphProto) -> dict[str, onnx.TypeProto]:
+def declared_types(proto: onnx.GraphProto) -> DeclaredTypes:
     """The types one graph declares (inputs, outputs, value_info, initializers), by name."""
     types: dict[str, onnx.TypeProto] = {}
     for field in (proto.input, proto.output, proto.value_info):
         for vi in field:
             if vi.HasField("type") and vi.name not in types:
                 types[vi.name] = vi.type
-    for t in proto.initializer:
-        types.setdefault(t.name, onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims)))
-    return types
+    return DeclaredTypes(types, proto.initializer)
+
+
+class DeclaredTypes(MutableMapping):
+    """:func:`declared_types`' answer: a mapping of names to TypeProtos whose initializer entries
+    are made when first asked for (a graph with thousands of weights and a question about a
+    few of them used to build a TypeProto for every weight, on every call)."""
+
+    __slots__ = ("_types", "_inits")
+
+    def __init__(self, types: dict[str, onnx.TypeProto], initializers) -> None:
+        self._types = types
+        # initializers whose names nothing above declares, by name (the first of a name wins)
+        inits: dict[str, onnx.TensorProto] = {}
+        for t in initializers:
+            if t.name not in types:
+                inits.setdefault(t.name, t)
+        self._inits = inits
+
+    def __getitem__(self, name: str) -> onnx.TypeProto:
+        t = self._types.get(name)
+        if t is not None:
+            return t
+        init = self._inits.pop(name, None)
+        if init is None:
+            raise KeyError(name)
+        t = self._types[name] = onnx.helper.make_tensor_type_proto(init.data_type, list(init.dims))
+        return t
+
+    def get(self, name: str, default=None):
+        t = self._types.get(name)
+        if t is not None or name not in self._inits:
+            return t if t is not None else default
+        return self[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types or name in self._inits
+
+    def __setitem__(self, name: str, value: onnx.TypeProto) -> None:
+        self._inits.pop(name, None)
+        self._types[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        if self._inits.pop(name, None) is None:
+            del self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._types)
+        yield from list(self._inits)
+
+    def __len__(self) -> int:
+        return len(self._types) + len(self._inits)
 
 
 def _pair(g, proto: onnx.GraphProto, by_graph: dict) -> None:

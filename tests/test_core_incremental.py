@@ -172,3 +172,85 @@ def test_a_refused_make_node_changes_nothing():
     neg = g.make_node("Neg", ["x"], ["a"])
     assert g.producer("a") is neg and sorted(n.name for n in g.consumers("x")) == sorted(["t_mul", "e_add", neg.name])
     m.check()
+
+
+def chain_model(n: int) -> onnx.ModelProto:
+    """``n`` Relu nodes in a chain."""
+    nodes = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"], name=f"r{i}") for i in range(n)]
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph(nodes, "chain", [vi("x", TensorProto.FLOAT, [2])], [vi(f"t{n}", TensorProto.FLOAT, [2])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_reading_the_proto_after_each_small_edit_costs_the_edit_not_the_graph():
+    """A loop "edit one node, read the proto" used to re-sort the whole node list on every
+    read (quadratic over the loop); removals are now cut out where they sit, and appends in
+    order leave the list as it is, so the work per edit stays flat when the graph doubles."""
+    k = 40
+    counts = []
+    for n in (2000, 4000):
+        m = gs.load(chain_model(n))
+        g = m.graph
+        side = [g.make_node("Neg", [f"t{i * 7 + 1}"]) for i in range(k)]  # read by nothing
+        m.proto  # index built, list in order, outside the count
+
+        def edit(m=m, g=g, side=side):
+            for node in side:
+                g.remove_node(node)
+                assert len(m.proto.graph.node) == n + k - 1
+                g.make_node("Abs", [f"t{n}"])  # appended in order: nothing to move
+                assert len(g.proto.node) == n + k
+
+        counts.append(lines(edit) / k)
+        assert [id(x.proto) for x in g.nodes] == [id(p) for p in m.proto.graph.node]
+        m.check()
+    assert counts[1] < 1.3 * counts[0], f"lines per edit and read grew from {counts[0]:.0f} to {counts[1]:.0f}"
+
+
+def test_the_node_list_stays_in_rank_order_through_mixed_edits_and_reads():
+    """Removals cut out in place, appends, nodes placed before others, replacements, and
+    rewires against the order, with reads in between: the proto's list is always the index's
+    topological order, node for node."""
+    import random
+
+    rng = random.Random(5)
+    m = gs.load(chain_model(60))
+    g = m.graph
+    extra = []
+    for step in range(300):
+        what = rng.randrange(6)
+        names = [n.outputs[0] for n in g.nodes]
+        if what == 0 and extra:
+            node = extra[rng.randrange(len(extra))]
+            try:
+                g.remove_node(node)
+                extra.remove(node)
+            except gs.EditError:
+                pass  # another extra node reads it: refused, nothing changed
+        elif what == 1:
+            extra.append(g.make_node("Neg", [rng.choice(names)]))
+        elif what == 2:
+            anchor = g.node(f"r{rng.randrange(1, 60)}")
+            extra.append(g.make_node("Abs", [anchor.inputs[0]], before=anchor))
+        elif what == 3 and extra:
+            old = extra.pop(rng.randrange(len(extra)))
+            extra.append(g.replace_node(old, [helper.make_node("Sin", list(old.inputs), list(old.outputs),
+                                                               name=f"sin{step}")])[0])
+        elif what == 5:
+            names_before = [n.name for n in g.nodes]
+            r = g.node(f"r{rng.randrange(60)}")
+            try:  # a rewire against the order: the ranks are repaired locally, or it is refused
+                r.set_input(0, rng.choice(names))
+            except gs.EditError:
+                assert [n.name for n in g.nodes] == names_before
+        elif what == 4 and extra:
+            node = extra[rng.randrange(len(extra))]
+            try:
+                node.set_input(0, rng.choice(names))
+            except gs.EditError:
+                pass  # would make a cycle: refused, nothing changed
+        if rng.random() < 0.5:
+            listed = [id(p) for p in (g.proto.node if rng.random() < 0.5 else m.proto.graph.node)]
+            assert listed == [id(n.proto) for n in g.nodes], f"step {step}"
+    assert m.problems(onnx_checker=False) == []
+    m.check()

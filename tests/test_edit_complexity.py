@@ -190,3 +190,46 @@ def test_duplicate_initializers_are_dropped_in_one_pass(monkeypatch):
     assert passes_over_the_list == [39 * 4]  # the first block's four weights stay, read by all
     assert len(m.proto.graph.initializer) == 4
     m.check()
+
+
+def constant_ifs(n: int, value_info: bool = False) -> onnx.ModelProto:
+    """A chain of ``n`` If nodes on constant conditions (true, false, true, ...), each branch
+    three nodes reading the value before it (``value_info``: with the types of its tensors)."""
+    C = 2
+    nodes, inits = [], []
+    x = "x"
+    for i in range(n):
+        inits.append(numpy_helper.from_array(np.array(i % 2 == 0), f"cond{i}"))
+
+        def branch(tag: str, op: str, i=i, x=x) -> onnx.GraphProto:
+            a, b, o = f"{tag}{i}_a", f"{tag}{i}_b", f"{tag}{i}_o"
+            vis = [helper.make_tensor_value_info(v, TensorProto.FLOAT, [1, C]) for v in (a, b)] if value_info else []
+            return helper.make_graph([helper.make_node(op, [x], [a], name=f"{tag}{i}_0"),
+                                      helper.make_node("Add", [a, x], [b], name=f"{tag}{i}_1"),
+                                      helper.make_node("Mul", [b, a], [o], name=f"{tag}{i}_2")], tag, [],
+                                     [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, C])], value_info=vis)
+        nodes.append(helper.make_node("If", [f"cond{i}"], [f"y{i}"], name=f"if{i}",
+                                      then_branch=branch("t", "Relu"), else_branch=branch("e", "Neg")))
+        x = f"y{i}"
+    g = helper.make_graph(nodes, "ifs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [1, C])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("value_info", [False, True])
+def test_remove_if_is_linear_in_the_number_of_ifs(value_info):
+    """Each inlined branch's names are checked against what the other Ifs define below the
+    graph from a count the edits keep, not by walking every remaining branch per name; the
+    branches' value_info joins the graph's once, not with a re-sort of its nodes per If."""
+    from graphsurgery.passes import create
+
+    counts = []
+    for n in (100, 200):
+        model = gs.load(constant_ifs(n, value_info))
+        counts.append(calls(lambda m=model: create("remove-if")(m)))
+        assert not model.find_nodes("If") and len(model.graph) == 3 * n
+        assert model.problems(onnx_checker=False) == []
+        kept = [vi.name for vi in model.proto.graph.value_info]
+        assert kept == ([f"{'te'[i % 2]}{i}_{v}" for i in range(n) for v in "ab"] if value_info else [])
+    ratio = counts[1] / counts[0]
+    assert ratio < 2.2, f"doubling the Ifs multiplied the work by {ratio:.2f} ({counts})"

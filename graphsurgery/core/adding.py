@@ -11,7 +11,7 @@ import onnx
 from ..errors import EditError
 from .attributes import encode
 from .node import Node, check_is_node
-from .scope import GRAPH_TYPES, add_reader, has_graph_attribute, readers_in, tick
+from .scope import GRAPH_TYPES, add_reader, has_graph_attribute, holder_definitions, readers_in, tick
 
 
 class NodeAdding:
@@ -85,8 +85,9 @@ class NodeAdding:
                 latest = n._rank
         rank = (-1.0, tick()) if latest is None else (latest[0], tick())
         nodes = self._nodes
-        if not self._order_dirty and nodes and rank < next(reversed(nodes.values()))._rank:
+        if nodes and rank < next(reversed(nodes.values()))._rank:
             self._mark_unsorted()  # appended to the proto, ranked earlier
+        self._appended(ref)
         node = Node(ref, self, rank)
         nodes[id(ref)] = node
         uses = self._uses
@@ -99,6 +100,7 @@ class NodeAdding:
         self._invalidate_free(inputs + outputs)
         if self.owner is not None:
             self._repair_outer(inputs)
+            self._definitions_changed(outputs)
         if self.model is not None:
             self.model.names.add(outputs)
             if named:
@@ -128,8 +130,7 @@ class NodeAdding:
         if inits and self.is_function:
             raise EditError("functions have no initializers; use Constant nodes")
 
-        def taken(name: str) -> bool:  # names inside a replaced node's subgraphs go away with it
-            return self.is_taken(name, exclude=_replacing)
+        taken = self.taken_check(_replacing)  # names inside a replaced node's subgraphs go away with it
 
         produced: set[str] = set()
         for t in inits:
@@ -195,6 +196,9 @@ class NodeAdding:
             node = Node(ref, self, rank)
             if last is not None and rank < last:  # appended to the proto, ranked earlier
                 self._mark_unsorted()
+            if last is None or rank > last:
+                last = rank
+            self._appended(ref)
             self._index_node(node, holds)
             added.append(node)
         if _replacing is not None:  # readers of the replaced outputs now read the new nodes
@@ -206,9 +210,13 @@ class NodeAdding:
         self._invalidate_free(outer_reads | produced)
         if is_sub:
             self._repair_outer(outer_reads)
+            self._definitions_changed(produced)
         if self.model is not None:
             self.model.names.add(produced)
             self.model.names.add_nodes([p.name for p in protos])
+            for node in added:  # and what their subgraphs define
+                if id(node.proto) in self._sub_nodes:
+                    self.model.names.add(holder_definitions(node))
         return added
 
     def _check_replacement(self, old: Node, freed: set[str], reads: set[str]) -> None:

@@ -95,6 +95,7 @@ class TensorEdits:
         self._producer[name] = node
         self._names_add([name])
         self._invalidate_free((name,))
+        self._definitions_changed((name,))
         return name
 
     def replace_with_constants(self, values: dict[str, Any], nodes=()) -> None:
@@ -117,6 +118,7 @@ class TensorEdits:
                   for name, v in values.items()}
         # all checks passed
         self._detach(nodes)
+        was = {name for name in protos if self.defines(name)}
         for name, t in protos.items():
             if name in self._input_set:
                 self._drop_input(name)
@@ -126,6 +128,7 @@ class TensorEdits:
                 self._proto.initializer.append(t)
                 self._inits[name] = self._proto.initializer[len(self._proto.initializer) - 1]
         self._invalidate_free(list(values))
+        self._definitions_changed([name for name in protos if name not in was])
 
     # =================================================================
     # names
@@ -210,6 +213,7 @@ class TensorEdits:
         for h in touched.values():
             h._invalidate_free()
             h._captures = None
+        g._definitions_changed((new,), (old,))
         self._names_add([new])
 
     # =================================================================
@@ -233,6 +237,7 @@ class TensorEdits:
         self._input_set.add(name)
         self._invalidate_free((name,))
         self._names_add([name])
+        self._definitions_changed((name,))
 
     def remove_input(self, name: str) -> None:
         """Remove a graph input nobody reads (an input that is also an initializer stays an initializer)."""
@@ -244,6 +249,8 @@ class TensorEdits:
             raise EditError(f"cannot remove input {name!r}: it is read by {readers}; rewire or freeze it first")
         self._drop_input(name)
         self._invalidate_free((name,))
+        if not self.defines(name):
+            self._definitions_changed(lost=(name,))
 
     def _drop_input(self, name: str) -> None:
         field = self._proto.input
@@ -315,6 +322,8 @@ class TensorEdits:
             self._inits[name] = self._proto.initializer[len(self._proto.initializer) - 1]
             self._invalidate_free((name,))
             self._names_add([name])
+            if name not in self._input_set:
+                self._definitions_changed((name,))
 
     def remove_initializer(self, name: str) -> None:
         """Remove an initializer nobody reads (or that is also a graph input, which stays).
@@ -349,9 +358,9 @@ class TensorEdits:
         for n in names:
             t = self._inits.pop(n)
             dead[id(t)] = t
-        if self.model is not None:
-            self.model._unsorted = True  # the model's proto lags: sync before it is read
+        self._lags()  # the model's proto lags: sync before it is read
         self._invalidate_free(names)
+        self._definitions_changed(lost=[n for n in names if not self.defines(n)])
 
     # =================================================================
     # cleanup

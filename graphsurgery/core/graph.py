@@ -382,6 +382,7 @@ class Graph(TensorEdits, NodeAdding, Scope):
         else:
             self._sub_nodes.pop(key, None)
         self._captures = None
+        self._below_reset()
         self._invalidate_free()
         reads = self.reads(node)
         if self._ranks_valid:
@@ -407,6 +408,7 @@ class Graph(TensorEdits, NodeAdding, Scope):
             if index is not None:
                 for name in self._holder_reads(node):
                     index.setdefault(name, {})[id(node)] = node
+            self._holder_changed(node, True)
 
     def remove_node(self, node: Node) -> None:
         """Remove a node whose outputs nobody reads. Refused, naming the readers, otherwise;
@@ -449,6 +451,7 @@ class Graph(TensorEdits, NodeAdding, Scope):
     def _detach(self, nodes: list[Node]) -> None:
         """Take ``nodes`` out of the index; the proto's list drops them when next read."""
         touched: list[str] = []  # names these nodes read or define
+        undefined: list[str] = []  # names these nodes produced
         index = self._captures
         for n in nodes:
             p = n.proto
@@ -460,8 +463,10 @@ class Graph(TensorEdits, NodeAdding, Scope):
             for out in outs:
                 if self._producer.get(out) is n:
                     del self._producer[out]
+                    undefined.append(out)
             self._nodes.pop(id(p), None)
             if self._sub_nodes.pop(id(p), None) is not None:
+                self._holder_changed(n, False)
                 reads = self._holder_reads(n)
                 touched += reads
                 if index is not None:
@@ -472,8 +477,11 @@ class Graph(TensorEdits, NodeAdding, Scope):
                             if not entry:
                                 del index[name]
             self._dead[id(p)] = p
+            self._note_removed(n)
             n._rank = None
-        self._mark_unsorted()
+        if undefined:
+            self._definitions_changed(lost=[o for o in undefined if not self.defines(o)])
+        self._mark_unsorted(removed_only=True)
         self._invalidate_free(touched)
 
     def detach_nodes(self, nodes: Iterable[Node]) -> None:

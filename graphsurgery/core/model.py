@@ -49,6 +49,7 @@ class Model:
     def __init__(self, proto: onnx.ModelProto, *, base_dir: str | None = None, source_path: str | None = None):
         self._proto = proto
         self._unsorted = False
+        self._lagging: dict[int, Graph] = {}  # graphs whose proto lags their index, by id
         self.base_dir = base_dir
         self.source_path = os.path.abspath(source_path) if source_path else None
         self.graph = Graph(proto.graph, self)
@@ -62,7 +63,10 @@ class Model:
         """The live ModelProto. Reading it restores topological order first, if an edit may have
         broken it, so whatever you hand it to (onnx, onnxruntime, other tools) sees a valid model."""
         if self._unsorted:
-            self._restore_order()
+            self._unsorted = False
+            lagging, self._lagging = self._lagging, {}
+            for g in lagging.values():
+                g._sync()
         return self._proto
 
     def _validate(self) -> None:
@@ -274,6 +278,7 @@ class Model:
         """Bring the node lists of graphs edited since the last read up to date (only those:
         the rest are as loaded); a graph with a cycle keeps its order, for check() to report."""
         self._unsorted = False
+        self._lagging = {}
         stack = [self.graph, *(self._functions or {}).values()]
         while stack:
             g = stack.pop()

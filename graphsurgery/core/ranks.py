@@ -4,6 +4,7 @@ topological order), and the proto's node list brought into it when it is read. M
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import operator
 
@@ -54,6 +55,10 @@ class Ranks:
             for k, n in enumerate(nodes):
                 n._rank = (float(k), 0)
             self._ranks_valid = True
+            if self._dead:  # removed nodes still hold places in the list: ranks are not places there
+                self._place = None
+            else:
+                self._places_exact(len(nodes))
             return
         try:
             self.toposort()
@@ -115,11 +120,75 @@ class Ranks:
             n._rank = r
         self._mark_unsorted()
 
-    def _mark_unsorted(self) -> None:
-        """The proto's node order lags the index: restore it before anyone reads the proto."""
+    def _mark_unsorted(self, removed_only: bool = False) -> None:
+        """The proto's node order lags the index: restore it before anyone reads the proto.
+        ``removed_only``: nodes were removed, none placed out of order (cutting them out is
+        enough, see :meth:`_cut_removed`)."""
         self._order_dirty = True
-        if self.model is not None:
-            self.model._unsorted = True
+        if not removed_only:
+            self._place = None
+        self._lags()
+
+    # =================================================================
+    # places: where each node sits in the proto's list, so that removed nodes are cut out
+    # without rewriting the list. A node's place is its index in the list as it would be had
+    # nothing been removed since the list was last written whole: a written node's rank[0]
+    # (ranks are (index, 0) then), or the place recorded when it was appended. Its index now
+    # is its place less the places removed before it (``_holes``). Placing a node out of
+    # order, or reordering ranks, forgets places (``_place = None``) until the next full write.
+    # =================================================================
+    def _places_exact(self, length: int) -> None:
+        """The list holds exactly the live nodes, each at index rank[0]."""
+        self._place = {}
+        self._holes = []
+        self._next_place = length
+        self._dead_places = []
+
+    def _appended(self, proto) -> None:
+        """A node's proto was appended to the list (call after any _mark_unsorted it needs)."""
+        if self._place is not None:
+            self._place[id(proto)] = self._next_place
+            self._next_place += 1
+
+    def _note_removed(self, node: Node) -> None:
+        """``node`` leaves the index (call before its rank is cleared)."""
+        if self._place is None:
+            return
+        at = self._place.pop(id(node.proto), None)
+        if at is None:
+            rank = node._rank
+            if rank is None or rank[1] != 0:
+                self._place = None
+                return
+            at = int(rank[0])
+        self._dead_places.append(at)
+
+    def _cut_removed(self) -> bool:
+        """Cut the removed nodes out of the proto's list by their places, leaving the rest where
+        they are; False (nothing changed) when a place does not hold the node it should."""
+        rep = self._proto.node
+        holes = self._holes
+        dead = self._dead
+        at = sorted((p - bisect.bisect_left(holes, p) for p in self._dead_places), reverse=True)
+        if len(at) != len(dead) or any(not 0 <= i < len(rep) or id(rep[i]) not in dead for i in at):
+            self._place = None
+            return False
+        for i in at:
+            del rep[i]
+        for p in self._dead_places:
+            bisect.insort(holes, p)
+        self._dead = {}
+        self._dead_places = []
+        self._order_dirty = False
+        return True
+
+    def _lags(self) -> None:
+        """This graph's proto lags its index: the model brings it up to date when its proto is
+        read (only the graphs that lag, so a read after a small edit costs what the edit cost)."""
+        model = self.model
+        if model is not None:
+            model._unsorted = True
+            model._lagging[id(self)] = self
 
     def toposort(self) -> None:
         """Sort nodes topologically, keeping the current order wherever it is already valid.
@@ -129,6 +198,8 @@ class Ranks:
         self._ensure()
         if self._ranks_valid and not self._order_dirty:
             return  # the proto's list is already the rank order, which is topological
+        if self._ranks_valid and self._place is not None and self._cut_removed():
+            return  # only removals since the list was in order: cut out, the rest stays
         nodes = list(self._nodes.values())
         if self._ranks_valid:
             ordered = sorted(nodes, key=_RANK)
@@ -182,6 +253,7 @@ class Ranks:
         self._dead = {}
         for k, n in enumerate(ordered):
             n._rank = (float(k), 0)
+        self._places_exact(len(ordered))
         self._order_dirty = False
 
     def _sync(self) -> None:

@@ -20,6 +20,7 @@ current by every edit, so the questions here cost time proportional to their ans
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -93,6 +94,17 @@ def has_graph_attribute(p: onnx.NodeProto) -> bool:
     return any(a.type in GRAPH_TYPES for a in p.attribute)
 
 
+def holder_definitions(node: Node) -> Counter:
+    """Names defined in ``node``'s subgraphs at any depth: how many of those scopes define each."""
+    count: Counter = Counter()
+    stack = list(flatten(node.subgraphs().values()))
+    while stack:
+        g = stack.pop()
+        count.update(g.defined_names())
+        stack.extend(g.subgraphs())
+    return count
+
+
 class Scope(Ranks):
     """A scope of nodes and tensors and its index. Subscopes see the names of their ancestors."""
 
@@ -107,6 +119,11 @@ class Scope(Ranks):
         # the proto's node list lags the index: removed nodes not yet cut out, order not yet restored
         self._order_dirty = False
         self._dead: dict[int, onnx.NodeProto] = {}
+        # where nodes sit in the proto's list (see Ranks._places_exact): set by the build
+        self._place: dict[int, int] | None = None
+        self._holes: list[int] = []
+        self._next_place = 0
+        self._dead_places: list[int] = []
         # initializers removed from the index, cut out of the proto's list when it is next read
         self._dead_inits: dict[int, onnx.TensorProto] = {}
         # True: ranks number the nodes in a topological order; None: not known yet
@@ -114,6 +131,9 @@ class Scope(Ranks):
         self._free: set[str] | None = None  # what captured() returns, kept by the edits
         self._free_view: frozenset[str] | None = None  # its snapshot, handed out
         self._captures: dict[str, dict[int, Node]] | None = None
+        # how many scopes under this one's nodes (at any depth) define each name: computed when
+        # first asked, then kept by the edits (see _below_changed)
+        self._below: Counter | None = None
         self._sub_list: list[Node] | None = None  # holders found by a scan, before the index exists
         self._inputs_ordered = False  # the build saw every direct input read after its producer
         # Node wrappers made before the full index exists (by find_nodes/node), by proto id;
@@ -197,6 +217,7 @@ class Scope(Ranks):
                 self._sparse[s.values.name] = s
         self._input_set = set(self._inputs)
         self._wrapped = {}
+        self._places_exact(len(proto.node))
         self._sub_list = None
         self._built = True
         # Every direct input read after its producer (a name read before being produced, or with
@@ -317,12 +338,85 @@ class Scope(Ranks):
     def is_taken(self, name: str, exclude: Node | None = None) -> bool:
         """True when a new definition of ``name`` here would clash: it is visible here, or defined
         in a subgraph below (other than ``exclude``'s)."""
+        return self.taken_check(exclude)(name)
+
+    def taken_check(self, exclude: Node | None = None):
+        """:meth:`is_taken` as a function of the name, for asking about many names: what
+        ``exclude``'s subgraphs define is counted once, not per name."""
         authority = getattr(self.model, "names", None)
-        if authority is not None and not authority.may_exist(name):
-            return False
-        if self.resolve(name) is not None:
-            return True
-        return name in self.names_below(exclude)
+        gone: list[Counter] = []  # what exclude's subgraphs define, counted when first needed
+
+        def taken(name: str) -> bool:
+            if authority is not None and not authority.may_exist(name):
+                return False
+            if self.resolve(name) is not None:
+                return True
+            count = self._below_counts().get(name, 0)
+            if count <= 0 or exclude is None:
+                return count > 0
+            if not gone:
+                gone.append(holder_definitions(exclude))
+            return count > gone[0].get(name, 0)
+        return taken
+
+    # the count of names defined below: kept by the edits, so is_taken costs what the name costs
+    def _below_counts(self) -> Counter:
+        """How many scopes under this one's nodes (at any depth) define each name."""
+        if self._below is None:
+            count: Counter = Counter()
+            for n in self._holders():
+                count.update(holder_definitions(n))
+            self._below = count
+        return self._below
+
+    def _live_parent(self) -> Scope | None:
+        """The enclosing scope, when this scope is still what its holder there shows."""
+        parent, holder = self.parent, self.owner
+        if parent is None or holder is None or holder._rank is None or holder._subgraphs is None:
+            return None
+        if not any(g is self for g in flatten(holder._subgraphs.values())):
+            return None
+        return parent
+
+    def _below_watched(self, here: bool) -> bool:
+        """True when this scope (``here``) or one enclosing it keeps a count of the names below."""
+        g = self if here else self._live_parent()
+        while g is not None:
+            if g._below is not None:
+                return True
+            g = g._live_parent()
+        return False
+
+    def _below_changed(self, gained: Iterable[str], lost: Iterable[str], here: bool) -> None:
+        """Names defined under this scope's nodes changed (``here``: a holder of this scope came
+        or went), or names this scope defines changed (not ``here``: they are below its
+        enclosing scopes). Brings the counts of those that keep one up to date."""
+        g = self if here else self._live_parent()
+        while g is not None:
+            below = g._below
+            if below is not None:
+                below.update(gained)
+                below.subtract(lost)
+            g = g._live_parent()
+
+    def _definitions_changed(self, gained: Iterable[str] = (), lost: Iterable[str] = ()) -> None:
+        """Names this scope defines were added (``gained``) or are defined here no more (``lost``)."""
+        if self.parent is not None and self._below_watched(False):
+            self._below_changed([n for n in gained if n], [n for n in lost if n], False)
+
+    def _holder_changed(self, node: Node, added: bool) -> None:
+        """A node holding subgraphs joined this scope (``added``) or left it."""
+        if self._below_watched(True):
+            defs = holder_definitions(node)
+            self._below_changed(defs, (), True) if added else self._below_changed((), defs, True)
+
+    def _below_reset(self) -> None:
+        """What some subgraph under this scope holds was replaced: count again when asked, here
+        and above."""
+        g: Scope | None = self
+        while g is not None:
+            g._below = None
+            g = g.parent
 
     @property
     def output_names(self) -> list[str]:

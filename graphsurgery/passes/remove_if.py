@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import onnx
 from onnx import helper
 
 from ..core.graph import Graph, Node
 from ..core.model import Model
-from ..ops import if_branch_taken, is_default_domain, subgraph_protos
+from ..ops import if_branch_taken, is_default_domain
 from .base import Option, Pass, PassError, PassResult, parse_bool, parse_list
 from .fold_constants import FoldConstants
 
@@ -34,12 +32,13 @@ class RemoveIf(Pass):
     def apply(self, model: Model, result: PassResult) -> None:
         kept: list[dict[str, str]] = []
         renamed: dict[str, str] = {}
-        below: dict[Graph, Counter] = {}  # names defined under a graph's nodes, kept across inlines there
+        origin: dict[str, str] = {}  # the other way round: a name after inlining -> the branch tensor
         while True:
             inlined = 0
             for g in list(model.graphs()):
                 if g.is_function or g.model is None:
                     continue
+                types: list[onnx.ValueInfoProto] = []  # what the inlined branches knew of their tensors
                 for node in g.find_nodes("If"):
                     if not node.alive or not is_default_domain(node.domain):
                         continue
@@ -47,20 +46,18 @@ class RemoveIf(Pass):
                     if branch is None:
                         continue
                     where = g.describe()
-                    if g not in below:
-                        below.clear()  # an inline elsewhere may have changed what is under g
-                        below[g] = _defined_below(g)
-                    moved = _inline(g, node, branch, renamed, below[g])
+                    moved = _inline(g, node, branch, renamed, origin, types)
                     kept.append({"node": node.name, "graph": where, "kept": branch})
                     result.note(f"If {node.name!r} in {where}: kept {branch} ({moved} node(s) inlined)")
                     inlined += 1
+                if types:
+                    _keep_types(g, types)
                 if inlined:
                     break  # graphs changed: walk them afresh
             if inlined:
                 continue
             if not self.opts["fold"] or not model.find_nodes("If"):
                 break
-            below.clear()
             # fold only what conditions may need
             folding = FoldConstants(constant_nodes=False,
                                     keep_shape_operands_in=self.opts["keep_shape_operands_in"]).run(model)
@@ -87,43 +84,23 @@ def _taken_branch(g: Graph, node: Node, result: PassResult) -> str | None:
     return taken
 
 
-def _defined_in(graphs: list[onnx.GraphProto]) -> Counter:
-    """How often each name is defined (input, initializer, node output) in ``graphs`` and the
-    graphs nested in them."""
-    count: Counter = Counter()
-    stack = list(graphs)
-    while stack:
-        gp = stack.pop()
-        count.update(vi.name for vi in gp.input)
-        count.update(t.name for t in gp.initializer)
-        count.update(t.values.name for t in gp.sparse_initializer)
-        for n in gp.node:
-            count.update(o for o in n.output if o)
-            stack.extend(subgraph_protos(n))
-    return count
-
-
-def _defined_below(g: Graph) -> Counter:
-    """Names defined in the subgraphs of ``g``'s nodes, at any depth, with how often."""
-    return _defined_in([sub for n in g.nodes for sub in subgraph_protos(n.proto)])
-
-
-def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], below: Counter) -> int:
-    """Inline ``node``'s branch ``key`` into ``g``. ``below`` counts the names defined under
-    ``g``'s nodes; it is kept current (the If's graphs go, the inlined nodes' come)."""
+def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], origin: dict[str, str],
+            types: list[onnx.ValueInfoProto]) -> int:
+    """Inline ``node``'s branch ``key`` into ``g``; ``renamed`` and its inverse ``origin`` record
+    the branch tensors that change name, ``types`` gets the branch's value_info (renamed), for
+    :func:`_keep_types`."""
     branch: Graph = node.subgraphs()[key]
     if len(branch.proto.sparse_initializer):
         raise PassError(f"If {node.name!r}: the {key} holds sparse initializers, which remove-if does not move; "
                         "convert them to dense first")
     # 1. branch-level names that would clash once they live in g's scope: visible there, or
-    # defined under another node of g
-    here = _defined_in(subgraph_protos(node.proto))
-    below.subtract(here)
+    # defined under another node of g (the If's own subgraphs go with it)
+    taken = g.taken_check(exclude=node)
     defined = branch.defined_names()  # an If branch has no inputs: its nodes and initializers
-    for name in sorted(n for n in defined if g.resolve(n) is not None or below[n] > 0):
+    for name in sorted([n for n in defined if taken(n)]):
         new = g.unique_name(name)
         branch.rename(name, new)
-        renamed[name] = new
+        _note_rename(renamed, origin, name, new)
     # 2. copies of the branch's nodes and initializers; outputs take the If's output names
     outs = list(node.outputs)
     b_outs = branch.output_names
@@ -135,7 +112,7 @@ def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], below: Coun
             continue
         if branch.defines(b) and branch.producer(b) is not None and b not in seen and b not in branch.input_names:
             rename[b] = o
-            renamed[next((k for k, v in renamed.items() if v == b), b)] = o
+            _note_rename(renamed, origin, origin.get(b, b), o)
         elif not branch.has_initializer(b) and o not in g.output_names and g.resolve(b) is not None:
             g.rewire(o, b, outputs=True)  # an outer value: its readers read it directly
         else:  # a branch initializer, a graph output, or returned twice: alias it
@@ -154,17 +131,35 @@ def _inline(g: Graph, node: Node, key: str, renamed: dict[str, str], below: Coun
         copy.CopyFrom(t)
         inits.append(copy)
     g.replace_node(node, nodes + identities, initializers=inits)
-    below.update(_defined_in([sub for n in nodes for sub in subgraph_protos(n)]))
-    # 3. keep what the branch knew about its tensors' types
-    if not g.is_function and len(branch.proto.value_info):  # (reading g.proto puts its nodes in order)
-        known = {vi.name for vi in g.proto.value_info}
+    # 3. what the branch knew about its tensors' types, kept once the graph's Ifs are done
+    if not g.is_function:
         for vi in branch.proto.value_info:
-            name = rename.get(vi.name, vi.name)
-            if name not in known:
-                copy = g.proto.value_info.add()
-                copy.CopyFrom(vi)
-                copy.name = name
+            copy = onnx.ValueInfoProto()
+            copy.CopyFrom(vi)
+            copy.name = rename.get(vi.name, vi.name)
+            types.append(copy)
     return len(nodes)
+
+
+def _keep_types(g: Graph, types: list[onnx.ValueInfoProto]) -> None:
+    """Add to ``g``'s value_info the entries of ``types`` whose names it has none for (the first
+    of a name wins). Once per graph and round: reading ``g.proto`` puts its nodes in order."""
+    field = g.proto.value_info
+    known = {vi.name for vi in field}
+    for vi in types:
+        if vi.name not in known:
+            known.add(vi.name)
+            field.add().CopyFrom(vi)
+
+
+def _note_rename(renamed: dict[str, str], origin: dict[str, str], name: str, new: str) -> None:
+    """Record that branch tensor ``name`` is now called ``new`` (in constant time: the inverse
+    map answers "which branch tensor is this name?" without a scan)."""
+    old = renamed.get(name)
+    if old is not None and origin.get(old) == name:
+        del origin[old]
+    renamed[name] = new
+    origin.setdefault(new, name)
 
 
 def _rename_in_node(node: onnx.NodeProto, mapping: dict[str, str]) -> None:
