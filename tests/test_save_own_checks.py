@@ -185,3 +185,17 @@ def test_the_facts_a_child_reports_are_taken_only_when_well_formed():
     assert checks.ScanResult.reported([None, 3, 1]) is None
     got = checks.ScanResult.reported(["dangling", 2, True])
     assert (got.problem, got.depth, got.has_external) == ("dangling", 2, True)
+
+
+def test_without_fork_the_own_checks_run_here_and_judge_alike(tmp_path, monkeypatch):
+    monkeypatch.delattr(os, "fork")
+    model = gs.load(tiny_chain())
+    model.save(tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == model.to_bytes()
+    broken = tiny_chain()
+    _dangling(broken)
+    with pytest.raises(gs.SaveError) as exc:
+        gs.load(broken).save(tmp_path / "b.onnx")
+    assert str(exc.value) == BROKEN.format(
+        "node 'relu' (Relu) in main graph reads 'nowhere', which nothing defines (dangling input)")
+    assert os.listdir(tmp_path) == ["m.onnx"]
