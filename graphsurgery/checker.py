@@ -27,6 +27,8 @@ STALL_SECONDS = 10.0
 # no check of any model takes this long; a child still at it is stopped and the check fails
 TIME_LIMIT = 900.0
 _STUCK = object()
+# the caller's own checks run before onnx's in the child: () -> (findings, facts, external)
+First = Callable[[], tuple[list[str], object, bool]]
 
 
 # what the child reports, alone, for a model whose text is not all UTF-8 (``text=True``)
@@ -122,14 +124,19 @@ class PendingCheck:
     children at once (the second half takes most of the time); the findings are the checker's
     if it found any, else the inference's, as ``check_model(full_check=True)`` reports them.
     ``first``: checks of the caller's own that come before onnx's, run in the (first) child on
-    the caller's memory as it was when forked; when they find anything, that is the verdict.
+    the caller's memory as it was when forked (or here, when there is no fork or the child got
+    stuck); it returns ``(findings, facts, external)``. When it finds anything, that is the
+    verdict. ``facts``, anything JSON can carry, is handed back as :attr:`facts` (None when the
+    child died before reporting them); ``external`` False means the model keeps no data outside
+    the file, so onnx's checker is not given ``base_dir``.
     ``inference``: the second half, started ahead by :func:`start_inference` on the same bytes.
     """
 
     def __init__(self, data: bytes, base_dir: str | None, full: bool, text: bool = False,
-                 first: Callable[[], list[str]] | None = None, inference: StartedHalf | None = None):
+                 first: First | None = None, inference: StartedHalf | None = None):
         self._args = (data, base_dir, full, text)
         self._first = first
+        self.facts = None
         self._children: list[tuple[int, int]] = []
         ahead = inference.take() if inference is not None else None
         if hasattr(os, "fork") and full:
@@ -145,19 +152,25 @@ class PendingCheck:
         children, self._children = self._children, []
         try:
             while children:
-                found = _watch(*children.pop(0))
-                if found is _STUCK:
+                outcome = _watch(*children.pop(0))
+                if outcome is _STUCK:
                     break
+                found, facts = outcome
+                if facts is not None:
+                    self.facts = facts
                 if found or not children:
                     return found
         finally:
             for child in children:
                 _close_and_stop(child)
+        data, base_dir, full, text = self._args
         if self._first is not None:  # (no fork, or a forked child got stuck: all of it from here)
-            found = self._first()
+            found, self.facts, external = self._first()
             if found:
                 return found
-        return _spawned(*self._args)
+            if not external:
+                base_dir = None
+        return _spawned(data, base_dir, full, text)
 
     def cancel(self) -> None:
         children, self._children = self._children, []
@@ -197,7 +210,7 @@ def _close_and_stop(child: tuple[int, int]) -> None:
 
 
 def start_check(data: bytes, base_dir: str | None, full: bool, text: bool = False,
-                first: Callable[[], list[str]] | None = None, inference: StartedHalf | None = None) -> PendingCheck:
+                first: First | None = None, inference: StartedHalf | None = None) -> PendingCheck:
     """Start :func:`run_onnx_checker` in a child process; the caller goes on meanwhile. See
     :class:`PendingCheck` for ``first`` and ``inference``."""
     return PendingCheck(data, base_dir, full, text, first, inference)
@@ -211,14 +224,19 @@ def _crashed(sig: int) -> list[str]:
     return [f"onnx checker crashed ({name}) on this model; it is damaged in a way onnx does not report"]
 
 
-def _verdict(out: bytes) -> list[str]:
+def _verdict(out: bytes) -> tuple[list[str], object]:
+    """The findings a child wrote (a list of lines, or an object with the findings and the
+    facts of its ``first`` checks), and those facts (None if it gave none)."""
     try:
         found = json.loads(out)
     except ValueError:
         found = None
+    facts = None
+    if isinstance(found, dict):
+        found, facts = found.get("found"), found.get("facts")
     if not isinstance(found, list) or not all(isinstance(x, str) for x in found):
-        return ["onnx checker stopped without a verdict on this model"]
-    return found
+        return ["onnx checker stopped without a verdict on this model"], None
+    return found, facts
 
 
 def _too_long() -> list[str]:
@@ -236,7 +254,7 @@ def _cpu_and_state(pid: int) -> tuple[float, str] | None:
 
 
 def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str,
-          first: Callable[[], list[str]] | None) -> tuple[int, int]:
+          first: First | None) -> tuple[int, int]:
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # (forking a process that has threads)
@@ -248,10 +266,10 @@ def _fork(data: bytes, base_dir: str | None, full: bool, text: bool, part: str,
             import faulthandler
 
             faulthandler.disable()  # a crash here is the parent's to report, not a dump on stderr
-            found = first() if first is not None else []
+            found, facts, external = first() if first is not None else ([], None, True)
             if not found:
-                found = run_onnx_checker(data, base_dir, full, text, part)
-            view = memoryview(json.dumps(found).encode())
+                found = run_onnx_checker(data, base_dir if external else None, full, text, part)
+            view = memoryview(json.dumps({"found": found, "facts": facts}).encode())
             while view:
                 view = view[os.write(write_fd, view):]
         except BaseException:  # noqa: BLE001
@@ -271,7 +289,8 @@ def _stop(pid: int) -> None:
 
 
 def _watch(pid: int, read_fd: int):
-    """The forked child's findings; :data:`_STUCK` when it stopped working without finishing."""
+    """The forked child's findings and facts (see :func:`_verdict`); :data:`_STUCK` when it
+    stopped working without finishing."""
     import select
 
     chunks: list[bytes] = []
@@ -307,10 +326,10 @@ def _watch(pid: int, read_fd: int):
     os.close(read_fd)
     if outcome is not None:
         _stop(pid)
-        return outcome
+        return outcome if outcome is _STUCK else (outcome, None)
     _, status = os.waitpid(pid, 0)
     if os.WIFSIGNALED(status):
-        return _crashed(os.WTERMSIG(status))
+        return _crashed(os.WTERMSIG(status)), None
     return _verdict(b"".join(chunks))
 
 
@@ -335,7 +354,7 @@ def _spawned(data: bytes, base_dir: str | None, full: bool, text: bool = False, 
         return [f"onnx checker could not be started in a child process ({exc.strerror or exc})"]
     if proc.returncode < 0:
         return _crashed(-proc.returncode)
-    return _verdict(proc.stdout)
+    return _verdict(proc.stdout)[0]
 
 
 def _child_main() -> None:

@@ -18,13 +18,16 @@ import onnx
 from . import tensors
 from .checker import NOT_UTF8, PendingCheck, StartedHalf, start_check, start_inference
 from .errors import InvalidModelError, ModelLoadError
-from .serialization import TWO_GB, iter_model_tensors, validate_header
+from .serialization import TWO_GB, iter_model_tensors, too_deep, validate_header
 from .text import validate_text
 
 # what the model's scope index finds in its graphs (dangling inputs, cycles...), one line each
 IndexProblems = Callable[[], list[str]]
-# work done while onnx's checker runs: given the scan and the very bytes being checked
+# work done while onnx's checker runs: given the scan (or what is assumed of it) and the very bytes
+# being checked
 Meanwhile = Callable[["ScanResult", bytes], None]
+# the key that names an external tensor's data file, as serialized (StringStringEntryProto.key)
+_LOCATION_KEY = b"\x0a\x08location"
 
 
 class Verified(NamedTuple):
@@ -54,9 +57,13 @@ def review(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexPr
     or code editing the proto directly) makes the check run again in full. What lies outside
     the proto, the external data files, is checked every time. ``ordered``: the graphs were just
     put in order (as a save does), so one ordered :func:`scan` finds their invariants.
-    ``meanwhile(scan, data)``: work to do while onnx's checker runs in its child on ``data``, once
-    every other check has passed (a save writes those bytes to its temporary file then); not
-    called when a check failed before.
+    ``meanwhile(scan, data)``: work to do while onnx's checker runs in its child on ``data`` (a
+    save writes those bytes to its temporary file then). When the scan itself runs in the child
+    (an ordered check with ``data``), ``meanwhile`` is first given what is assumed of it (no
+    nesting too deep to save; external data if ``data`` names a data file); should the scan
+    find otherwise, it is called again with the scan, and what the first call did or raised
+    counts for nothing. An error it raises is the verdict once the scan found the graphs sound.
+    Otherwise it is called once every other check has passed, never when one failed.
     """
     if known is not None:
         if data is None:
@@ -66,11 +73,13 @@ def review(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexPr
             if not found and meanwhile is not None:
                 meanwhile(ScanResult.of(known), data)
             return found, known
-    digest: list[bytes] = []  # (taken while onnx's checker runs)
     early = None
     if ordered and onnx_checker and full and data is not None and len(data) < TWO_GB:
         early = start_inference(data)  # the longer half of onnx's check needs the bytes only: it starts first
     try:
+        if ordered and onnx_checker and data is not None and len(data) < TWO_GB:
+            return _review_ordered(proto, base_dir, index_problems, data, full, meanwhile, early)
+        digest: list[bytes] = []  # (taken while onnx's checker runs)
         found, data, scanned = _problems(proto, base_dir, index_problems, onnx_checker, full,
                                          scan(proto) if ordered else None, data, meanwhile,
                                          digest if onnx_checker and full else None, early)
@@ -82,6 +91,65 @@ def review(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexPr
     if scanned is None:
         scanned = scan(proto)
     return [], Verified(digest[0] if digest else fingerprint(data), base_dir, scanned.depth, scanned.has_external)
+
+
+def _review_ordered(proto: onnx.ModelProto, base_dir: str | None, index_problems: IndexProblems, data: bytes,
+                    full: bool, meanwhile: Meanwhile | None, early: StartedHalf | None
+                    ) -> tuple[list[str], Verified | None]:
+    """:func:`review` of graphs just put in order, serialized as ``data`` (what a save checks).
+
+    Everything but the header runs in the child beside onnx's checker, on the forked memory:
+    the :func:`scan`, then the tensors' data, the text, onnx's checker. Meanwhile this process
+    writes, on what it assumes of the scan; the facts the child reports decide whether that
+    write stands. A scan that finds a problem has the index name the culprits, as
+    :func:`problems` does; a child that dies before reporting its facts has the scan made here.
+    """
+    try:
+        validate_header(proto, "the model")
+    except ModelLoadError as exc:
+        return [str(exc)], None
+    pending = start_check(data, base_dir, full, True, _own_checks(proto, base_dir), early)
+    try:
+        assumed = ScanResult()
+        assumed.has_external = _LOCATION_KEY in data
+        failed: Exception | None = None
+        if meanwhile is not None:
+            try:
+                meanwhile(assumed, data)
+            except Exception as exc:  # noqa: BLE001 - the verdict, unless the scan says otherwise
+                failed = exc
+        digest = fingerprint(data)
+        verdict = pending.result()
+    finally:
+        pending.cancel()
+    scanned = ScanResult.reported(pending.facts) or scan(proto)
+    if scanned.problem is not None:
+        return index_problems() or [scanned.problem], None
+    if meanwhile is not None:
+        if scanned.has_external != assumed.has_external or too_deep(scanned.depth):
+            meanwhile(scanned, data)  # (what was written on the wrong assumption is dropped)
+        elif failed is not None:
+            raise failed
+    if verdict == [NOT_UTF8]:
+        try:
+            validate_text(proto, "the model", data)
+        except ModelLoadError as exc:
+            return [str(exc)], None
+    if verdict or not full:
+        return verdict, None
+    return [], Verified(digest, base_dir, scanned.depth, scanned.has_external)
+
+
+def _own_checks(proto: onnx.ModelProto, base_dir: str | None):
+    """graphsurgery's checks of an ordered model, as the checker's child runs them before
+    onnx's: the scan's problem alone, or the tensors' data; the scan's facts; external data."""
+    def first() -> tuple[list[str], list, bool]:
+        scanned = scan(proto)
+        facts = [scanned.problem, scanned.depth, scanned.has_external]
+        if scanned.problem is not None:
+            return [scanned.problem], facts, scanned.has_external
+        return _tensor_problems(scanned.tensors, base_dir), facts, scanned.has_external
+    return first
 
 
 def _external_problems(proto: onnx.ModelProto, base_dir: str | None) -> list[str]:
@@ -209,6 +277,19 @@ class ScanResult:
         """What a scan of the state ``known`` found (but its tensors, not kept)."""
         res = cls()
         res.depth, res.has_external = known.depth, known.has_external
+        return res
+
+    @classmethod
+    def reported(cls, facts) -> ScanResult | None:
+        """What the checker's child reported of its scan (see :func:`_own_checks`), its tensors
+        left out; None when it reported nothing readable."""
+        if not (isinstance(facts, list) and len(facts) == 3):
+            return None
+        problem, depth, external = facts
+        if not (problem is None or isinstance(problem, str)) or type(depth) is not int or type(external) is not bool:
+            return None
+        res = cls()
+        res.problem, res.depth, res.has_external = problem, depth, external
         return res
 
 

@@ -77,6 +77,11 @@ def _check_opsets(imports, what: str) -> None:
         seen[op.domain] = op.version
 
 
+def too_deep(depth: int) -> bool:
+    """Would subgraphs nested ``depth`` levels deep make a file protobuf readers refuse?"""
+    return 2 + 3 * depth + 5 > MAX_MESSAGE_DEPTH
+
+
 def read_file(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -283,7 +288,7 @@ def prepare(proto: onnx.ModelProto, path: str, *, base_dir: str | None, source_p
     src = source_path
     if not overwrite and src is not None and os.path.exists(path) and os.path.samefile(path, src):
         raise SaveError(f"refusing to overwrite the input model {src}; save elsewhere, or pass overwrite=True")
-    if 2 + 3 * depth + 5 > MAX_MESSAGE_DEPTH:
+    if too_deep(depth):
         raise SaveError(f"subgraphs nest {depth} levels deep; protobuf readers refuse "
                         f"messages nested deeper than {MAX_MESSAGE_DEPTH} levels, so nobody could read this file. "
                         "Inline or flatten some If/Loop bodies first")

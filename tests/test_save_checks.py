@@ -304,19 +304,3 @@ def test_tensor_data_that_does_not_fit_is_refused_whether_the_checker_forks_or_n
     with pytest.raises(gs.SaveError, match="raw_data holds"):
         gs.load(m).save(tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
-
-
-def test_a_save_starts_shape_inference_before_its_own_scan(tmp_path, monkeypatch):
-    order = []
-    real_fork, real_scan = checker._fork, checks.scan
-    monkeypatch.setattr(checker, "_fork", lambda *a: order.append(a[4]) or real_fork(*a))
-    monkeypatch.setattr(checks, "scan", lambda proto: order.append("scan") or real_scan(proto))
-    gs.load(tiny_chain()).save(tmp_path / "m.onnx")
-    assert order == [checker.INFERENCE, "scan", checker.STRUCTURE]
-    order.clear()
-    broken = tiny_chain()
-    broken.graph.node[1].input[0] = "nowhere"  # the scan sees it: the inference started ahead is stopped
-    with pytest.raises(gs.SaveError, match="nowhere"):
-        gs.load(broken).save(tmp_path / "b.onnx")
-    assert order[:2] == [checker.INFERENCE, "scan"] and checker.STRUCTURE not in order
-    assert os.listdir(tmp_path) == ["m.onnx"]

@@ -238,6 +238,9 @@ class Model:
 
         def write(scanned: checks.ScanResult, checked: bytes) -> None:
             # while onnx's checker runs in its child: the very bytes it checks, under a temporary name
+            # (asked again when the scan there finds other facts than assumed: what was written goes)
+            while pending:
+                pending.pop().discard()
             pending.append(serialization.prepare(self._proto, os.fspath(path), depth=scanned.depth,
                                                  has_external=scanned.has_external, data=checked, **options))
 
