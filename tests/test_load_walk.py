@@ -1,14 +1,16 @@
-"""The load's one walk over attributes (validation, and the main graph's subgraph holders) and
-the scan behind find_nodes."""
+"""The load's one walk over attributes (validation, and the main graph's subgraph holders), the
+scan behind find_nodes, and instancenorm-epsilon's single decision pass."""
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 from conftest import if_model, tiny_chain
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 
 import graphsurgery as gs
+from graphsurgery.passes import PassError, create
 
 
 def _places(model: gs.Model) -> list[str]:
@@ -80,3 +82,42 @@ def test_find_nodes_by_op_type_alone_matches_any_domain_built_or_not():
         assert [n.name for n in model.find_nodes("Relu", "")] == ["relu"]
         assert [n.name for n in model.find_nodes("Relu", name="custom_relu")] == ["custom_relu"]
         assert model.find_nodes("Nothing") == []
+
+
+def _inorm_model(eps_main: float) -> onnx.ModelProto:
+    """A main-graph InstanceNormalization, and a function whose InstanceNormalization takes its
+    epsilon from the function's attribute."""
+    body = helper.make_node("InstanceNormalization", ["fx", "fs", "fb"], ["fy"], name="fn_in")
+    body.attribute.add().CopyFrom(helper.make_attribute_ref("epsilon", onnx.AttributeProto.FLOAT, ref_attr_name="eps"))
+    fn = helper.make_function("local", "Norm", ["fx", "fs", "fb"], ["fy"], [body],
+                              [helper.make_opsetid("", 17)], attributes=["eps"])
+    call = helper.make_node("Norm", ["m", "s", "b"], ["y"], name="call", domain="local", eps=1e-3)
+    g = helper.make_graph(
+        [helper.make_node("InstanceNormalization", ["x", "s", "b"], ["m"], name="main_in", epsilon=eps_main), call],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [numpy_helper.from_array(np.ones(2, np.float32), "s"), numpy_helper.from_array(np.zeros(2, np.float32), "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("local", 1)],
+                             functions=[fn], ir_version=10)
+
+
+def test_instancenorm_epsilon_refuses_an_epsilon_it_cannot_read_and_changes_nothing():
+    m = gs.load(_inorm_model(1e-9))
+    before = m.to_bytes()
+    with pytest.raises(PassError, match="epsilon of node 'fn_in' .*function local::Norm.* attribute 'eps'"):
+        create("instancenorm-epsilon", epsilon="0.001").run(m)
+    assert m.to_bytes() == before
+    r = create("instancenorm-epsilon", epsilon="0.001", pattern="main_*").run(m)  # the way round it
+    assert r.changes == ["InstanceNormalization 'main_in': epsilon 1e-09 -> 0.001"]
+    assert r.details["epsilon"] == {"main_in": (pytest.approx(1e-9), 0.001)}
+
+
+def test_instancenorm_epsilon_compares_as_stored_and_sets_a_missing_one():
+    proto = _inorm_model(1e-9)
+    del proto.functions[:]
+    proto.graph.node[1].CopyFrom(helper.make_node("InstanceNormalization", ["m", "s", "b"], ["y"], name="plain"))
+    m = gs.load(proto)
+    r = create("instancenorm-epsilon", epsilon="1e-9").run(m)  # 1e-9 as a float32 is what main_in holds
+    assert r.changes == ["InstanceNormalization 'plain': epsilon 1e-05 -> 1e-09"]
+    assert m.graph.node("plain").attrs["epsilon"] == pytest.approx(1e-9)
+    assert not create("instancenorm-epsilon", epsilon="1e-9").run(m).changed
