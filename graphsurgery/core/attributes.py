@@ -31,9 +31,7 @@ class Attributes(MutableMapping):
         self._node = node
 
     def _find(self, key: str) -> onnx.AttributeProto | None:
-        attrs = self._node.proto.attribute
-        for i in range(len(attrs)):  # indexing: cheaper than iterating a repeated field
-            attr = attrs[i]
+        for attr in self._node.proto.attribute:
             if attr.name == key:
                 return attr
         return None

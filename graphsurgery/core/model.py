@@ -91,12 +91,15 @@ class Model:
                     holders.append((i, n))
             if g is main:
                 self.graph._seed_holders(holders)
+        names = [t.name for t in main.initializer]
+        if len(set(names)) == len(names):
+            return
         seen: set[str] = set()
-        for t in self.proto.graph.initializer:
-            if t.name in seen:
-                raise InvalidModelError(f"initializer {t.name!r} appears twice; tools disagree on which copy wins, "
-                                        "so remove one of them", [f"duplicate initializer {t.name!r}"])
-            seen.add(t.name)
+        for name in names:
+            if name in seen:
+                raise InvalidModelError(f"initializer {name!r} appears twice; tools disagree on which copy wins, "
+                                        "so remove one of them", [f"duplicate initializer {name!r}"])
+            seen.add(name)
 
     # ---- views -----------------------------------------------------------
     @property
