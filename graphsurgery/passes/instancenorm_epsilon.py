@@ -35,8 +35,7 @@ class InstanceNormEpsilon(Pass):
         for node in model.find_nodes("InstanceNormalization"):
             if pattern and not fnmatch.fnmatchcase(node.name, pattern):
                 continue
-            attrs = node.attrs
-            old = attrs.get("epsilon")
+            old = node.attrs.get("epsilon")
             if isinstance(old, AttributeRef):
                 raise PassError(f"instancenorm-epsilon: the epsilon of node {node.name!r} ({node.graph.describe()}) "
                                 f"is the function's attribute {str(old)!r}, whose value is not known here; "
