@@ -95,11 +95,11 @@ class Graph(TensorEdits, NodeAdding, Scope):
             if self._order_dirty and self._ranks_valid:
                 out.sort(key=_rank_of)
         else:  # a scan of the proto: no index needed to find nodes
+            wrap = self._wrap
             if by_type:
-                found = [(i, p) for i, p in enumerate(self._proto.node) if p.op_type == op_type]
+                out = [wrap(p, i) for i, p in enumerate(self._proto.node) if p.op_type == op_type]
             else:
-                found = [(i, p) for i, p in enumerate(self._proto.node) if _matches(p, op_type, domain, name)]
-            out = [self._wrap(p, i) for i, p in found]
+                out = [wrap(p, i) for i, p in enumerate(self._proto.node) if _matches(p, op_type, domain, name)]
         if recursive:
             for g in self.subgraphs():
                 out.extend(g.find_nodes(op_type, domain, name=name, recursive=True))
