@@ -55,7 +55,8 @@ class Attributes(MutableMapping):
         old = self._find(key)
         if old is not None and not old.ref_attr_name:  # fast path: an existing scalar keeps its type
             t = old.type
-            if t == A.FLOAT and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+            if t == A.FLOAT and (type(value) is float or isinstance(value, (int, np.integer, np.floating))
+                                 and not isinstance(value, bool)):
                 node._graph._check_alive(node)
                 old.f = float(value)
                 return

@@ -86,12 +86,20 @@ class Graph(TensorEdits, NodeAdding, Scope):
     def find_nodes(self, op_type: str | None = None, domain: str | None = None, *, name: str | None = None,
                    recursive: bool = False) -> list[Node]:
         """Nodes of this op type / domain / name; ``recursive`` also searches subgraphs."""
+        by_type = op_type is not None and domain is None and name is None  # the usual question
         if self._built:  # filter first, then order the matches only: the proto is not rewritten
-            out = [n for n in self._nodes.values() if _matches(n.proto, op_type, domain, name)]
+            if by_type:
+                out = [n for n in self._nodes.values() if n.proto.op_type == op_type]
+            else:
+                out = [n for n in self._nodes.values() if _matches(n.proto, op_type, domain, name)]
             if self._order_dirty and self._ranks_valid:
                 out.sort(key=_rank_of)
         else:  # a scan of the proto: no index needed to find nodes
-            out = [self._wrap(p, i) for i, p in enumerate(self._proto.node) if _matches(p, op_type, domain, name)]
+            wrap = self._wrap
+            if by_type:
+                out = [wrap(p, i) for i, p in enumerate(self._proto.node) if p.op_type == op_type]
+            else:
+                out = [wrap(p, i) for i, p in enumerate(self._proto.node) if _matches(p, op_type, domain, name)]
         if recursive:
             for g in self.subgraphs():
                 out.extend(g.find_nodes(op_type, domain, name=name, recursive=True))

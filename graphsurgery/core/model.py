@@ -72,34 +72,38 @@ class Model:
     def _validate(self) -> None:
         """Refuse, at load, what makes the main graph's names ambiguous and is cheap to see:
         initializers defined twice. Node-level problems (duplicate producers, dangling inputs,
-        cycles) surface when the index is first built, in :meth:`check`, and at save."""
-        stack = [(self.proto.graph, "the main graph", False)]
-        stack += [(f, f"function {f.domain}::{f.name}", True) for f in self.proto.functions]
+        cycles) surface when the index is first built, in :meth:`check`, and at save.
+
+        The same walk records which nodes of the main graph hold subgraphs, so that
+        :meth:`graphs` and :meth:`find_nodes` need not look at every attribute again."""
+        main = self._proto.graph
+        stack = [(main, "the main graph", False)]
+        stack += [(f, f"function {f.domain}::{f.name}", True) for f in self._proto.functions]
         while stack:  # attribute references belong in function bodies only, and never stand for a graph
             g, where, in_function = stack.pop()
-            for n in g.node:
-                for a in n.attribute:
-                    if a.ref_attr_name and in_function and a.type in (onnx.AttributeProto.GRAPH,
-                                                                      onnx.AttributeProto.GRAPHS):
-                        raise InvalidModelError(
-                            f"attribute {a.name!r} of node {n.name!r} in {where} takes its graph from the function "
-                            f"attribute {a.ref_attr_name!r}; graphsurgery cannot look into such a body",
-                            [f"graph attribute reference: {n.name!r}.{a.name}"])
-                    if a.ref_attr_name and not in_function:
-                        raise InvalidModelError(
-                            f"attribute {a.name!r} of node {n.name!r} in {where} refers to a function attribute "
-                            f"({a.ref_attr_name!r}), which only nodes inside a function body may do",
-                            [f"attribute reference outside a function: {n.name!r}.{a.name}"])
-                    if a.type == onnx.AttributeProto.GRAPH:
-                        stack.append((a.g, f"{where} › {n.name!r}.{a.name}", in_function))
-                    elif a.type == onnx.AttributeProto.GRAPHS:
-                        stack.extend((sub, f"{where} › {n.name!r}.{a.name}", in_function) for sub in a.graphs)
+            holders: list[tuple[int, onnx.NodeProto]] = []
+            for i, n in enumerate(g.node):
+                attrs = n.attribute
+                k = len(attrs)
+                if k == 1:  # the usual case, and indexing is cheaper than iterating
+                    a = attrs[0]
+                    if (a.ref_attr_name or a.type in _GRAPH_TYPES) and _check_attribute(n, a, where, in_function,
+                                                                                         stack):
+                        holders.append((i, n))
+                elif k and any([_check_attribute(n, a, where, in_function, stack)
+                                for a in attrs if a.ref_attr_name or a.type in _GRAPH_TYPES]):
+                    holders.append((i, n))
+            if g is main:
+                self.graph._seed_holders(holders)
+        names = [t.name for t in main.initializer]
+        if len(set(names)) == len(names):
+            return
         seen: set[str] = set()
-        for t in self.proto.graph.initializer:
-            if t.name in seen:
-                raise InvalidModelError(f"initializer {t.name!r} appears twice; tools disagree on which copy wins, "
-                                        "so remove one of them", [f"duplicate initializer {t.name!r}"])
-            seen.add(t.name)
+        for name in names:
+            if name in seen:
+                raise InvalidModelError(f"initializer {name!r} appears twice; tools disagree on which copy wins, "
+                                        "so remove one of them", [f"duplicate initializer {name!r}"])
+            seen.add(name)
 
     # ---- views -----------------------------------------------------------
     @property
@@ -321,6 +325,32 @@ class Model:
         ops = ", ".join(f"{d or 'ai.onnx'}:{v}" for d, v in self.opsets.items())
         return (f"<Model {self.proto.graph.name!r}: {len(self.proto.graph.node)} nodes, "
                 f"inputs {self.graph.input_names}, outputs {self.graph.output_names}, opsets {ops}>")
+
+
+_GRAPH_TYPES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+
+
+def _check_attribute(n: onnx.NodeProto, a: onnx.AttributeProto, where: str, in_function: bool,
+                     stack: list) -> bool:
+    """Refuse an attribute reference :meth:`Model._validate` cannot accept; push the graphs of
+    a graph attribute on ``stack``. True when ``a`` holds a graph."""
+    if a.ref_attr_name and in_function and a.type in _GRAPH_TYPES:
+        raise InvalidModelError(
+            f"attribute {a.name!r} of node {n.name!r} in {where} takes its graph from the function "
+            f"attribute {a.ref_attr_name!r}; graphsurgery cannot look into such a body",
+            [f"graph attribute reference: {n.name!r}.{a.name}"])
+    if a.ref_attr_name and not in_function:
+        raise InvalidModelError(
+            f"attribute {a.name!r} of node {n.name!r} in {where} refers to a function attribute "
+            f"({a.ref_attr_name!r}), which only nodes inside a function body may do",
+            [f"attribute reference outside a function: {n.name!r}.{a.name}"])
+    if a.type == onnx.AttributeProto.GRAPH:
+        stack.append((a.g, f"{where} › {n.name!r}.{a.name}", in_function))
+        return True
+    if a.type == onnx.AttributeProto.GRAPHS:
+        stack.extend((sub, f"{where} › {n.name!r}.{a.name}", in_function) for sub in a.graphs)
+        return True
+    return False
 
 
 def _graph_problems(g: Graph, found: list[str]) -> None:

@@ -91,7 +91,11 @@ def flatten(values: Iterable) -> Iterator:
 
 
 def has_graph_attribute(p: onnx.NodeProto) -> bool:
-    return any(a.type in GRAPH_TYPES for a in p.attribute)
+    attrs = p.attribute
+    k = len(attrs)
+    if k == 1:  # most nodes with attributes: indexing is cheaper than iterating
+        return attrs[0].type in GRAPH_TYPES
+    return k > 0 and any(a.type in GRAPH_TYPES for a in attrs)
 
 
 def holder_definitions(node: Node) -> Counter:
@@ -134,7 +138,9 @@ class Scope(Ranks):
         # how many scopes under this one's nodes (at any depth) define each name: computed when
         # first asked, then kept by the edits (see _below_changed)
         self._below: Counter | None = None
-        self._sub_list: list[Node] | None = None  # holders found by a scan, before the index exists
+        # holders found by a scan, before the index exists, and the length of the node list then
+        self._sub_list: list[Node] | None = None
+        self._sub_count = -1
         self._inputs_ordered = False  # the build saw every direct input read after its producer
         # Node wrappers made before the full index exists (by find_nodes/node), by proto id;
         # holding them keeps upb's Python objects, and so their ids, alive.
@@ -187,7 +193,7 @@ class Scope(Ranks):
                             [f"duplicate producer of {name!r}"],
                         )
                     producer[name] = node
-            if p.attribute and has_graph_attribute(p):
+            if has_graph_attribute(p):
                 subs[id(p)] = node
         self._nodes = nodes
         self._producer = producer
@@ -250,13 +256,21 @@ class Scope(Ranks):
     # subgraphs
     # =================================================================
     def _holders(self) -> list[Node]:
-        """Nodes of this scope that hold subgraphs, in node order; without building the index."""
+        """Nodes of this scope that hold subgraphs, in node order; without building the index.
+        Found once (or given by the load's walk, :meth:`_seed_holders`) and kept until the index
+        is built; a node list that changed length since is scanned again."""
         if self._built:
             return list(self._sub_nodes.values())
-        if self._sub_list is None:
-            self._sub_list = [self._wrap(p, i) for i, p in enumerate(self._proto.node)
-                              if p.attribute and has_graph_attribute(p)]
+        nodes = self._proto.node
+        if self._sub_list is None or self._sub_count != len(nodes):
+            self._seed_holders([(i, p) for i, p in enumerate(nodes) if has_graph_attribute(p)])
         return self._sub_list
+
+    def _seed_holders(self, found: list[tuple[int, onnx.NodeProto]]) -> None:
+        """Record the holders of this scope, (position, NodeProto) pairs, as a walk over the
+        proto just found them (before the index exists)."""
+        self._sub_list = [self._wrap(p, i) for i, p in found]
+        self._sub_count = len(self._proto.node)
 
     def subgraphs(self) -> list:
         """Direct subgraphs (If branches, Loop/Scan bodies) of this graph's nodes."""

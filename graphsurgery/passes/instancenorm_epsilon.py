@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import fnmatch
 
+from ..core.attributes import AttributeRef
 from ..core.model import Model
 from .base import Option, Pass, PassError, PassResult
+
+DEFAULT = 1e-5  # the operator's default epsilon
 
 
 class InstanceNormEpsilon(Pass):
@@ -26,18 +29,33 @@ class InstanceNormEpsilon(Pass):
         eps = self.opts["epsilon"]
         if not eps > 0:
             raise PassError(f"instancenorm-epsilon: epsilon must be positive, got {eps}")
-        changed = {}
+        pattern, below = self.opts["pattern"], self.opts["below"]
+        stored = _f32(eps)  # the attribute holds a float32
+        todo = []  # (node, old value): everything is decided before anything changes
         for node in model.find_nodes("InstanceNormalization"):
-            if self.opts["pattern"] and not fnmatch.fnmatchcase(node.name, self.opts["pattern"]):
+            if pattern and not fnmatch.fnmatchcase(node.name, pattern):
                 continue
-            old = node.attrs.get("epsilon", 1e-5)  # the operator's default
-            if self.opts["below"] is not None and not old < self.opts["below"]:
+            old = node.attrs.get("epsilon")
+            if isinstance(old, AttributeRef):
+                raise PassError(f"instancenorm-epsilon: the epsilon of node {node.name!r} ({node.graph.describe()}) "
+                                f"is the function's attribute {str(old)!r}, whose value is not known here; "
+                                "set it where the function is called, or exclude the node with pattern")
+            present = old is not None
+            if not present:
+                old = DEFAULT
+            if below is not None and not old < below:
                 continue
-            if "epsilon" in node.attrs and _f32(old) == _f32(eps):
-                continue  # already so (the attribute is stored as float32)
+            # a float read from the attribute is a float32 already; anything else is converted
+            if present and (old if type(old) is float else _f32(old)) == stored:
+                continue  # already so
+            todo.append((node, old))
+        changed = {}
+        new = f"{eps:g}"
+        for node, old in todo:
             node.attrs["epsilon"] = eps
-            changed[node.name] = (old, eps)
-            result.note(f"InstanceNormalization {node.name!r}: epsilon {old:g} -> {eps:g}")
+            name = node.name
+            changed[name] = (old, eps)
+            result.note(f"InstanceNormalization {name!r}: epsilon {old:g} -> {new}")
         result.details["epsilon"] = changed
 
 
