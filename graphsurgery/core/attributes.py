@@ -69,6 +69,7 @@ class Attributes(MutableMapping):
         touches_graphs = new.type in _GRAPH_TYPES or (old is not None and old.type in _GRAPH_TYPES)
         if touches_graphs:
             node._graph._check_new_subgraphs(new, node)
+            node._graph._settle_subgraphs(node)
         if old is not None:
             if old.doc_string and not new.doc_string:
                 new.doc_string = old.doc_string
@@ -83,6 +84,8 @@ class Attributes(MutableMapping):
         for i, attr in enumerate(attrs):
             if attr.name == key:
                 is_graph = attr.type in _GRAPH_TYPES
+                if is_graph:
+                    self._node._graph._settle_subgraphs(self._node)
                 del attrs[i]
                 if is_graph:
                     self._node._graph._subgraphs_changed(self._node)

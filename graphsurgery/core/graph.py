@@ -377,6 +377,18 @@ class Graph(TensorEdits, NodeAdding, Scope):
                         self._admit_read_from_outside(name, f"subgraph {a.name!r} of new node {owner!r}")
         return reads
 
+    def _settle_subgraphs(self, node: Node) -> None:
+        """Write what is pending in the views of ``node``'s subgraphs (removed nodes, order) into
+        their protos: a graph attribute of ``node`` is about to change, and the views of all its
+        subgraphs are then made anew from the protos, so an edit only held in a view of a sibling
+        subgraph would be lost (a removed node would come back)."""
+        stack = list(flatten(node._subgraphs.values())) if node._subgraphs else []
+        while stack:
+            g = stack.pop()
+            if g.built:
+                g._sync()
+                stack.extend(g.subgraphs())
+
     def _subgraphs_changed(self, node: Node) -> None:
         """A graph attribute of ``node`` was set or deleted: refresh what depends on it."""
         self._ensure()
