@@ -54,10 +54,10 @@ def pairs(text: str | None, option: str) -> dict[str, str]:
     """``a=1x3,b=2`` -> {"a": "1x3", "b": "2"}; a list value in brackets may hold commas."""
     if not text:
         return {}
-    from .passes.pipeline import _split_top
+    from .passes.pipeline import split_top
 
     out = {}
-    for item in _split_top(text):
+    for item in split_top(text):
         if "=" not in item or not item.split("=", 1)[0].strip():
             raise UsageError(f"{option} {text!r}: expected NAME=VALUE, comma separated")
         k, v = item.split("=", 1)

@@ -23,6 +23,7 @@ import onnx
 from .backends import BackendFinding, check_backend, describe, lint_for
 from .core.model import Model, load
 from .errors import FixRefused, GraphSurgeryError
+from .tolerances import ATOL, RTOL
 
 #: passes in the order fix runs them; each runs only when a finding (or a user value) asks for it
 # (fix-prelu-slope early: a model it repairs does not run before it, so what follows is verified)
@@ -75,7 +76,7 @@ class FixReport:
 
 def fix(model: Model | onnx.ModelProto, backend: str = "tensorrt", *, set_shape: dict[str, str] | None = None,
         freeze: dict[str, str] | None = None, legacy: bool = False, verify: bool = True,
-        inputs: dict | None = None, rtol: float = 1e-5, atol: float = 1e-6,
+        inputs: dict | None = None, rtol: float = RTOL, atol: float = ATOL,
         partial: bool = False) -> tuple[Model | onnx.ModelProto, FixReport]:
     """Fix ``model`` for ``backend``; returns the fixed copy (same kind as given) and the report.
 
@@ -141,10 +142,10 @@ def _steps(text: str) -> list[tuple[str, dict]]:
     """``a,b(k=v)`` -> [("a", {}), ("b", {"k": "v"})]; a step with a placeholder for the user's
     value (``set-shape(...)``, ``freeze-inputs(NAME=VALUE)``) comes without options."""
     from .passes.base import PassError
-    from .passes.pipeline import _split_top, parse
+    from .passes.pipeline import parse, split_top
 
     out = []
-    for step in _split_top(text):
+    for step in split_top(text):
         try:
             out += parse(step)
         except PassError:

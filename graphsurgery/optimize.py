@@ -25,6 +25,7 @@ from .core.model import Model, load
 from .passes.base import Pass, PassError, PassResult
 from .passes.pipeline import Pipeline, PipelineResult
 from .passes.registry import create
+from .tolerances import ATOL, RTOL
 
 #: the passes one round runs, in order: each keeps what the model computes
 CHAIN = ("fold-constants", "remove-if", "eliminate-noops", "eliminate-neutral", "merge-slices",
@@ -258,7 +259,7 @@ class Optimizer:
 
     def __init__(self, *, set_shape: dict[str, Any] | str | None = None, freeze: dict[str, Any] | str | None = None,
                  batch: int | str | None = None, verify: bool = True, inputs: dict[str, np.ndarray] | None = None,
-                 rtol: float = 1e-5, atol: float = 1e-6, passes: Iterable[str] = CHAIN, grow_bytes: int | None = None,
+                 rtol: float = RTOL, atol: float = ATOL, passes: Iterable[str] = CHAIN, grow_bytes: int | None = None,
                  max_rounds: int = MAX_ROUNDS, progress: Callable[[int, int, str], None] | None = None,
                  careful: bool | None = None):
         self.settings: list[Pass] = []

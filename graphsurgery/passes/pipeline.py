@@ -56,7 +56,7 @@ def parse(text: str) -> list[tuple[str, dict[str, str]]]:
                 raise PassError(f"pipeline step {part!r}: the pass name is missing before '('")
             opts: dict[str, str] = {}
             if inner.strip():
-                for kv in _split_top(inner):
+                for kv in split_top(inner):
                     if not kv.strip():
                         raise PassError(f"pipeline step {part!r}: empty option; remove the extra comma")
                     if "=" not in kv:
@@ -74,7 +74,8 @@ def parse(text: str) -> list[tuple[str, dict[str, str]]]:
     return items
 
 
-def _split_top(text: str) -> list[str]:
+def split_top(text: str) -> list[str]:
+    """``text`` cut at its commas outside brackets: the steps of a pipeline, or the options of one."""
     out, buf, depth = [], "", 0
     for ch in text:
         if ch in "([":
