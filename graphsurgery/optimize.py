@@ -25,6 +25,7 @@ from .core.model import Model, load
 from .passes.base import Pass, PassError, PassResult
 from .passes.pipeline import Pipeline, PipelineResult
 from .passes.registry import create
+from .shapes import copy_field
 from .tolerances import ATOL, RTOL
 
 #: the passes one round runs, in order: each keeps what the model computes
@@ -76,18 +77,18 @@ def serialized_size(proto: onnx.ModelProto) -> int:
     light = onnx.ModelProto()
     for fd, value in proto.ListFields():
         if fd.name != "graph":
-            _copy_field(light, fd, value)
+            copy_field(light, fd, value)
     light_graph = onnx.GraphProto()
     for fd, value in graph.ListFields():
         if fd.name != "initializer":
-            _copy_field(light_graph, fd, value)
+            copy_field(light_graph, fd, value)
     g = light_graph.ByteSize()
     for t in graph.initializer:  # GraphProto.initializer is field 5: a one-byte tag
         if t.HasField("raw_data"):
             stub = onnx.TensorProto()
             for fd, value in t.ListFields():
                 if fd.name != "raw_data":
-                    _copy_field(stub, fd, value)
+                    copy_field(stub, fd, value)
             n = len(t.raw_data)
             size = stub.ByteSize() + 1 + _varint_size(n) + n  # raw_data is field 9: a one-byte tag
         else:
@@ -101,15 +102,6 @@ _MEASURED = 1 << 16  # weights smaller than this are left to ByteSize
 
 def _varint_size(n: int) -> int:
     return max(1, (n.bit_length() + 6) // 7)
-
-
-def _copy_field(target, fd, value) -> None:
-    if fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED:
-        getattr(target, fd.name).extend(value)
-    elif fd.type == fd.TYPE_MESSAGE:
-        getattr(target, fd.name).CopyFrom(value)
-    else:
-        setattr(target, fd.name, value)
 
 
 @dataclass

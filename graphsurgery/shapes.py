@@ -256,10 +256,10 @@ def _without_weights(proto: onnx.ModelProto) -> onnx.ModelProto:
     light = onnx.ModelProto()
     for fd, value in proto.ListFields():
         if fd.name != "graph":
-            _copy_field(light, fd, value)
+            copy_field(light, fd, value)
     for fd, value in proto.graph.ListFields():
         if fd.name != "initializer":
-            _copy_field(light.graph, fd, value)
+            copy_field(light.graph, fd, value)
     heavy_set = set(heavy)
     for i, t in enumerate(inits):
         if i not in heavy_set:
@@ -278,7 +278,8 @@ def _elements(t: onnx.TensorProto) -> int:
     return n
 
 
-def _copy_field(target, fd, value) -> None:
+def copy_field(target, fd, value) -> None:
+    """Set field ``fd`` of message ``target`` to ``value``, as read from ``ListFields()``."""
     if fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED:
         getattr(target, fd.name).extend(value)
     elif fd.type == fd.TYPE_MESSAGE:
