@@ -187,7 +187,8 @@ def _problems(proto: onnx.ModelProto, base_dir: str | None, index_problems: Inde
         # here; the child checks the text too (a second parse costs memory: there, not here), and
         # first the tensors' data, as this process would have (it has the same protos, forked)
         pending = _start_onnx_checker(data, base_dir, full, scanned.has_external, text=True,
-                                      first=lambda: _tensor_problems(scanned.tensors, base_dir), inference=early)
+                                      first=lambda: (_tensor_problems(scanned.tensors, base_dir), None, True),
+                                      inference=early)
         tensors_checked = pending is not None
     try:
         try:

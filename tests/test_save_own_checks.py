@@ -199,3 +199,24 @@ def test_without_fork_the_own_checks_run_here_and_judge_alike(tmp_path, monkeypa
     assert str(exc.value) == BROKEN.format(
         "node 'relu' (Relu) in main graph reads 'nowhere', which nothing defines (dangling input)")
     assert os.listdir(tmp_path) == ["m.onnx"]
+
+
+def _relu_model(weight_bytes: bytes = b"\0" * 8) -> onnx.ModelProto:
+    w = onnx.helper.make_tensor("w", TensorProto.FLOAT, [2], b"\0" * 8, raw=True)
+    w.raw_data = weight_bytes
+    g = onnx.helper.make_graph([onnx.helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                               [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                               [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])], [w])
+    return onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def test_a_check_whose_scan_ran_here_runs_the_tensor_checks_in_the_child():
+    # the path of an ordered check that cannot go whole to the child (a model of 2 GiB or more
+    # with external data): the scan is made here and the child starts with the tensors' data
+    for proto, expected in ((_relu_model(), []), (_relu_model(b"\0" * 6), "raw_data holds 6 bytes")):
+        found = checks._problems(proto, None, lambda: [], True, True, checks.scan(proto),
+                                 proto.SerializeToString(), None, None, None)[0]
+        if expected == []:
+            assert found == []
+        else:
+            assert len(found) == 1 and expected in found[0]
