@@ -14,6 +14,9 @@ from .node import Node
 _RANK = operator.attrgetter("_rank")
 
 
+# removals cut out of a node list one by one; more are cut in one pass over the list
+_FEW_CUTS = 16
+
 class Ranks:
     """The ordering half of :class:`~.scope.Scope` (``self`` is the Scope)."""
 
@@ -173,10 +176,14 @@ class Ranks:
         if len(at) != len(dead) or any(not 0 <= i < len(rep) or id(rep[i]) not in dead for i in at):
             self._place = None
             return False
-        for i in at:
-            del rep[i]
-        for p in self._dead_places:
-            bisect.insort(holes, p)
+        if len(at) <= _FEW_CUTS:
+            for i in at:
+                del rep[i]
+        else:  # one pass: each single deletion moves the rest of the list up
+            keep = len(rep) - len(at)
+            rep.sort(key=lambda q: id(q) in dead)  # stable: the survivors keep their order
+            del rep[keep:]
+        self._holes = sorted(holes + self._dead_places)  # (timsort merges the sorted holes in linear time)
         self._dead = {}
         self._dead_places = []
         self._order_dirty = False
